@@ -1,0 +1,3 @@
+from vlad_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""Errors that carry a one-line, operator-facing message.
+
+Every error raised by the core subclasses :class:`VladError`; the CLI and the TUI print
+``str(error)`` and never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class VladError(Exception):
+    """Base class: ``str(err)`` is one clear line for the operator."""
+
+
+class ConfigError(VladError):
+    """The configuration file is missing, malformed or invalid.
+
+    ``file``, ``key`` and ``line`` (when known) are part of the message.
+    """
+
+    def __init__(self, message: str, *, file: str = "", key: str = "", line: int | None = None):
+        self.file = file
+        self.key = key
+        self.line = line
+        where = file
+        if line is not None:
+            where = f"{where}:{line}" if where else f"line {line}"
+        parts = [p for p in (where, f"[{key}]" if key else "") if p]
+        super().__init__(f"{' '.join(parts)}: {message}" if parts else message)
+
+
+class TransportError(VladError):
+    """Running a command or reaching the target failed."""
+
+
+class HostKeyUnknown(TransportError):
+    """The server's host key is not in known_hosts; never accepted silently."""
+
+
+class HostKeyChanged(TransportError):
+    """The server's host key differs from the one in known_hosts."""
+
+
+class AuthenticationFailed(TransportError):
+    """The SSH server rejected every credential offered."""
+
+
+class Unreachable(TransportError):
+    """The host could not be reached (DNS, refused, no route)."""
+
+
+class CommandTimeout(TransportError):
+    """A command ran longer than its timeout and was stopped."""
+
+
+class ConnectionLost(TransportError):
+    """The connection dropped while a command was running."""
+
+
+class DatabaseError(VladError):
+    """PostgreSQL could not be reached or a query failed."""

@@ -1,0 +1,142 @@
+"""The Transport interface: run commands, move files and reach ports on a target.
+
+Two implementations: :mod:`vlad_tui.transport.ssh` (asyncssh, one connection per target, reused
+for commands, SFTP and port forwards) and :mod:`vlad_tui.transport.local` (asyncio subprocess,
+for when vlad-tui runs on the server itself). Nothing here imports Textual.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+from vlad_tui.events import Sink
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """How a command ended. ``stdout``/``stderr`` are captured (capped) and redacted."""
+
+    exit_status: int | None
+    duration: float
+    stdout: str = ""
+    stderr: str = ""
+    signal: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    size: int
+    mode: int
+    mtime: float
+    is_dir: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where to connect locally to reach ``host:port`` as seen from the target."""
+
+    host: str
+    port: int
+
+
+@dataclass(slots=True)
+class DetachedJob:
+    """A command running on the target independently of the connection.
+
+    ``job_dir`` on the target holds ``log`` (stdout+stderr), ``pid`` and, once it ended,
+    ``status`` (the exit status). ``offset`` is how far into ``log`` the caller has read.
+    """
+
+    job_id: str
+    job_dir: str
+    offset: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Transport(abc.ABC):
+    """Commands, files and ports on one target. Every method is a coroutine on the app's loop.
+
+    Connecting is lazy and idempotent: any call connects first and, after a dropped connection,
+    reconnects on the next use. Errors are :class:`vlad_tui.errors.TransportError` subclasses
+    with a one-line message.
+    """
+
+    #: Short description for screens and the journal, e.g. ``deploy@prod.example.com:22``.
+    label: str
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Connect now (otherwise the first call does)."""
+
+    @abc.abstractmethod
+    async def run(
+        self,
+        command: str,
+        *,
+        stdin: str | None = None,
+        sink: Sink | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+    ) -> CommandResult:
+        """Run ``command`` through the target's shell.
+
+        Each output line goes (redacted, timestamped, tagged stdout/stderr) to ``sink`` as it
+        arrives. ``stdin`` is written then closed: secrets travel this way, never in argv.
+        On timeout the remote process group is killed and :class:`CommandTimeout` raised;
+        on cancellation it is killed too. ``check=True`` raises on a non-zero exit.
+        """
+
+    @abc.abstractmethod
+    async def read_file(self, path: str) -> bytes:
+        """Read a file on the target (SFTP for SSH)."""
+
+    @abc.abstractmethod
+    async def write_file(self, path: str, data: bytes, *, mode: int = 0o600) -> None:
+        """Write a file on the target, created with ``mode``."""
+
+    @abc.abstractmethod
+    async def stat(self, path: str) -> FileStat | None:
+        """Stat a path on the target; ``None`` when it does not exist."""
+
+    @abc.abstractmethod
+    async def listdir(self, path: str) -> list[str]:
+        """Names in a directory on the target (no ``.``/``..``)."""
+
+    @abc.abstractmethod
+    async def forward(self, host: str, port: int) -> Endpoint:
+        """A local endpoint that reaches ``host:port`` as the target sees it.
+
+        SSH: a local port forward over the target's connection (cached per host/port).
+        Local: the address itself.
+        """
+
+    @abc.abstractmethod
+    async def start_detached(
+        self, command: str, *, stdin: str | None = None, job_root: str = "/tmp"
+    ) -> DetachedJob:
+        """Start ``command`` under ``setsid nohup`` so it survives a dropped connection."""
+
+    @abc.abstractmethod
+    async def attach(
+        self, job: DetachedJob, *, sink: Sink | None = None, poll: float = 0.5,
+        timeout: float | None = None,
+    ) -> int:
+        """Stream ``job``'s log from ``job.offset`` until it ends; return its exit status.
+
+        Updates ``job.offset`` as it reads, so a caller can re-attach after a reconnect.
+        """
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the connection and every forward."""
+
+    async def __aenter__(self) -> Transport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
