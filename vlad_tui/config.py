@@ -1,16 +1,92 @@
 """TOML configuration: targets, project settings, contacts, secret references.
 
-(Loading and validation are filled in by load_config; the dataclasses below are the contract
-the rest of the package uses.)
+:func:`resolve_config_path` finds the file (``--config`` > ``$VLAD_TUI_CONFIG`` > the platform
+default), :func:`load_config` reads and validates it, :func:`write_template` writes a commented
+starting point. Bad input only ever raises :class:`~vlad_tui.errors.ConfigError`, whose message
+names the file, the dotted key and (when known) the line.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
+import shlex
+import stat
+import tempfile
+import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from vlad_tui import paths, redact
+from vlad_tui.errors import ConfigError
 
 LOCAL_HOST = "local"
 DEFAULT_CRITICAL_TABLES = ("users", "medals", "virgin_medals", "partners", "medal_fronts")
+ENV_VAR = "VLAD_TUI_CONFIG"
+DEFAULT_DATABASE_VARIABLE = "DATABASE_URL"
+
+
+@dataclass(frozen=True)
+class DatabaseRef:
+    """Where a target's database URL comes from.
+
+    ``dotenv``: ``value`` is a path on the target (relative to ``app_dir`` unless absolute)
+    of a ``.env`` file, ``variable`` the key to read (``DATABASE_URL``, or ``PATH#VAR``).
+    ``env``: ``value`` is a variable of the local environment.
+    ``url``: ``value`` is the URL itself.
+    """
+
+    kind: Literal["dotenv", "env", "url"]
+    value: str
+    variable: str = DEFAULT_DATABASE_VARIABLE
+
+    @property
+    def has_password(self) -> bool:
+        """True for a literal URL that carries a password."""
+        return self.kind == "url" and bool(redact.url_password(self.value))
+
+    def dotenv_path(self, app_dir: str) -> str:
+        """The ``.env`` path on the target (``dotenv`` references only)."""
+        if self.kind != "dotenv":
+            raise ValueError(f"not a dotenv reference: {self.kind}")
+        if self.value.startswith("/"):
+            return self.value
+        return f"{app_dir.rstrip('/')}/{self.value}"
+
+
+def parse_database_ref(value: str) -> DatabaseRef:
+    """Parse a ``database`` setting; raise ``ValueError`` (with an operator message) if bad."""
+    value = value.strip()
+    if value.startswith("dotenv:"):
+        path, _, variable = value[len("dotenv:") :].partition("#")
+        path, variable = path.strip(), variable.strip() or DEFAULT_DATABASE_VARIABLE
+        if not path:
+            raise ValueError('"dotenv:" needs a path, e.g. "dotenv:.env"')
+        if not _ENV_NAME.fullmatch(variable):
+            raise ValueError(f'"{variable}" is not a valid variable name (in "dotenv:PATH#VAR")')
+        return DatabaseRef("dotenv", path, variable)
+    if value.startswith("env:"):
+        name = value[len("env:") :].strip()
+        if not _ENV_NAME.fullmatch(name):
+            raise ValueError('"env:" needs a variable name, e.g. "env:DATABASE_URL"')
+        return DatabaseRef("env", name, name)
+    if value.startswith(("postgres://", "postgresql://")):
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - validates the port
+        except ValueError:
+            raise ValueError("the database URL is malformed (check host and port)") from None
+        if not parts.hostname and "host=" not in parts.query:
+            raise ValueError("the database URL has no host")
+        return DatabaseRef("url", value)
+    raise ValueError(
+        'expected "dotenv:PATH" (the app\'s .env on the target), "env:VAR" (a local environment '
+        'variable) or a "postgresql://" URL'
+    )
 
 
 @dataclass(frozen=True)
@@ -39,6 +115,11 @@ class Target:
     def is_local(self) -> bool:
         return self.host == LOCAL_HOST
 
+    @property
+    def database_ref(self) -> DatabaseRef:
+        """The parsed ``database`` setting (validated by :func:`load_config`)."""
+        return parse_database_ref(self.database)
+
 
 @dataclass(frozen=True)
 class Contact:
@@ -61,3 +142,539 @@ class Config:
     project: Project = field(default_factory=Project)
     targets: dict[str, Target] = field(default_factory=dict)
     contacts: tuple[Contact, ...] = ()
+
+    def target(self, name: str | None = None) -> Target:
+        """The target called ``name``; without a name, the only one.
+
+        Raises :class:`ConfigError` for an unknown name (with a hint) or when a name is needed.
+        """
+        if name is None:
+            if len(self.targets) == 1:
+                return next(iter(self.targets.values()))
+            raise ConfigError(
+                f"several targets ({', '.join(self.targets)}); choose one with --target",
+                file=str(self.path),
+                key="targets",
+            )
+        try:
+            return self.targets[name]
+        except KeyError:
+            raise ConfigError(
+                f'no target "{name}"{_did_you_mean(name, self.targets)}',
+                file=str(self.path),
+                key="targets",
+            ) from None
+
+
+# --- locating the file ------------------------------------------------------------------------
+
+
+def resolve_config_path(explicit: Path | str | None = None) -> Path:
+    """The config file to use: ``explicit`` > ``$VLAD_TUI_CONFIG`` > the platform default."""
+    if explicit:
+        return Path(explicit).expanduser()
+    from_env = os.environ.get(ENV_VAR, "").strip()
+    if from_env:
+        return Path(from_env).expanduser()
+    return paths.config_file()
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+_TABLE_NAME = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_$]{0,62}\.)?[A-Za-z_][A-Za-z0-9_$]{0,62}")
+_DB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_$-]{0,62}")
+_SAFE_TOKEN = re.compile(r"[^\s@'\"`;|&$<>\\]+")
+_TOML_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
+
+_TOP_KEYS = ("project", "targets", "contacts")
+_PROJECT_KEYS = ("name", "critical_tables", "backup_max_age_hours")
+_TARGET_KEYS = (
+    "host",
+    "user",
+    "port",
+    "known_hosts",
+    "identity_file",
+    "app_dir",
+    "pm2_name",
+    "pm2_bin",
+    "pm2_home",
+    "health_url",
+    "backup_dir",
+    "database",
+    "staging_database",
+    "connect_timeout",
+)
+_CONTACT_KEYS = ("role", "name", "phone", "email")
+
+_TOML_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+    (list, "an array"),
+    (dict, "a table"),
+)
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate the configuration file at ``path``.
+
+    A literal database password is accepted only when the file is private (no group/other
+    permission bits); it is then taught to :mod:`vlad_tui.redact`.
+    """
+    path = Path(path).expanduser()
+    text = _read(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise _syntax_error(path, text, err) from None
+    return _Validator(path, text).config(data)
+
+
+def _read(path: Path) -> str:
+    file = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            "no configuration file here; create one with `vlad-tui init` "
+            f"(or pass --config PATH, or set {ENV_VAR})",
+            file=file,
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a configuration file", file=file) from None
+    except PermissionError:
+        raise ConfigError("permission denied reading the configuration file", file=file) from None
+    except OSError as err:
+        raise ConfigError(
+            f"cannot read the configuration file: {err.strerror}", file=file
+        ) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError("not UTF-8 text", file=file, line=line) from None
+
+
+def _syntax_error(path: Path, text: str, err: tomllib.TOMLDecodeError) -> ConfigError:
+    message = str(err)
+    line: int | None = None
+    if match := _TOML_LINE.search(message):
+        line, column = int(match[1]), int(match[2])
+        message = f"{message[: match.start()]} (column {column})"
+    elif match := _TOML_END.search(message):
+        line = max(1, len(text.splitlines()))
+        message = f"{message[: match.start()]} (at end of file)"
+    key = _enclosing_table(text, line) if line else ""
+    return ConfigError(f"invalid TOML: {message}", file=str(path), key=key, line=line)
+
+
+_ARRAY_HEADER = re.compile(r"^\s*\[\[\s*([^\[\]]+?)\s*\]\]")
+_TABLE_HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]")
+_KEY_LINE = re.compile(r"""^\s*([A-Za-z0-9_\-."' ]+?)\s*=""")
+
+
+def _norm_key(raw: str) -> str:
+    return ".".join(part.strip().strip("\"'") for part in raw.split("."))
+
+
+def _enclosing_table(text: str, line: int) -> str:
+    """The table header in force before ``line`` (best effort, for syntax errors)."""
+    name = ""
+    for raw in text.splitlines()[: line - 1]:
+        if match := _ARRAY_HEADER.match(raw) or _TABLE_HEADER.match(raw):
+            name = _norm_key(match[1])
+    return name
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Map dotted keys (``targets.production.port``, ``contacts[1].name``) to line numbers."""
+    found: dict[str, int] = {}
+    section = ""
+    counts: dict[str, int] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        if match := _ARRAY_HEADER.match(raw):
+            name = _norm_key(match[1])
+            counts[name] = counts.get(name, 0) + 1
+            section = f"{name}[{counts[name]}]"
+            found.setdefault(name, number)
+            found.setdefault(section, number)
+        elif match := _TABLE_HEADER.match(raw):
+            section = _norm_key(match[1])
+            found.setdefault(section, number)
+        elif match := _KEY_LINE.match(raw):
+            key = _norm_key(match[1])
+            found.setdefault(f"{section}.{key}" if section else key, number)
+    return found
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f'; did you mean "{close[0]}"?' if close else ""
+
+
+def _type_name(value: Any) -> str:
+    for kind, name in _TOML_TYPES:
+        if isinstance(value, kind):
+            return name
+    return "a date/time" if value is not None else "nothing"
+
+
+class _Validator:
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.text = text
+        self._lines: dict[str, int] | None = None
+
+    # errors
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        if self._lines is None:
+            self._lines = _key_lines(self.text)
+        line = None
+        probe = key
+        while probe:
+            if probe in self._lines:
+                line = self._lines[probe]
+                break
+            probe = probe.rpartition(".")[0]
+        return ConfigError(message, file=str(self.path), key=key, line=line)
+
+    def check_keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
+        for key in table:
+            if key not in allowed:
+                dotted = f"{prefix}.{key}" if prefix else key
+                hint = _did_you_mean(key, allowed) or f"; known keys: {', '.join(allowed)}"
+                raise self.fail(dotted, f'unknown key "{key}"{hint}')
+
+    # typed getters (``None`` when absent and not required)
+
+    def get(
+        self, table: Mapping[str, Any], key: str, prefix: str, kind: type, *, required: bool = False
+    ) -> Any:
+        dotted = f"{prefix}.{key}"
+        if key not in table:
+            if required:
+                raise self.fail(dotted, f'missing required key "{key}"')
+            return None
+        value = table[key]
+        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if kind is float:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok:
+            expected = dict(_TOML_TYPES)[kind]
+            raise self.fail(dotted, f"expected {expected}, got {_type_name(value)}")
+        return value
+
+    def text_value(
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        prefix: str,
+        *,
+        required: bool = False,
+        allow_empty: bool = False,
+    ) -> str | None:
+        value = self.get(table, key, prefix, str, required=required)
+        if value is not None and not allow_empty and not value.strip():
+            raise self.fail(f"{prefix}.{key}", "must not be empty")
+        return value
+
+    def positive(self, table: Mapping[str, Any], key: str, prefix: str) -> float | None:
+        value = self.get(table, key, prefix, float)
+        if value is not None and not value > 0:
+            raise self.fail(f"{prefix}.{key}", "must be greater than 0")
+        return None if value is None else float(value)
+
+    # sections
+
+    def config(self, data: dict[str, Any]) -> Config:
+        self.check_keys(data, _TOP_KEYS, "")
+        project = Project()
+        if "project" in data:
+            if not isinstance(data["project"], dict):
+                raise self.fail("project", f"expected a table, got {_type_name(data['project'])}")
+            project = self.project(data["project"])
+        targets_table = data.get("targets")
+        if targets_table is not None and not isinstance(targets_table, dict):
+            raise self.fail("targets", f"expected a table, got {_type_name(targets_table)}")
+        if not targets_table:
+            raise self.fail(
+                "targets",
+                "no targets defined; add a [targets.production] table (`vlad-tui init` writes "
+                "an example)",
+            )
+        targets = {name: self.target(name, table) for name, table in targets_table.items()}
+        contacts: tuple[Contact, ...] = ()
+        if "contacts" in data:
+            raw = data["contacts"]
+            if not isinstance(raw, list):
+                raise self.fail("contacts", f"expected [[contacts]] entries, got {_type_name(raw)}")
+            contacts = tuple(self.contact(i, entry) for i, entry in enumerate(raw, 1))
+        return Config(path=self.path, project=project, targets=targets, contacts=contacts)
+
+    def project(self, table: dict[str, Any]) -> Project:
+        self.check_keys(table, _PROJECT_KEYS, "project")
+        kwargs: dict[str, Any] = {}
+        name = self.text_value(table, "name", "project")
+        if name is not None:
+            kwargs["name"] = name
+        tables = self.get(table, "critical_tables", "project", list)
+        if tables is not None:
+            for i, item in enumerate(tables):
+                if not isinstance(item, str) or not _TABLE_NAME.fullmatch(item):
+                    shown = f'"{item}"' if isinstance(item, str) else _type_name(item)
+                    raise self.fail(
+                        "project.critical_tables",
+                        f"item {i + 1} ({shown}) is not a table name (letters, digits, _; "
+                        "optionally schema.table)",
+                    )
+            kwargs["critical_tables"] = tuple(tables)
+        max_age = self.positive(table, "backup_max_age_hours", "project")
+        if max_age is not None:
+            kwargs["backup_max_age_hours"] = max_age
+        return Project(**kwargs)
+
+    def target(self, name: str, table: Any) -> Target:
+        prefix = f"targets.{name}"
+        if not isinstance(table, dict):
+            raise self.fail(prefix, f"expected a table [{prefix}], got {_type_name(table)}")
+        if not _TARGET_NAME.fullmatch(name):
+            raise self.fail(prefix, "target names use letters, digits, - and _ only")
+        self.check_keys(table, _TARGET_KEYS, prefix)
+        kw: dict[str, Any] = {"name": name}
+
+        host = self.text_value(table, "host", prefix)
+        if host is not None:
+            host = host.strip()
+            if "@" in host:
+                raise self.fail(f"{prefix}.host", 'put the user name in "user", not in "host"')
+            if host.startswith("-") or not _SAFE_TOKEN.fullmatch(host):
+                raise self.fail(f"{prefix}.host", "not a valid host name")
+            kw["host"] = host
+        local = kw.get("host", LOCAL_HOST) == LOCAL_HOST
+
+        user = self.text_value(table, "user", prefix)
+        if user is not None:
+            if user.startswith("-") or not _SAFE_TOKEN.fullmatch(user):
+                raise self.fail(f"{prefix}.user", "not a valid user name")
+            kw["user"] = user
+
+        port = self.get(table, "port", prefix, int)
+        if port is not None:
+            if not 1 <= port <= 65535:
+                raise self.fail(f"{prefix}.port", f"port {port} is out of range (1-65535)")
+            kw["port"] = port
+
+        for key in ("known_hosts", "identity_file"):
+            value = self.text_value(table, key, prefix)
+            if value is not None:
+                kw[key] = Path(value).expanduser()
+
+        for key in ("app_dir", "backup_dir"):
+            value = self.text_value(table, key, prefix)
+            if value is not None:
+                if local:
+                    value = os.path.expanduser(value)
+                if not value.startswith("/"):
+                    raise self.fail(
+                        f"{prefix}.{key}",
+                        "use an absolute path (~ is not expanded on the server)",
+                    )
+                kw[key] = value.rstrip("/") or "/"
+
+        for key in ("pm2_name", "pm2_bin"):
+            value = self.text_value(table, key, prefix)
+            if value is not None:
+                kw[key] = value
+        pm2_home = self.text_value(table, "pm2_home", prefix)
+        if pm2_home is not None:
+            kw["pm2_home"] = os.path.expanduser(pm2_home) if local else pm2_home
+
+        health_url = self.text_value(table, "health_url", prefix)
+        if health_url is not None:
+            try:
+                parts = urlsplit(health_url)
+                parts.port  # noqa: B018 - validates the port
+            except ValueError:
+                raise self.fail(f"{prefix}.health_url", "not a valid URL") from None
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise self.fail(
+                    f"{prefix}.health_url",
+                    'expected an http(s) URL, e.g. "http://127.0.0.1:3335/health"',
+                )
+            redact.add_url(health_url)
+            kw["health_url"] = health_url
+
+        database = self.text_value(table, "database", prefix)
+        if database is not None:
+            try:
+                ref = parse_database_ref(database)
+            except ValueError as err:
+                raise self.fail(f"{prefix}.database", str(err)) from None
+            if ref.has_password:
+                self.require_private(f"{prefix}.database")
+                redact.add_url(ref.value)
+            kw["database"] = database.strip()
+
+        staging = self.text_value(table, "staging_database", prefix)
+        if staging is not None:
+            if not _DB_NAME.fullmatch(staging):
+                raise self.fail(
+                    f"{prefix}.staging_database",
+                    "expected a database name (letters, digits, _, -; at most 63)",
+                )
+            kw["staging_database"] = staging
+
+        timeout = self.positive(table, "connect_timeout", prefix)
+        if timeout is not None:
+            kw["connect_timeout"] = timeout
+        return Target(**kw)
+
+    def require_private(self, key: str) -> None:
+        try:
+            mode = stat.S_IMODE(self.path.stat().st_mode)
+        except OSError:
+            mode = 0o777
+        if mode & 0o077:
+            fix = f"chmod 600 {shlex.quote(str(self.path))}"
+            raise self.fail(
+                key,
+                f"the URL contains a password but the file is readable by others "
+                f"(mode {mode:04o}); run `{fix}`, or keep the password out of "
+                'the file: database = "env:VAR" or "dotenv:.env" (or PGPASSWORD / ~/.pgpass)',
+            )
+
+    def contact(self, index: int, entry: Any) -> Contact:
+        prefix = f"contacts[{index}]"
+        if not isinstance(entry, dict):
+            raise self.fail(prefix, f"expected a [[contacts]] table, got {_type_name(entry)}")
+        self.check_keys(entry, _CONTACT_KEYS, prefix)
+        return Contact(
+            role=self.text_value(entry, "role", prefix, required=True) or "",
+            name=self.text_value(entry, "name", prefix, required=True) or "",
+            phone=self.text_value(entry, "phone", prefix, allow_empty=True) or "",
+            email=self.text_value(entry, "email", prefix, allow_empty=True) or "",
+        )
+
+
+# --- the template ----------------------------------------------------------------------------
+
+_TEMPLATE = """\
+# vlad-tui configuration (TOML). `vlad-tui init` wrote this file; edit it, then run
+#   vlad-tui check --target production
+#
+# Secrets never belong here. The database password is read, at run time, from one of:
+#   database = "dotenv:.env"      DATABASE_URL in <app_dir>/.env on the target (read over SFTP,
+#                                 the Prisma convention); "dotenv:PATH#VAR" picks another key
+#   database = "env:VAR"          a variable of the environment vlad-tui runs in
+#   database = "postgresql://user@host:5432/db"
+#                                 a URL without a password: libpq's PGPASSWORD or ~/.pgpass
+# A URL *with* a password is refused unless this file is private (chmod 600).
+
+[project]
+name = "backend-vlad"
+# Tables whose row counts are snapshotted before and compared after each deploy.
+critical_tables = ["users", "medals", "virgin_medals", "partners", "medal_fronts"]
+# A backup older than this (hours) does not count as "fresh" for a deploy or a rollback.
+backup_max_age_hours = 24
+
+[targets.production]
+# SSH host, or "local" when vlad-tui runs on the server itself.
+host = "prod.example.com"
+# SSH user; leave it out to use ~/.ssh/config or your login name.
+user = "deploy"
+port = 22
+# Host keys are always verified. Default: ~/.ssh/known_hosts.
+known_hosts = "~/.ssh/known_hosts"
+# Optional: a private key file. ssh-agent and ~/.ssh/config are honoured otherwise.
+# identity_file = "~/.ssh/id_ed25519"
+# Where backend-vlad is checked out on the server (absolute path).
+app_dir = "/srv/backend-vlad"
+# The pm2 process name, the pm2 binary and (optionally) PM2_HOME on the server.
+pm2_name = "backend-vlad"
+pm2_bin = "pm2"
+# pm2_home = "/home/deploy/.pm2"
+# Checked after every deploy and during monitoring (as seen from the server).
+health_url = "http://127.0.0.1:3335/health"
+# Where backups are written on the server.
+backup_dir = "/var/backups/backend-vlad"
+# See the top of this file. Never a password here.
+database = "dotenv:.env"
+# The staging copy restored from the backup; default "<database name>_staging".
+# staging_database = "peludosclick_staging"
+# Seconds to wait for SSH and PostgreSQL connections.
+connect_timeout = 10
+
+[targets.staging]
+host = "prod.example.com"
+user = "deploy"
+port = 22
+app_dir = "/srv/backend-vlad-staging"
+pm2_name = "backend-vlad-staging"
+health_url = "http://127.0.0.1:3336/health"
+backup_dir = "/var/backups/backend-vlad-staging"
+database = "dotenv:.env"
+
+# Emergency contacts, shown in the app (repeat the block for each person).
+[[contacts]]
+role = "Lead developer"
+name = "Name Surname"
+phone = "+00 000 000 000"
+email = "lead@example.com"
+
+[[contacts]]
+role = "DevOps"
+name = "Name Surname"
+phone = ""
+
+[[contacts]]
+role = "DBA"
+name = "Name Surname"
+phone = ""
+
+[[contacts]]
+role = "Support"
+name = "Name Surname"
+phone = ""
+"""
+
+
+def render_template() -> str:
+    """A commented configuration template (production and staging targets, contacts)."""
+    return _TEMPLATE
+
+
+def write_template(path: Path | str, force: bool = False) -> Path:
+    """Write :func:`render_template` to ``path`` (mode 0600); refuse to overwrite without force.
+
+    A missing parent directory is created private (0700); an existing one is left alone.
+    """
+    path = Path(path).expanduser()
+    file = str(path)
+    if (path.exists() or path.is_symlink()) and not force:
+        raise ConfigError("already exists; use --force to overwrite it", file=file)
+    if path.is_dir():
+        raise ConfigError("is a directory, not a configuration file", file=file)
+    try:
+        if not path.parent.exists():
+            paths.ensure_private_dir(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                os.fchmod(handle.fileno(), 0o600)
+                handle.write(render_template())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as err:
+        raise ConfigError(
+            f"cannot write the configuration file: {err.strerror}", file=file
+        ) from None
+    return path

@@ -1,0 +1,237 @@
+"""Render a journaled run as Markdown or JSON (``vlad-tui report RUN_ID``); always scrubbed."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from vlad_tui import redact
+from vlad_tui.journal import RunRecord
+
+FORMATS = ("md", "json")
+#: Statuses whose log tail the report includes.
+TAIL_STATUSES = frozenset({"failed", "interrupted"})
+TAIL_LINES = 40
+
+
+@dataclass
+class StepReport:
+    """One step as the report shows it (its last attempt)."""
+
+    id: str
+    title: str = ""
+    command: str | None = None
+    status: str = "pending"
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration: float | None = None
+    exit_status: int | None = None
+    error: str | None = None
+    attempts: int = 0
+    log_tail: list[str] = field(default_factory=list)
+
+
+def render_report(record: RunRecord, fmt: str = "md") -> str:
+    """The run as ``md`` (Markdown) or ``json``; every known secret is scrubbed."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown report format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    document = build_document(record)
+    if fmt == "json":
+        return json.dumps(redact.scrub_obj(document), indent=2, ensure_ascii=False) + "\n"
+    return redact.scrub(_markdown(document))
+
+
+def collect_steps(record: RunRecord) -> list[StepReport]:
+    """The run's steps in the order they first started, from the events and step logs."""
+    steps: dict[str, StepReport] = {}
+    for event in record.events:
+        step_id = event.get("step")
+        if not isinstance(step_id, str):
+            continue
+        kind = event["kind"]
+        if kind == "step_started":
+            step = steps.setdefault(step_id, StepReport(id=step_id))
+            step.attempts += 1
+            step.title = str(event.get("title") or step.title)
+            step.command = event.get("command")
+            step.started_at = event.get("ts")
+            step.finished_at = step.duration = step.exit_status = step.error = None
+        elif kind in ("step_finished", "step_status"):
+            step = steps.setdefault(step_id, StepReport(id=step_id))
+            if kind == "step_finished":
+                step.finished_at = event.get("ts")
+                step.exit_status = event.get("exit_status")
+                step.error = event.get("error")
+                step.duration = event.get("duration")
+                if step.duration is None and step.started_at and step.finished_at:
+                    step.duration = step.finished_at - step.started_at
+    for step_id, status in record.summary.steps.items():
+        step = steps.setdefault(step_id, StepReport(id=step_id))
+        step.status = status
+    for step in steps.values():
+        if step.status in TAIL_STATUSES:
+            step.log_tail = record.step_log(step.id)[-TAIL_LINES:]
+    return list(steps.values())
+
+
+def build_document(record: RunRecord) -> dict[str, Any]:
+    """The report as plain data (what the JSON format prints)."""
+    summary = record.summary
+    confirmations = [
+        {
+            "at": _iso(e.get("ts")),
+            "step": e.get("step"),
+            "operator": e.get("operator"),
+            "prompt": e.get("prompt"),
+            "typed": e.get("typed"),
+            "accepted": bool(e.get("accepted")),
+        }
+        for e in record.events_of("confirmation")
+    ]
+    artifacts = [
+        {
+            "at": _iso(e.get("ts")),
+            "step": e.get("step"),
+            "kind": e.get("artifact"),
+            "data": e.get("data") if isinstance(e.get("data"), dict) else {},
+        }
+        for e in record.events_of("artifact")
+    ]
+    resumed = [
+        {"at": _iso(e.get("ts")), "operator": e.get("operator")}
+        for e in record.events_of("run_resumed")
+    ]
+    return {
+        "run_id": summary.run_id,
+        "target": summary.target,
+        "operator": summary.operator,
+        "started_at": _iso(summary.started_at),
+        "finished_at": _iso(summary.finished_at),
+        "duration": summary.duration,
+        "status": summary.status,
+        "unfinished": summary.unfinished,
+        "meta": summary.meta,
+        "resumed": resumed,
+        "steps": [
+            {
+                "id": s.id,
+                "title": s.title,
+                "command": s.command,
+                "status": s.status,
+                "started_at": _iso(s.started_at),
+                "duration": s.duration,
+                "exit_status": s.exit_status,
+                "error": s.error,
+                "attempts": s.attempts,
+                "log_tail": s.log_tail,
+            }
+            for s in collect_steps(record)
+        ],
+        "confirmations": confirmations,
+        "artifacts": artifacts,
+    }
+
+
+def _markdown(doc: dict[str, Any]) -> str:
+    status = "unfinished (no run_finished event)" if doc["unfinished"] else doc["status"]
+    out = [
+        f"# Run {doc['run_id']}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Target | {_cell(doc['target'])} |",
+        f"| Operator | {_cell(doc['operator'])} |",
+        f"| Started | {_cell(_human(doc['started_at']))} |",
+        f"| Finished | {_cell(_human(doc['finished_at']))} |",
+        f"| Duration | {_duration(doc['duration'])} |",
+        f"| Status | **{_cell(status)}** |",
+    ]
+    for item in doc["resumed"]:
+        out.append(f"| Resumed | {_cell(_human(item['at']))} by {_cell(item['operator'])} |")
+    for key, value in doc["meta"].items():
+        out.append(f"| {_cell(key)} | {_cell(value)} |")
+
+    out += ["", "## Steps", ""]
+    if doc["steps"]:
+        out += ["| Step | Title | Status | Duration | Exit | Error |", "|---|---|---|---|---|---|"]
+        for s in doc["steps"]:
+            attempts = f" ({s['attempts']} attempts)" if s["attempts"] > 1 else ""
+            exit_status = "" if s["exit_status"] is None else str(s["exit_status"])
+            out.append(
+                f"| `{_cell(s['id'])}` | {_cell(s['title'])} | {_cell(s['status'])}{attempts} "
+                f"| {_duration(s['duration'])} | {exit_status} | {_cell(s['error'] or '')} |"
+            )
+    else:
+        out.append("No steps ran.")
+
+    out += ["", "## Confirmations", ""]
+    if doc["confirmations"]:
+        out += [
+            "| Time | Step | Operator | Prompt | Typed | Accepted |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in doc["confirmations"]:
+            out.append(
+                f"| {_cell(_human(c['at']))} | `{_cell(c['step'])}` | {_cell(c['operator'])} "
+                f"| {_cell(c['prompt'])} | `{_cell(c['typed'])}` "
+                f"| {'yes' if c['accepted'] else 'no'} |"
+            )
+    else:
+        out.append("None.")
+
+    out += ["", "## Artifacts", ""]
+    if doc["artifacts"]:
+        for a in doc["artifacts"]:
+            out.append(f"- **{_cell(a['kind'])}** (step `{_cell(a['step'])}`)")
+            for key, value in a["data"].items():
+                out.append(f"  - {_cell(key)}: `{_cell(value)}`")
+    else:
+        out.append("None.")
+
+    tails = [s for s in doc["steps"] if s["log_tail"]]
+    if tails:
+        out += ["", "## Logs of failed steps"]
+        for s in tails:
+            out += ["", f"### `{s['id']}` {_cell(s['title'])} ({s['status']})", ""]
+            if s["command"]:
+                out += [f"Command: `{_cell(s['command'])}`", ""]
+            out += _fenced(s["log_tail"])
+    return "\n".join(out) + "\n"
+
+
+def _fenced(lines: list[str]) -> list[str]:
+    """A code block whose fence is longer than any backtick run inside it."""
+    longest = max((len(m) for line in lines for m in re.findall(r"`+", line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [f"{fence}text", *lines, fence]
+
+
+def _cell(value: Any) -> str:
+    """A value safe inside a Markdown table cell or inline code."""
+    text = "" if value is None else str(value)
+    return text.replace("\r", " ").replace("\n", " ").replace("|", "\\|").replace("`", "'")
+
+
+def _iso(ts: Any) -> str | None:
+    if not isinstance(ts, int | float):
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def _human(iso: str | None) -> str:
+    if not iso:
+        return "—"
+    return iso.replace("T", " ").replace("+00:00", " UTC")
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, int | float):
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
