@@ -1,0 +1,168 @@
+"""Command line: the TUI by default; ``init``, ``check``, ``runs``, ``report``.
+
+Exit codes: 0 success, 1 something unreachable or unhealthy, 2 usage or configuration error.
+Heavy imports (Textual, asyncssh, asyncpg) happen inside the command that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from vlad_tui import __version__
+from vlad_tui.errors import ConfigError, VladError
+
+EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vlad-tui",
+        description="Deploy wizard for backend-vlad: preparation, staging test, production "
+        "deploy, monitoring and rollback. With no command, opens the TUI.",
+    )
+    parser.add_argument("--version", action="version", version=f"vlad-tui {__version__}")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help="config file (default: $VLAD_TUI_CONFIG, else the user config dir)",
+    )
+    parser.add_argument("--target", metavar="NAME", help="open the TUI on this target")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        metavar="RUN_ID",
+        help="resume an unfinished run (the newest one for the target when no id is given)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    init = sub.add_parser("init", help="write a commented config template")
+    init.add_argument("--path", type=Path, metavar="P", help="where to write it")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    check = sub.add_parser(
+        "check", help="connect to a target and print its facts (exit 1 when unhealthy)"
+    )
+    check.add_argument("--target", dest="check_target", metavar="NAME", required=True)
+    check.add_argument("--json", action="store_true", help="print the facts as JSON")
+
+    sub.add_parser("runs", help="list journaled runs, newest first")
+
+    report = sub.add_parser("report", help="print the report of a journaled run")
+    report.add_argument("run_id", metavar="RUN_ID")
+    report.add_argument("--format", choices=("md", "json"), default="md")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        match args.command:
+            case "init":
+                return cmd_init(args)
+            case "check":
+                return asyncio.run(cmd_check(args))
+            case "runs":
+                return cmd_runs()
+            case "report":
+                return cmd_report(args)
+            case _:
+                return cmd_tui(args)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except VladError as exc:
+        _err(str(exc))
+        return EXIT_UNHEALTHY
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+
+
+def _err(message: str) -> None:
+    print(f"vlad-tui: {message}", file=sys.stderr)
+
+
+def _load(args: argparse.Namespace):  # -> Config
+    from vlad_tui.config import load_config, resolve_config_path
+
+    return load_config(resolve_config_path(args.config))
+
+
+def _pick_target(config, name: str | None):  # -> Target | None
+    if name is None:
+        return next(iter(config.targets.values())) if len(config.targets) == 1 else None
+    try:
+        return config.targets[name]
+    except KeyError:
+        known = ", ".join(sorted(config.targets)) or "none"
+        raise ConfigError(
+            f"unknown target {name!r} (configured: {known})", file=str(config.path)
+        ) from None
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from vlad_tui.config import resolve_config_path, write_template
+
+    path = write_template(args.path or resolve_config_path(args.config), force=args.force)
+    print(f"wrote {path} — edit it, then run: vlad-tui check --target production")
+    return EXIT_OK
+
+
+async def cmd_check(args: argparse.Namespace) -> int:
+    from vlad_tui.ops.facts import gather_facts
+    from vlad_tui.transport import open_transport
+
+    config = _load(args)
+    target = _pick_target(config, args.check_target)
+    transport = open_transport(target)
+    try:
+        facts = await gather_facts(config, target, transport)
+    finally:
+        await transport.close()
+    if args.json:
+        print(json.dumps(facts.to_dict(), indent=2, default=str))
+    else:
+        print(facts.render_text())
+    for problem in facts.problems:
+        _err(problem)
+    return EXIT_OK if facts.ok else EXIT_UNHEALTHY
+
+
+def cmd_runs() -> int:
+    from vlad_tui.journal import Journal
+
+    runs = Journal.default().list_runs()
+    if not runs:
+        print("no runs yet")
+        return EXIT_OK
+    from datetime import datetime
+
+    for run in runs:
+        started = datetime.fromtimestamp(run.started_at).strftime("%Y-%m-%d %H:%M")
+        status = "unfinished" if run.unfinished else run.status
+        print(f"{run.run_id}  {started}  {run.target:<12} {status:<10} {run.operator}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from vlad_tui.journal import Journal
+    from vlad_tui.report import render_report
+
+    print(render_report(Journal.default().load(args.run_id), args.format))
+    return EXIT_OK
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    config = _load(args)
+    target = _pick_target(config, args.target)
+    from vlad_tui.tui.app import make_app
+
+    make_app(config, target=target, resume=args.resume).run()
+    return EXIT_OK
