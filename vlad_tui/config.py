@@ -9,14 +9,15 @@ names the file, the dotted key and (when known) the line.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import shlex
 import stat
 import tempfile
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -160,7 +161,8 @@ class Config:
             return self.targets[name]
         except KeyError:
             raise ConfigError(
-                f'no target "{name}"{_did_you_mean(name, self.targets)}',
+                f'no target "{name}"{_did_you_mean(name, self.targets)}'
+                f" (configured: {', '.join(self.targets) or 'none'})",
                 file=str(self.path),
                 key="targets",
             ) from None
@@ -678,3 +680,33 @@ def write_template(path: Path | str, force: bool = False) -> Path:
             f"cannot write the configuration file: {err.strerror}", file=file
         ) from None
     return path
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a valid TOML string
+
+
+def dump_config(
+    targets: Iterable[Target], project: Project | None = None, contacts: Iterable[Contact] = ()
+) -> str:
+    """TOML text for these targets: the inverse of :func:`load_config` (defaults left out)."""
+    lines: list[str] = []
+    if project is not None:
+        lines.append("[project]")
+        lines += [f"{f.name} = {_toml_value(getattr(project, f.name))}" for f in fields(project)]
+    for target in targets:
+        lines.append(f"\n[targets.{target.name}]")
+        for f in fields(target):
+            value = getattr(target, f.name)
+            if f.name != "name" and value is not None and value != f.default:
+                lines.append(f"{f.name} = {_toml_value(value)}")
+    for contact in contacts:
+        lines.append("\n[[contacts]]")
+        lines += [f"{f.name} = {_toml_value(getattr(contact, f.name))}" for f in fields(contact)]
+    return "\n".join(lines) + "\n"
