@@ -1,0 +1,130 @@
+"""Sanity of the plan as data: ids, needs, destructive steps, checklist, no `migrate reset`."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+
+from vlad_tui.runbook import model, operations
+from vlad_tui.runbook.model import ACTIONS, CHECKLIST, PLAN
+
+
+def test_phases_in_order_with_rollback_last() -> None:
+    assert [p.number for p in PLAN] == [1, 2, 3, 4, 0]
+    assert [p.title for p in PLAN] == [
+        "1 Preparación",
+        "2 Testing en staging",
+        "3 Producción",
+        "4 Monitoreo",
+        "Rollback",
+    ]
+    assert model.phase(0).title == "Rollback"
+
+
+def test_step_ids_unique_file_safe_and_in_their_phase() -> None:
+    ids = [s.id for s in model.all_steps()]
+    assert len(ids) == len(set(ids))
+    for p in PLAN:
+        for s in p.steps:
+            assert s.phase == p.number
+            assert model.step(s.id) is s
+    for s in ids:
+        assert s.replace(".", "").replace("_", "").isalnum(), s
+
+
+def test_needs_refer_to_earlier_steps_of_the_same_phase() -> None:
+    for p in PLAN:
+        seen: set[str] = set()
+        for s in p.steps:
+            for need in s.needs:
+                assert need in seen, f"{s.id} needs {need}, not an earlier step of phase {p.number}"
+            seen.add(s.id)
+
+
+def test_every_step_names_a_registered_operation() -> None:
+    for s in model.all_steps():
+        assert s.operation in operations.OPERATIONS, s.id
+        if not s.available:
+            assert s.unavailable_reason.startswith("arrives with"), s.id
+
+
+def test_destructive_available_steps_have_describe() -> None:
+    destructive = [s for s in model.all_steps() if s.destructive and s.available]
+    assert {s.id for s in destructive} >= {"rb.stop", "cmd.pm2_restart", "cmd.lock_break"}
+    for s in destructive:
+        assert operations.OPERATIONS[s.operation].describe is not None, s.id
+
+
+def test_production_and_rollback_data_changes_are_destructive() -> None:
+    for step_id in ("p3.migrate", "p3.deploy", "rb.restore", "rb.swap", "rb.code", "rb.stop"):
+        assert model.step(step_id).destructive, step_id
+    assert all(s.production_gate for s in model.phase(3).steps)
+    assert not any(s.production_gate for p in PLAN if p.number != 3 for s in p.steps)
+
+
+def test_checklist_items_unique_and_auto_items_have_a_step() -> None:
+    ids = [i.id for i in CHECKLIST]
+    assert len(ids) == len(set(ids))
+    satisfied = {item for s in model.all_steps() for item in s.satisfies}
+    assert satisfied <= set(ids)
+    for item in CHECKLIST:
+        if not item.manual:
+            assert item.id in satisfied, f"auto item {item.id} is ticked by no step"
+    texts = {i.text for i in CHECKLIST}
+    for wording in (
+        "Backup completo de producción creado",
+        "Login del dashboard",
+        "Creación de medallas virgin",
+        "Generación de QR codes",
+        "Gestión de partners",
+        "API endpoints principales",
+        "La aplicación responde correctamente",
+        "Sin pérdida de datos",
+    ):
+        assert wording in texts
+
+
+def _code_strings(module: object) -> list[str]:
+    """Every string literal in a module's code, docstrings excluded."""
+    tree = ast.parse(inspect.getsource(module))  # type: ignore[arg-type]
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                docstrings.add(id(body[0].value))
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]
+
+
+def test_no_step_can_send_migrate_reset_or_db_pull() -> None:
+    # The plan's rollback runs `prisma migrate reset --force` (destroys all data) and uses
+    # `prisma db pull --force` as a connectivity check (overwrites schema.prisma).
+    from vlad_tui.ops import health, lock, logs, migrations
+
+    strings = [s for m in (operations, health, lock, logs, migrations) for s in _code_strings(m)]
+    assert any("pm2" in s for s in strings)  # the scan sees real command strings
+    for text in strings:
+        assert "migrate reset" not in text
+        assert "db pull" not in text
+    for s in model.all_steps():
+        assert "reset" not in s.operation
+    assert "migrate reset" in (model.__doc__ or "")  # the why is written down
+    assert "db pull" in (operations.OPERATIONS["connectivity"].run.__doc__ or "")
+
+
+def test_palette_actions_are_outside_the_phases() -> None:
+    assert all(a.phase == -1 for a in ACTIONS)
+    assert {a.operation for a in ACTIONS} >= {
+        "pm2_status",
+        "pm2_logs",
+        "pm2_show",
+        "pm2_restart",
+        "migration_status",
+        "connectivity",
+    }

@@ -1,0 +1,119 @@
+"""pm2 commands the plan lists as "useful commands": logs, show, restart/reload, stop/start.
+
+The commands are built here (one place, every value quoted) so the confirmation modal shows
+exactly what runs. ``pm2 restart`` in fork mode drops requests while the app boots; ``pm2 reload``
+in cluster mode keeps serving (design.md §2.6) — the consequence text says so.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Literal
+
+from vlad_tui.config import Target
+from vlad_tui.errors import VladError
+from vlad_tui.events import Sink
+from vlad_tui.ops.pm2 import pm2_command
+from vlad_tui.transport.base import CommandResult, Transport
+
+Pm2Action = Literal["restart", "reload", "stop", "start"]
+DEFAULT_LOG_LINES = 100
+#: Lines of the error stream that count as errors in "No hay errores en los logs".
+ERROR_PATTERN = re.compile(r"\b(error|exception|fatal|unhandled|uncaught)\b", re.IGNORECASE)
+
+CONSEQUENCES: dict[str, str] = {
+    "restart": (
+        "pm2 restarts the app: in fork mode the app stops serving for its boot time (requests "
+        "fail meanwhile); reload in cluster mode keeps serving."
+    ),
+    "reload": (
+        "pm2 reloads the app: in cluster mode it replaces instances one by one and keeps "
+        "serving; in fork mode it behaves like restart and the app stops serving for its boot "
+        "time."
+    ),
+    "stop": "pm2 stops the app: it stops serving every request until it is started again.",
+    "start": "pm2 starts the app: it begins serving requests with the code now on disk.",
+}
+
+
+def logs_command(
+    target: Target, lines: int = DEFAULT_LOG_LINES, *, errors_only: bool = False
+) -> str:
+    """``pm2 logs NAME --lines N --nostream --raw [--err]`` (never follows)."""
+    args = f"logs {shlex.quote(target.pm2_name)} --lines {int(lines)} --nostream --raw"
+    if errors_only:
+        args += " --err"
+    return pm2_command(target, args)
+
+
+def show_command(target: Target) -> str:
+    return pm2_command(target, f"show {shlex.quote(target.pm2_name)}")
+
+
+def action_command(target: Target, action: Pm2Action) -> str:
+    """``pm2 restart|reload|stop|start NAME`` (``--update-env`` not used: the .env is read by the
+    app itself)."""
+    if action not in CONSEQUENCES:
+        raise ValueError(f"unknown pm2 action {action!r}")
+    return pm2_command(target, f"{action} {shlex.quote(target.pm2_name)}")
+
+
+def _failure(what: str, target: Target, result: CommandResult) -> VladError:
+    lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
+    reason = lines[-1] if lines else f"exit status {result.exit_status}"
+    if result.exit_status == 127:
+        reason = f"{target.pm2_bin} not found ({reason})"
+    return VladError(f"{what} failed on {target.name}: {reason}")
+
+
+async def pm2_logs(
+    target: Target,
+    transport: Transport,
+    *,
+    lines: int = DEFAULT_LOG_LINES,
+    errors_only: bool = False,
+    sink: Sink | None = None,
+) -> CommandResult:
+    """The last ``lines`` log lines of the app (streamed to ``sink``)."""
+    result = await transport.run(
+        logs_command(target, lines, errors_only=errors_only), sink=sink, timeout=60
+    )
+    if not result.ok:
+        raise _failure("pm2 logs", target, result)
+    return result
+
+
+async def pm2_show(
+    target: Target, transport: Transport, *, sink: Sink | None = None
+) -> CommandResult:
+    """``pm2 show NAME`` (streamed to ``sink``)."""
+    result = await transport.run(show_command(target), sink=sink, timeout=60)
+    if not result.ok:
+        raise _failure("pm2 show", target, result)
+    return result
+
+
+async def pm2_action(
+    target: Target, transport: Transport, action: Pm2Action, *, sink: Sink | None = None
+) -> CommandResult:
+    """Run ``pm2 ACTION NAME`` (destructive: callers confirm first)."""
+    result = await transport.run(action_command(target, action), sink=sink, timeout=120)
+    if not result.ok:
+        raise _failure(f"pm2 {action}", target, result)
+    return result
+
+
+@dataclass(frozen=True)
+class LogErrors:
+    """Error lines found in the last lines of the app's error log."""
+
+    scanned: int
+    errors: tuple[str, ...]
+
+
+def find_errors(text: str) -> LogErrors:
+    """Lines of ``text`` matching :data:`ERROR_PATTERN` (pure)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return LogErrors(len(lines), tuple(ln for ln in lines if ERROR_PATTERN.search(ln)))

@@ -1,0 +1,538 @@
+"""The runbook engine: runs the plan's steps, gates and confirms them, journals everything.
+
+UI-free. The UI (or a test, or the headless CLI) drives it and receives
+:mod:`vlad_tui.runbook.events` through ``sink``; confirmations go through the ``confirm``
+callback, which returns what the operator typed (``None`` when cancelled). A destructive step
+runs only when the typed text equals the target's name exactly.
+
+Status of a step that has not run: ``unavailable`` (its operation arrives later), ``locked``
+(the production gate or an unmet ``needs``; :meth:`Engine.gate` says why) or ``pending``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vlad_tui import redact
+from vlad_tui.config import Config, Target
+from vlad_tui.errors import VladError
+from vlad_tui.events import OutputLine
+from vlad_tui.journal import Journal, Run, RunRecord
+from vlad_tui.runbook import model
+from vlad_tui.runbook.events import (
+    ArtifactAdded,
+    ChecklistChanged,
+    EngineEvent,
+    FactsUpdated,
+    GateChanged,
+    StepOutput,
+    StepStatusChanged,
+)
+from vlad_tui.runbook.model import CHECKLIST, Step, StepStatus
+from vlad_tui.runbook.operations import (
+    OPERATIONS,
+    ConfirmFn,
+    ConfirmRequest,
+    Operation,
+    StepContext,
+)
+from vlad_tui.transport.base import Transport
+
+if TYPE_CHECKING:
+    from vlad_tui.db import DatabaseUrl
+
+__all__ = ["ConfirmFn", "ConfirmRequest", "Engine", "StepContext"]
+
+#: Output lines kept in memory per step (the journal keeps all of them).
+LOG_CAP = 5000
+_DONE = ("ok", "failed", "skipped", "interrupted")
+
+
+class Engine:
+    """Runs one journaled run's steps against one target."""
+
+    def __init__(
+        self,
+        config: Config,
+        target: Target,
+        transport: Transport,
+        run: Run,
+        *,
+        confirm: ConfirmFn,
+        sink: Callable[[EngineEvent], None],
+        journal: Journal | None = None,
+        operations: dict[str, Operation] | None = None,
+    ) -> None:
+        self.config = config
+        self.target = target
+        self.transport = transport
+        self.run = run
+        self.journal = journal if journal is not None else Journal(Path(run.dir).parent)
+        self._confirm = confirm
+        self._sink = sink
+        self._operations = OPERATIONS if operations is None else operations
+        self.statuses: dict[str, StepStatus] = {
+            s.id: ("pending" if s.available else "unavailable") for s in model.all_steps()
+        }
+        self.checklist: dict[str, bool] = {item.id: False for item in CHECKLIST}
+        self._started: dict[str, float] = {}
+        self._elapsed: dict[str, float] = {}
+        self._errors: dict[str, str] = {}
+        self._logs: dict[str, deque[OutputLine]] = {}
+        self._artifacts: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        #: Every artifact of this run, every attempt (for the gate): (step_id, kind, data, ts).
+        self._run_artifacts: list[tuple[str, str, dict[str, Any], float]] = []
+        self._override: str | None = None
+        self._gates: dict[str, tuple[bool, str]] = {}
+        self._db_url: DatabaseUrl | None = None
+        self._earlier_backups: list[dict[str, Any]] | None = None
+        self._refresh_gates(emit=False)
+
+    # read side
+
+    def elapsed(self, step_id: str) -> float | None:
+        """Seconds the step ran (live while running), ``None`` if it never started."""
+        if self.statuses.get(step_id) == "running" and step_id in self._started:
+            return time.time() - self._started[step_id]
+        return self._elapsed.get(step_id)
+
+    def error(self, step_id: str) -> str | None:
+        """The last error line of the step, if it failed."""
+        return self._errors.get(step_id)
+
+    def artifacts(self, step_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """Artifacts of the step's latest attempt, as ``(kind, data)``."""
+        return list(self._artifacts.get(step_id, ()))
+
+    def log(self, step_id: str) -> list[OutputLine]:
+        """The step's latest output (capped at :data:`LOG_CAP` lines; all in the journal)."""
+        return list(self._logs.get(step_id, ()))
+
+    @property
+    def operator(self) -> str:
+        return self.run.operator
+
+    def gate(self, step_id: str) -> tuple[bool, str]:
+        """``(locked, reason)`` for running ``step_id`` now."""
+        step = model.step(step_id)
+        if not step.available:
+            return True, step.unavailable_reason
+        reasons = []
+        if step.production_gate and self._override is None:
+            reasons.extend(self._production_gate_reasons())
+        for need in step.needs:
+            if self.statuses.get(need) != "ok":
+                other = model.step(need)
+                reasons.append(f"needs «{other.title}» ({need}) ok first")
+        return (True, "; ".join(reasons)) if reasons else (False, "")
+
+    def _production_gate_reasons(self) -> list[str]:
+        reasons = []
+        not_ok = [s.id for s in model.phase(2).steps if self.statuses.get(s.id) != "ok"]
+        if not_ok:
+            reasons.append(
+                f"Phase 2 has not passed in this run ({len(not_ok)} step(s) not ok: "
+                f"{', '.join(not_ok[:3])}{'…' if len(not_ok) > 3 else ''})"
+            )
+        max_age = self.config.project.backup_max_age_hours
+        backup = self.latest_verified_backup()
+        if backup is None:
+            reasons.append("no verified backup (this run or earlier runs of this target)")
+        else:
+            age_h = (time.time() - float(backup.get("created_at") or 0)) / 3600
+            if age_h > max_age:
+                reasons.append(
+                    f"the newest verified backup is {age_h:.1f} h old (max {max_age:g} h)"
+                )
+        return reasons
+
+    def latest_verified_backup(self) -> dict[str, Any] | None:
+        """The newest ``backup`` artifact with ``verified`` true, from this run or earlier runs
+        of this target in the journal."""
+        found = [
+            data
+            for _step, kind, data, _ts in self._run_artifacts
+            if kind == "backup" and data.get("verified")
+        ]
+        found.extend(self._earlier_verified_backups())
+        if not found:
+            return None
+        return max(found, key=lambda d: float(d.get("created_at") or 0))
+
+    def _earlier_verified_backups(self) -> list[dict[str, Any]]:
+        if self._earlier_backups is None:
+            backups: list[dict[str, Any]] = []
+            try:
+                summaries = self.journal.list_runs()
+            except OSError:
+                summaries = []
+            for summary in summaries:
+                if summary.run_id == self.run.run_id or summary.target != self.target.name:
+                    continue
+                try:
+                    record = self.journal.load(summary.run_id)
+                except (OSError, VladError):
+                    continue
+                for event in record.events_of("artifact"):
+                    data = event.get("data")
+                    is_backup = event.get("artifact") == "backup" and isinstance(data, dict)
+                    if is_backup and data.get("verified"):
+                        backups.append(data)
+            self._earlier_backups = backups
+        return self._earlier_backups
+
+    # write side
+
+    def override_gate(self, reason: str) -> None:
+        """Unlock production-gated steps for this run; ``reason`` (typed) is journaled."""
+        reason = (reason or "").strip()
+        if not reason:
+            raise VladError("overriding the production gate needs a typed reason")
+        self._override = redact.scrub(reason)
+        self.run.record("gate_override", reason=self._override, operator=self.operator)
+        self._refresh_gates()
+
+    def tick(self, item_id: str, checked: bool, *, note: str = "") -> None:
+        """Tick or untick a manual checklist item (journaled with the operator and note)."""
+        item = model.checklist_item(item_id)
+        if not item.manual:
+            raise VladError(f"«{item.text}» is ticked automatically from step results")
+        self._set_item(item_id, checked, by=self.operator, note=note)
+
+    def _set_item(self, item_id: str, checked: bool, *, by: str, **extra: Any) -> None:
+        if self.checklist.get(item_id) == checked and by == "auto":
+            return
+        self.checklist[item_id] = checked
+        if "note" in extra:
+            extra["note"] = redact.scrub(str(extra["note"]))
+        self.run.record("checklist", item=item_id, checked=checked, by=by, **extra)
+        self._emit(ChecklistChanged(item_id, checked, by))
+
+    async def database_url(self) -> DatabaseUrl:
+        """The target's database URL, resolved once (``vlad_tui.db.resolve_database_url``)."""
+        if self._db_url is None:
+            from vlad_tui.db import resolve_database_url
+
+            self._db_url = await resolve_database_url(self.target, self.transport)
+        return self._db_url
+
+    async def refresh_facts(self) -> dict[str, Any]:
+        """Gather the overview facts, emit :class:`FactsUpdated` and journal them."""
+        from vlad_tui.ops.facts import gather_facts
+
+        facts = await gather_facts(self.config, self.target, self.transport)
+        data = facts.to_dict()
+        self.run.record("facts", facts=data)
+        self._emit(FactsUpdated(data))
+        return data
+
+    async def run_phase(self, number: int) -> bool:
+        """Run the phase's remaining steps in order; stop at the first step that does not end
+        ok (failure, lock, refused or cancelled confirmation). Steps that are unavailable (or
+        need one that is) are passed over. True when every runnable step is ok."""
+        for step in model.phase(number).steps:
+            if self.statuses[step.id] in ("ok", "skipped") or self._blocked_for_good(step):
+                continue
+            if await self.run_step(step.id) != "ok":
+                return False
+        return True
+
+    def _blocked_for_good(self, step: Step) -> bool:
+        """Unavailable, or needs (transitively) a step that is unavailable."""
+        if not step.available:
+            return True
+        return any(self._blocked_for_good(model.step(n)) for n in step.needs)
+
+    async def run_step(self, step_id: str, *, params: dict[str, Any] | None = None) -> StepStatus:
+        """Run one step (after a typed confirmation when destructive) and journal everything.
+
+        Returns the step's new status. Operation errors become ``failed`` (never raised);
+        cancellation marks the step ``interrupted`` in the journal and re-raises.
+        """
+        step = model.step(step_id)
+        current = self.statuses[step_id]
+        if current in ("running", "needs_confirmation"):
+            return current
+        if not step.available:
+            self._set_status(step_id, "unavailable", error=step.unavailable_reason)
+            return "unavailable"
+        locked, reason = self.gate(step_id)
+        if locked:
+            self.run.record("step_refused", step=step_id, reason=reason)
+            self._set_status(step_id, "locked", error=reason)
+            return "locked"
+        operation = self._operations.get(step.operation)
+        ctx = StepContext(
+            config=self.config,
+            target=self.target,
+            transport=self.transport,
+            run=self.run,
+            step=step,
+            engine=self,
+            confirm=self._confirm,
+            params=dict(params or {}),
+        )
+        commands: list[str] = []
+        if step.destructive and operation is not None:
+            try:
+                request = await operation.confirm_request(ctx)
+            except VladError as exc:
+                return self._fail_before_start(step, redact.scrub(str(exc)))
+            except Exception as exc:
+                return self._fail_before_start(step, _error_line(exc))
+            if not await self._ask(step, request, previous=current):
+                return self.statuses[step_id]
+            commands = request.commands
+        return await self._execute(step, operation, ctx, commands)
+
+    async def _ask(self, step: Step, request: ConfirmRequest, *, previous: StepStatus) -> bool:
+        self._set_status(step.id, "needs_confirmation")
+        try:
+            typed = await self._confirm(request)
+        except asyncio.CancelledError:
+            self._set_status(step.id, previous)
+            raise
+        except Exception as exc:  # a broken confirm callback must not crash the caller
+            typed = None
+            self._set_status(step.id, previous, error=_error_line(exc))
+        accepted = typed is not None and typed == self.target.name
+        self.run.confirmation(
+            step.id,
+            prompt=redact.scrub(_prompt(request)),
+            typed=redact.scrub(typed) if typed is not None else "",
+            accepted=accepted,
+        )
+        if not accepted:
+            why = (
+                "cancelled" if typed is None else f"typed text does not match {request.expected!r}"
+            )
+            self.run.step_status(step.id, _journal_status(previous), reason=f"not confirmed: {why}")
+            back: StepStatus = (
+                "pending" if previous in ("locked", "needs_confirmation") else previous
+            )
+            self._set_status(step.id, back, error=f"not confirmed: {why}")
+        return accepted
+
+    async def _execute(
+        self, step: Step, operation: Operation | None, ctx: StepContext, commands: list[str]
+    ) -> StepStatus:
+        step_id = step.id
+        started_at = time.time()
+        t0 = time.monotonic()
+        self._started[step_id] = started_at
+        self._elapsed.pop(step_id, None)
+        self._errors.pop(step_id, None)
+        self._logs[step_id] = deque(maxlen=LOG_CAP)
+        self._artifacts[step_id] = []
+        self.run.step_started(step_id, title=step.title, command="; ".join(commands) or None)
+        self.statuses[step_id] = "running"
+        self._emit(StepStatusChanged(step_id, "running", started_at, None, None))
+        status: StepStatus = "ok"
+        error: str | None = None
+        try:
+            if operation is None:
+                raise VladError(f"unknown operation {step.operation!r}")
+            await operation(ctx)
+        except asyncio.CancelledError:
+            duration = time.monotonic() - t0
+            self._finish(step_id, "interrupted", started_at, duration, ctx, "cancelled")
+            raise
+        except VladError as exc:
+            status, error = "failed", redact.scrub(str(exc)) or type(exc).__name__
+        except Exception as exc:
+            status, error = "failed", _error_line(exc)
+        if error:
+            ctx.output(OutputLine(error, "stderr"))
+        self._finish(step_id, status, started_at, time.monotonic() - t0, ctx, error)
+        for item in step.satisfies:
+            if not model.checklist_item(item).manual:
+                self._set_item(item, status == "ok", by="auto", step=step_id)
+        self._refresh_gates()
+        return status
+
+    def _finish(
+        self,
+        step_id: str,
+        status: StepStatus,
+        started_at: float,
+        duration: float,
+        ctx: StepContext,
+        error: str | None,
+    ) -> None:
+        self.run.step_finished(
+            step_id, status=status, exit_status=ctx.exit_status, duration=duration, error=error
+        )
+        self._elapsed[step_id] = duration
+        if error:
+            self._errors[step_id] = error
+        self.statuses[step_id] = status
+        self._emit(StepStatusChanged(step_id, status, started_at, duration, error))
+
+    def _fail_before_start(self, step: Step, error: str) -> StepStatus:
+        """The confirmation could not even be described (e.g. no lock to break)."""
+        now = time.time()
+        self.run.step_started(step.id, title=step.title)
+        self.run.step_finished(step.id, status="failed", duration=0.0, error=error)
+        self._started[step.id] = now
+        self._elapsed[step.id] = 0.0
+        self._errors[step.id] = error
+        self._logs[step.id] = deque([OutputLine(error, "stderr")], maxlen=LOG_CAP)
+        self.statuses[step.id] = "failed"
+        self._emit(StepStatusChanged(step.id, "failed", now, 0.0, error))
+        return "failed"
+
+    # callbacks from StepContext
+
+    def _step_output(self, step_id: str, line: OutputLine) -> None:
+        self._logs.setdefault(step_id, deque(maxlen=LOG_CAP)).append(line)
+        self.run.step_output(step_id, line)
+        self._emit(StepOutput(step_id, line))
+
+    def _step_artifact(self, step_id: str, kind: str, data: dict[str, Any]) -> None:
+        data = redact.scrub_obj(data)
+        self._artifacts.setdefault(step_id, []).append((kind, data))
+        self._run_artifacts.append((step_id, kind, data, time.time()))
+        self.run.artifact(step_id, kind, **data)
+        self._emit(ArtifactAdded(step_id, kind, data))
+        if kind == "backup":
+            self._refresh_gates()
+
+    def _emit(self, event: EngineEvent) -> None:
+        self._sink(event)
+
+    # status bookkeeping
+
+    def _set_status(self, step_id: str, status: StepStatus, *, error: str | None = None) -> None:
+        self.statuses[step_id] = status
+        self._emit(StepStatusChanged(step_id, status, self._started.get(step_id), None, error))
+
+    def _refresh_gates(self, *, emit: bool = True) -> None:
+        """Recompute locks of steps that have not run; emit what changed."""
+        for step in model.all_steps():
+            gate = self.gate(step.id)
+            if self._gates.get(step.id) != gate:
+                self._gates[step.id] = gate
+                if emit and step.available:
+                    self._emit(GateChanged(step.id, gate[0], gate[1] or self._unlock_note(step)))
+            status = self.statuses[step.id]
+            if status in ("pending", "locked"):
+                new: StepStatus = "locked" if gate[0] else "pending"
+                if new != status:
+                    self.statuses[step.id] = new
+                    if emit:
+                        self._emit(StepStatusChanged(step.id, new, None, None, gate[1] or None))
+
+    def _unlock_note(self, step: Step) -> str:
+        if step.production_gate and self._override is not None:
+            return f"production gate overridden: {self._override}"
+        return ""
+
+    # resume
+
+    @classmethod
+    def resume(
+        cls,
+        config: Config,
+        target: Target,
+        transport: Transport,
+        run: Run,
+        record: RunRecord,
+        *,
+        confirm: ConfirmFn,
+        sink: Callable[[EngineEvent], None],
+        journal: Journal | None = None,
+        operations: dict[str, Operation] | None = None,
+    ) -> Engine:
+        """An engine for a reopened run: finished steps keep their status, artifacts and
+        checklist; a step started but never finished is ``interrupted`` with its logged output."""
+        engine = cls(
+            config,
+            target,
+            transport,
+            run,
+            confirm=confirm,
+            sink=sink,
+            journal=journal,
+            operations=operations,
+        )
+        engine._replay(record)
+        engine._refresh_gates(emit=False)
+        return engine
+
+    def _replay(self, record: RunRecord) -> None:
+        known = self.statuses
+        for event in record.events:
+            kind = event.get("kind")
+            step_id = event.get("step")
+            ts = float(event.get("ts") or 0.0)
+            if kind == "step_started" and step_id in known:
+                self.statuses[step_id] = "running"
+                self._started[step_id] = ts
+                self._artifacts[step_id] = []
+                self._errors.pop(step_id, None)
+            elif kind == "step_finished" and step_id in known:
+                self.statuses[step_id] = _as_status(event.get("status"))
+                if isinstance(event.get("duration"), int | float):
+                    self._elapsed[step_id] = float(event["duration"])
+                if event.get("error"):
+                    self._errors[step_id] = str(event["error"])
+            elif kind == "artifact" and step_id in known and isinstance(event.get("data"), dict):
+                data = event["data"]
+                self._artifacts.setdefault(step_id, []).append((str(event.get("artifact")), data))
+                self._run_artifacts.append((step_id, str(event.get("artifact")), data, ts))
+            elif kind == "checklist" and event.get("item") in self.checklist:
+                self.checklist[event["item"]] = bool(event.get("checked"))
+            elif kind == "gate_override":
+                self._override = str(event.get("reason") or "overridden")
+        for step_id, status in list(self.statuses.items()):
+            if status in ("running", "needs_confirmation"):
+                self.statuses[step_id] = "interrupted"
+                self._errors.setdefault(step_id, "interrupted: vlad-tui stopped while it ran")
+            if step_id in self._started or status in _DONE:
+                lines = [_parse_log_line(raw) for raw in record.step_log(step_id)]
+                self._logs[step_id] = deque(lines, maxlen=LOG_CAP)
+        for step in model.all_steps():
+            if not step.available:
+                self.statuses[step.id] = "unavailable"
+
+
+def _as_status(value: Any) -> StepStatus:
+    allowed = ("pending", "ok", "failed", "skipped", "interrupted", "locked")
+    return value if value in allowed else "failed"  # type: ignore[return-value]
+
+
+def _journal_status(status: StepStatus) -> str:
+    return "pending" if status in ("unavailable", "running") else status
+
+
+def _prompt(request: ConfirmRequest) -> str:
+    parts = [request.title, *request.commands, f"host {request.host}"]
+    if request.database:
+        parts.append(f"database {request.database}")
+    if request.consequence:
+        parts.append(request.consequence)
+    return " | ".join(parts)
+
+
+def _error_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return redact.scrub(f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": "))
+
+
+def _parse_log_line(raw: str) -> OutputLine:
+    """``"ISO-ts stream text"`` (the journal's step log format) back into an OutputLine."""
+    ts_text, _, rest = raw.partition(" ")
+    stream, _, text = rest.partition(" ")
+    ts = time.time()
+    with contextlib.suppress(ValueError):
+        ts = datetime.fromisoformat(ts_text).timestamp()
+    if stream not in ("stdout", "stderr"):
+        return OutputLine(raw, "stdout", ts)
+    return OutputLine(text.replace("\\n", "\n").replace("\\r", "\r"), stream, ts)  # type: ignore[arg-type]

@@ -1,0 +1,70 @@
+"""Events the runbook engine delivers to its sink (a plain callable); UI-free.
+
+The TUI turns them into Textual messages, the CLI prints them, tests collect them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vlad_tui.events import OutputLine
+from vlad_tui.runbook.model import StepStatus
+
+
+@dataclass(frozen=True)
+class StepStatusChanged:
+    """A step changed status; ``elapsed`` is set once it ended, ``error`` is one line."""
+
+    step_id: str
+    status: StepStatus
+    started_at: float | None
+    elapsed: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """One (redacted) output line of a running step."""
+
+    step_id: str
+    line: OutputLine
+
+
+@dataclass(frozen=True)
+class ArtifactAdded:
+    """A step produced an artifact (a backup, a migration report, facts, ...)."""
+
+    step_id: str
+    kind: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChecklistChanged:
+    """A checklist item was ticked or unticked; ``by`` is ``"auto"`` or the operator."""
+
+    item_id: str
+    checked: bool
+    by: str
+
+
+@dataclass(frozen=True)
+class GateChanged:
+    """A step became locked or unlocked; ``reason`` says why it is locked (or who unlocked)."""
+
+    step_id: str
+    locked: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class FactsUpdated:
+    """Fresh overview facts (``Facts.to_dict()``)."""
+
+    facts: dict[str, Any]
+
+
+EngineEvent = (
+    StepStatusChanged | StepOutput | ArtifactAdded | ChecklistChanged | GateChanged | FactsUpdated
+)

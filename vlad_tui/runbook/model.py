@@ -1,0 +1,271 @@
+"""The deploy plan (``seed/deploy-plan.es.md``) as data: phases, steps, checklists.
+
+Titles keep the plan's (Spanish) wording. A step names the operation it runs (a key of
+:data:`vlad_tui.runbook.operations.OPERATIONS`); operations that arrive with a later issue are
+declared ``available=False`` with the reason, so the UI shows them and never fakes a success.
+
+Deliberately absent: the plan's rollback runs ``npx prisma migrate reset --force``. On a target
+that drops the whole schema and re-applies every migration, destroying all data, including the
+backup that was just restored (design.md §2.1). vlad-tui never sends it; the rollback restores a
+verified backup into a new database beside production and swaps by renaming instead, keeping
+the failed database. Likewise the plan's "connectivity check" ``prisma db pull`` overwrites
+``prisma/schema.prisma`` on the server (§2.3); the connectivity step is read-only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+StepStatus = Literal[
+    "pending",
+    "running",
+    "ok",
+    "failed",
+    "skipped",
+    "interrupted",
+    "locked",
+    "needs_confirmation",
+    "unavailable",
+]
+
+ChecklistGroup = Literal["before", "during", "after", "phase"]
+
+
+@dataclass(frozen=True)
+class ChecklistItem:
+    """One checklist line of the plan; ``manual`` items are ticked by the operator."""
+
+    id: str
+    text: str
+    group: str
+    phase: int
+    manual: bool
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a phase: what it runs, what it needs, what it ticks."""
+
+    id: str
+    phase: int
+    title: str
+    operation: str
+    destructive: bool = False
+    needs: tuple[str, ...] = ()
+    production_gate: bool = False
+    satisfies: tuple[str, ...] = ()
+    available: bool = True
+    unavailable_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A phase (1..4) or the rollback (``number == 0``)."""
+
+    number: int
+    title: str
+    steps: tuple[Step, ...]
+
+
+ROLLBACK = 0
+
+_ISSUE4 = "arrives with issue #4 ({})"
+_DEPLOY = "arrives with the production-deploy issue ({})"
+_MONITOR = "arrives with the monitoring issue ({})"
+_ROLLBACK = "arrives with the rollback issue ({})"
+
+
+def _later(reason: str) -> dict[str, object]:
+    return {"available": False, "unavailable_reason": reason}
+
+
+# fmt: off
+CHECKLIST: tuple[ChecklistItem, ...] = (
+    # Checklist de Despliegue — Antes / Durante / Después (shown on every phase screen).
+    ChecklistItem("before.backup", "Backup completo de producción creado", "before", 0, False),
+    ChecklistItem("before.staging", "Testing en staging completado", "before", 0, False),
+    ChecklistItem("before.scripts", "Scripts de despliegue preparados", "before", 0, True),
+    ChecklistItem("before.team", "Equipo notificado del mantenimiento", "before", 0, True),
+    ChecklistItem("before.window", "Ventana de mantenimiento programada", "before", 0, True),
+    ChecklistItem("during.backup_verified", "Backup verificado", "during", 0, False),
+    ChecklistItem("during.migrations", "Migraciones aplicadas exitosamente", "during", 0, False),
+    ChecklistItem("during.build", "Aplicación construida correctamente", "during", 0, False),
+    ChecklistItem("during.deployed", "Aplicación desplegada", "during", 0, False),
+    ChecklistItem("during.post_checks", "Verificaciones post-despliegue completadas", "during", 0,
+                  False),
+    ChecklistItem("after.features", "Funcionalidades críticas verificadas", "after", 0, True),
+    ChecklistItem("after.logs", "Logs monitoreados", "after", 0, False),
+    ChecklistItem("after.team", "Equipo notificado del éxito", "after", 0, True),
+    ChecklistItem("after.docs", "Documentación actualizada", "after", 0, True),
+    # 2.2 Verificar Funcionalidades Críticas.
+    ChecklistItem("p2.login", "Login del dashboard", "phase", 2, True),
+    ChecklistItem("p2.virgin_medals", "Creación de medallas virgin", "phase", 2, True),
+    ChecklistItem("p2.qr_codes", "Generación de QR codes", "phase", 2, True),
+    ChecklistItem("p2.partners", "Gestión de partners", "phase", 2, True),
+    ChecklistItem("p2.api", "API endpoints principales", "phase", 2, True),
+    # 4.1 Verificaciones Inmediatas (Primeras 2 horas).
+    ChecklistItem("p4.responds", "La aplicación responde correctamente", "phase", 4, False),
+    ChecklistItem("p4.endpoints", "Los endpoints críticos funcionan", "phase", 4, False),
+    ChecklistItem("p4.no_log_errors", "No hay errores en los logs", "phase", 4, False),
+    ChecklistItem("p4.database", "La base de datos está accesible", "phase", 4, False),
+    # Criterios de Éxito (shown with the phase 4 checks).
+    ChecklistItem("success.migrations", "Todas las migraciones aplicadas exitosamente", "phase",
+                  4, False),
+    ChecklistItem("success.no_errors", "Aplicación funcionando sin errores", "phase", 4, True),
+    ChecklistItem("success.features", "Todas las funcionalidades críticas operativas", "phase",
+                  4, True),
+    ChecklistItem("success.performance", "Rendimiento dentro de parámetros normales", "phase", 4,
+                  True),
+    ChecklistItem("success.no_data_loss", "Sin pérdida de datos", "phase", 4, False),
+)
+
+PLAN: tuple[Phase, ...] = (
+    Phase(1, "1 Preparación", (
+        Step("p1.connectivity", 1, "Verificar conexión a la base de datos", "connectivity"),
+        Step("p1.facts", 1, "Verificar estado actual del servidor", "facts"),
+        Step("p1.backup", 1, "Backup completo de producción", "backup",
+             needs=("p1.connectivity",), satisfies=("before.backup",),
+             **_later(_ISSUE4.format("pg_dump backup"))),
+        Step("p1.verify_backup", 1, "Verificar que el backup se creó correctamente",
+             "verify_backup", needs=("p1.backup",), satisfies=("during.backup_verified",),
+             **_later(_ISSUE4.format("verification ladder"))),
+        Step("p1.migrations", 1, "Verificar migraciones aplicadas", "migration_status",
+             needs=("p1.connectivity",)),
+        Step("p1.lint", 1, "Revisar las migraciones pendientes (lint)", "migration_lint",
+             needs=("p1.migrations",), **_later(_ISSUE4.format("squawk migration lint"))),
+        Step("p1.snapshot", 1, "Snapshot de integridad de producción", "integrity_snapshot",
+             needs=("p1.connectivity",), **_later(_ISSUE4.format("integrity snapshots"))),
+        Step("p1.staging_db", 1, "Crear base de datos de staging", "staging_create",
+             needs=("p1.verify_backup",), **_later(_ISSUE4.format("staging clone"))),
+        Step("p1.staging_restore", 1, "Restaurar backup de producción en staging",
+             "staging_restore", needs=("p1.staging_db",),
+             **_later(_ISSUE4.format("staging clone"))),
+    )),
+    Phase(2, "2 Testing en staging", (
+        Step("p2.status", 2, "Verificar estado actual (staging)", "staging_migration_status",
+             **_later(_ISSUE4.format("migration status on staging"))),
+        Step("p2.migrate", 2, "Aplicar migraciones pendientes (staging)", "staging_migrate",
+             needs=("p2.status",), **_later(_ISSUE4.format("migrate on staging"))),
+        Step("p2.generate", 2, "npx prisma generate", "staging_generate",
+             needs=("p2.migrate",), **_later(_ISSUE4.format("staging build"))),
+        Step("p2.build", 2, "npm run build", "staging_build", needs=("p2.generate",),
+             **_later(_ISSUE4.format("staging build"))),
+        Step("p2.start", 2, "npm run start:prod (instancia de staging)", "staging_start",
+             needs=("p2.build",), **_later(_ISSUE4.format("staging instance under pm2"))),
+        Step("p2.smoke", 2, "Verificar funcionalidades críticas (smoke checks)", "smoke_checks",
+             needs=("p2.start",), **_later(_ISSUE4.format("smoke checks"))),
+        Step("p2.integrity", 2, "Verificar integridad de datos", "staging_integrity",
+             needs=("p2.migrate",), satisfies=("before.staging",),
+             **_later(_ISSUE4.format("integrity snapshots"))),
+        Step("p2.stop", 2, "Detener la instancia de staging", "staging_stop",
+             needs=("p2.start",), **_later(_ISSUE4.format("staging instance under pm2"))),
+    )),
+    Phase(3, "3 Producción", (
+        Step("p3.lock", 3, "Tomar el lock de despliegue", "lock_acquire", production_gate=True),
+        Step("p3.backup", 3, "Crea backup de la base de datos", "backup",
+             needs=("p3.lock",), production_gate=True,
+             **_later(_ISSUE4.format("pg_dump backup"))),
+        Step("p3.verify_backup", 3, "Verifica el backup", "verify_backup",
+             needs=("p3.backup",), production_gate=True, satisfies=("during.backup_verified",),
+             **_later(_ISSUE4.format("verification ladder"))),
+        Step("p3.status", 3, "Verifica el estado actual", "migration_status",
+             needs=("p3.lock",), production_gate=True),
+        Step("p3.validate", 3, "Valida el schema", "validate_schema",
+             needs=("p3.status",), production_gate=True,
+             **_later(_DEPLOY.format("prisma validate"))),
+        Step("p3.migrate", 3, "Aplica migraciones pendientes", "migrate",
+             destructive=True, needs=("p3.verify_backup", "p3.validate"), production_gate=True,
+             satisfies=("during.migrations",),
+             **_later(_DEPLOY.format("detached migrate deploy"))),
+        Step("p3.integrity", 3, "Verifica integridad", "integrity_compare",
+             needs=("p3.migrate",), production_gate=True, satisfies=("success.no_data_loss",),
+             **_later(_ISSUE4.format("integrity snapshots"))),
+        Step("p3.build", 3, "Construye la aplicación", "build",
+             needs=("p3.migrate",), production_gate=True, satisfies=("during.build",),
+             **_later(_DEPLOY.format("build"))),
+        Step("p3.deploy", 3, "Despliega la aplicación", "deploy",
+             destructive=True, needs=("p3.build",), production_gate=True,
+             satisfies=("during.deployed",),
+             **_later(_DEPLOY.format("pm2 reload with downtime measurement"))),
+        Step("p3.post_checks", 3, "Verifica post-despliegue (curl /health)", "health",
+             needs=("p3.lock",), production_gate=True, satisfies=("during.post_checks",)),
+        Step("p3.logs", 3, "Verificar logs de la aplicación (pm2 logs)", "pm2_logs",
+             production_gate=True),
+        Step("p3.migrations", 3, "Verificar estado de migraciones", "migration_status",
+             production_gate=True, satisfies=("success.migrations",)),
+        Step("p3.unlock", 3, "Liberar el lock de despliegue", "lock_release",
+             needs=("p3.lock",), production_gate=True),
+    )),
+    Phase(4, "4 Monitoreo", (
+        Step("p4.health", 4, "La aplicación responde correctamente", "health",
+             satisfies=("p4.responds",)),
+        Step("p4.endpoints", 4, "Los endpoints críticos funcionan", "smoke_checks",
+             satisfies=("p4.endpoints",), **_later(_ISSUE4.format("smoke checks"))),
+        Step("p4.logs", 4, "No hay errores en los logs", "log_errors",
+             satisfies=("p4.no_log_errors", "after.logs")),
+        Step("p4.database", 4, "La base de datos está accesible", "connectivity",
+             satisfies=("p4.database",)),
+        Step("p4.metrics", 4, "Métricas: tiempo de respuesta, errores, memoria/CPU, conexiones",
+             "monitor", **_later(_MONITOR.format("live dashboard"))),
+    )),
+    Phase(ROLLBACK, "Rollback", (
+        Step("rb.pick", 0, "Elegir un backup verificado", "rollback_pick",
+             **_later(_ROLLBACK.format("backup picker"))),
+        Step("rb.stop", 0, "Detener la aplicación (pm2 stop)", "pm2_stop", destructive=True),
+        Step("rb.restore", 0, "Restaurar el backup en una base nueva, al lado de producción",
+             "rollback_restore", destructive=True, needs=("rb.pick",),
+             **_later(_ROLLBACK.format("pg_restore into a new database"))),
+        Step("rb.swap", 0, "Intercambiar las bases por rename (la fallida se conserva)",
+             "rollback_swap", destructive=True, needs=("rb.stop", "rb.restore"),
+             **_later(_ROLLBACK.format("database swap by rename"))),
+        Step("rb.code", 0, "Restaurar la versión anterior del código", "rollback_code",
+             destructive=True, needs=("rb.stop",),
+             **_later(_ROLLBACK.format("previous release"))),
+        Step("rb.start", 0, "Reiniciar la aplicación (pm2 start)", "pm2_start",
+             destructive=True),
+        Step("rb.health", 0, "Verificar que la aplicación responde", "health",
+             needs=("rb.start",)),
+    )),
+)
+
+#: The plan's "Comandos útiles", run from the command palette with the same engine (journaled,
+#: confirmed when destructive). Not part of any phase; ``phase == -1``.
+ACTIONS: tuple[Step, ...] = (
+    Step("cmd.pm2_status", -1, "pm2 status", "pm2_status"),
+    Step("cmd.pm2_logs", -1, "pm2 logs (últimas líneas)", "pm2_logs"),
+    Step("cmd.pm2_show", -1, "pm2 show", "pm2_show"),
+    Step("cmd.pm2_restart", -1, "pm2 restart", "pm2_restart", destructive=True),
+    Step("cmd.pm2_reload", -1, "pm2 reload", "pm2_reload", destructive=True),
+    Step("cmd.migration_status", -1, "Estado de migraciones", "migration_status"),
+    Step("cmd.connectivity", -1, "Verificar conectividad a la DB", "connectivity"),
+    Step("cmd.health", -1, "curl /health", "health"),
+    Step("cmd.facts", -1, "Estado del servidor", "facts"),
+    Step("cmd.lock_status", -1, "Lock de despliegue", "lock_status"),
+    Step("cmd.lock_break", -1, "Romper el lock de despliegue", "lock_break", destructive=True),
+)
+# fmt: on
+
+_PHASES = {p.number: p for p in PLAN}
+_STEPS = {s.id: s for p in PLAN for s in p.steps} | {s.id: s for s in ACTIONS}
+_ITEMS = {i.id: i for i in CHECKLIST}
+
+
+def phase(number: int) -> Phase:
+    """The phase ``number`` (0 = rollback); ``KeyError`` when unknown."""
+    return _PHASES[number]
+
+
+def step(step_id: str) -> Step:
+    """The step (or command-palette action) ``step_id``; ``KeyError`` when unknown."""
+    return _STEPS[step_id]
+
+
+def checklist_item(item_id: str) -> ChecklistItem:
+    """The checklist item ``item_id``; ``KeyError`` when unknown."""
+    return _ITEMS[item_id]
+
+
+def all_steps() -> tuple[Step, ...]:
+    """Every plan step (phases 1..4 then rollback) followed by the palette actions."""
+    return tuple(_STEPS.values())
