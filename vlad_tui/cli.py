@@ -95,18 +95,6 @@ def _load(args: argparse.Namespace):  # -> Config
     return load_config(resolve_config_path(args.config))
 
 
-def _pick_target(config, name: str | None):  # -> Target | None
-    if name is None:
-        return next(iter(config.targets.values())) if len(config.targets) == 1 else None
-    try:
-        return config.targets[name]
-    except KeyError:
-        known = ", ".join(sorted(config.targets)) or "none"
-        raise ConfigError(
-            f"unknown target {name!r} (configured: {known})", file=str(config.path)
-        ) from None
-
-
 def cmd_init(args: argparse.Namespace) -> int:
     from vlad_tui.config import resolve_config_path, write_template
 
@@ -120,7 +108,7 @@ async def cmd_check(args: argparse.Namespace) -> int:
     from vlad_tui.transport import open_transport
 
     config = _load(args)
-    target = _pick_target(config, args.check_target)
+    target = config.target(args.check_target)
     transport = open_transport(target)
     try:
         facts = await gather_facts(config, target, transport)
@@ -161,7 +149,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_tui(args: argparse.Namespace) -> int:
     config = _load(args)
-    target = _pick_target(config, args.target)
+    target = config.target(args.target) if args.target or len(config.targets) == 1 else None
     from vlad_tui.tui.app import make_app
 
     make_app(config, target=target, resume=args.resume).run()
