@@ -54,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("runs", help="list journaled runs, newest first")
 
+    demo = sub.add_parser(
+        "demo",
+        help="build a local sandbox (PostgreSQL, the sample app under pm2) and open the wizard",
+    )
+    demo.add_argument("--dir", type=Path, metavar="D", help="sandbox directory")
+    demo.add_argument("--size", choices=("small", "medium"), default="small")
+    demo.add_argument("--setup-only", action="store_true", help="build it, do not open the TUI")
+    demo.add_argument("--teardown", action="store_true", help="stop its processes, remove it")
+
     report = sub.add_parser("report", help="print the report of a journaled run")
     report.add_argument("run_id", metavar="RUN_ID")
     report.add_argument("--format", choices=("md", "json"), default="md")
@@ -70,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return asyncio.run(cmd_check(args))
             case "runs":
                 return cmd_runs()
+            case "demo":
+                return cmd_demo(args)
             case "report":
                 return cmd_report(args)
             case _:
@@ -144,6 +155,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     from vlad_tui.report import render_report
 
     print(render_report(Journal.default().load(args.run_id), args.format))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from vlad_tui.config import load_config
+    from vlad_tui.demo.sandbox import MissingTool, Sandbox
+
+    sandbox = Sandbox(args.dir)
+    if args.teardown:
+        sandbox.teardown()
+        return EXIT_OK
+    try:
+        config_path = sandbox.setup(args.size)
+    except MissingTool as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    print(f"demo ready: vlad-tui --config {config_path}")
+    if args.setup_only:
+        return EXIT_OK
+    from vlad_tui.journal import Journal
+    from vlad_tui.tui.app import make_app
+
+    config = load_config(config_path)
+    make_app(config, target=config.target("production"), journal=Journal(sandbox.journal_dir)).run()
+    print(
+        f"the sandbox keeps running; remove it with: vlad-tui demo --teardown --dir {sandbox.root}"
+    )
     return EXIT_OK
 
 

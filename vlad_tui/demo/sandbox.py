@@ -1,0 +1,255 @@
+"""``vlad-tui demo``: a local rehearsal sandbox built from real parts.
+
+Inside one directory: a PostgreSQL cluster holding a generated ``peludosclick`` database, the
+sample backend (``.env`` with ``DATABASE_URL`` read through ``dotenv:`` like production), pm2
+running it in cluster mode on a free port, a config with ``production`` and ``staging`` targets
+on ``host = "local"``, and the demo's own run journal. ``teardown`` stops every process it
+started and removes the directory. Setup runs before the TUI's event loop, so it may block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import socket
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import platformdirs
+
+from vlad_tui.config import Contact, Project, Target, dump_config
+from vlad_tui.demo import install_backend
+from vlad_tui.demo.cluster import PgCluster, find_bin_dir
+from vlad_tui.demo.pm2 import Pm2, find_pm2, install_pm2
+from vlad_tui.errors import VladError
+
+DATABASE = "peludosclick"
+APP_NAME = "backend-vlad"
+#: Extra generated rows per size, on top of the seed's realistic sample.
+SIZES = {"small": 0, "medium": 50_000}
+
+
+class MissingTool(VladError):
+    """A tool the sandbox needs is not installed (exit code 2)."""
+
+
+def default_dir() -> Path:
+    """The sandbox's home. As root, PostgreSQL runs as ``postgres``, which cannot enter /root."""
+    if os.geteuid() == 0:
+        return Path("/var/tmp/vlad-tui-demo")
+    return platformdirs.user_data_path("vlad-tui") / "demo"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class SandboxState:
+    """What ``setup`` started, saved as ``state.json`` so ``teardown`` can stop it."""
+
+    pg_port: int
+    app_port: int
+    pm2_bin: str
+    size: str
+
+
+class Sandbox:
+    """One sandbox directory: ``setup()``, ``is_up()``, ``teardown()``."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = (root or default_dir()).expanduser().absolute()
+
+    config_path = property(lambda self: self.root / "config.toml")
+    journal_dir = property(lambda self: self.root / "runs")
+    app_dir = property(lambda self: self.root / "app")
+    state_file = property(lambda self: self.root / "state.json")
+
+    def state(self) -> SandboxState | None:
+        try:
+            return SandboxState(**json.loads(self.state_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def _cluster(self, state: SandboxState) -> PgCluster:
+        return PgCluster(self.root / "pg", state.pg_port, _require_bin_dir(), password="")
+
+    def _pm2(self, state: SandboxState) -> Pm2:
+        return Pm2(Path(state.pm2_bin), self.root / "pm2")
+
+    def is_up(self) -> bool:
+        """True when a previous setup's database and app are both running."""
+        state = self.state()
+        if state is None:
+            return False
+        try:
+            return self._cluster(state).is_running() and _healthy(state.app_port)
+        except VladError:
+            return False
+
+    def setup(self, size: str = "small", *, progress=print) -> Path:
+        """Build (or restart) the sandbox; the path of its config file."""
+        if size not in SIZES:
+            raise VladError(f"unknown size {size!r} (choose from {', '.join(SIZES)})")
+        bin_dir = _require_bin_dir()
+        if shutil.which("node") is None:
+            raise MissingTool("Node.js is missing: install it with `apt-get install nodejs npm`")
+        state = self.state()
+        if state is not None and (self.root / "pg" / "data").exists():
+            return self._restart(state, progress)
+        if self.root.exists() and any(self.root.iterdir()):
+            raise VladError(f"{self.root} exists and is not a vlad-tui sandbox; choose --dir")
+        # Traversable by the postgres user when we are root; nothing secret lives at this level.
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+
+        progress(f"sandbox: {self.root}")
+        pm2_bin = find_pm2(self.root / "tools" / "node_modules" / ".bin" / "pm2")
+        if pm2_bin is None:
+            progress("installing pm2 from the npm registry …")
+            pm2_bin = install_pm2(self.root / "tools")
+        state = SandboxState(_free_port(), _free_port(), str(pm2_bin), size)
+
+        cluster = PgCluster(self.root / "pg", state.pg_port, bin_dir)
+        progress(f"PostgreSQL cluster on 127.0.0.1:{state.pg_port} …")
+        cluster.init()
+        cluster.start()
+        progress(f"database {DATABASE} ({size}) …")
+        asyncio.run(_create_and_seed(cluster, SIZES[size]))
+
+        install_backend(self.app_dir, port=state.app_port, database_url=cluster.url(DATABASE))
+        self._write_staging_env(cluster, state)
+        self.state_file.write_text(json.dumps(asdict(state), indent=2))
+        self.state_file.chmod(0o600)
+        self._start_app(state, progress)
+        self._write_config(state)
+        return self.config_path
+
+    def _restart(self, state: SandboxState, progress) -> Path:
+        cluster = self._cluster(state)
+        if not cluster.is_running():
+            progress(f"starting PostgreSQL on 127.0.0.1:{state.pg_port} …")
+            cluster.start()
+        if not _healthy(state.app_port):
+            self._start_app(state, progress)
+        return self.config_path
+
+    def _start_app(self, state: SandboxState, progress) -> None:
+        progress(f"{APP_NAME} under pm2 (cluster mode) on 127.0.0.1:{state.app_port} …")
+        pm2 = self._pm2(state)
+        pm2.delete(APP_NAME)
+        pm2.start_app(APP_NAME, self.app_dir, instances=2)
+        _wait_healthy(state.app_port)
+
+    def _write_staging_env(self, cluster: PgCluster, state: SandboxState) -> None:
+        url = cluster.url(f"{DATABASE}_staging")
+        env = self.app_dir / ".env.staging"
+        fd = os.open(env, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f'PORT="{state.app_port + 1}"\nDATABASE_URL="{url}"\n')
+
+    def _write_config(self, state: SandboxState) -> None:
+        common = {
+            "host": "local",
+            "app_dir": str(self.app_dir),
+            "pm2_bin": state.pm2_bin,
+            "pm2_home": str(self.root / "pm2"),
+            "backup_dir": str(self.root / "backups"),
+        }
+        (self.root / "backups").mkdir(exist_ok=True, mode=0o700)
+        targets = [
+            Target(
+                "production",
+                pm2_name=APP_NAME,
+                database="dotenv:.env",
+                health_url=f"http://127.0.0.1:{state.app_port}/health",
+                **common,
+            ),
+            Target(
+                "staging",
+                pm2_name=f"{APP_NAME}-staging",
+                database="dotenv:.env.staging",
+                health_url=f"http://127.0.0.1:{state.app_port + 1}/health",
+                **common,
+            ),
+        ]
+        contacts = [
+            Contact("Desarrollador principal", "Ana Núñez (demo)", "+34 600 000 001"),
+            Contact("DBA", "Íñigo Peña (demo)", "+34 600 000 002"),
+        ]
+        text = "# vlad-tui demo sandbox: every target runs on this machine.\n"
+        text += dump_config(targets, Project(name="backend-vlad (demo)"), contacts)
+        self.config_path.write_text(text)
+        self.config_path.chmod(0o600)
+
+    def teardown(self, *, progress=print) -> None:
+        """Stop everything the sandbox started and remove its directory."""
+        state = self.state()
+        if state is None and not self.root.exists():
+            progress(f"no sandbox at {self.root}")
+            return
+        if state is not None:
+            self._pm2(state).kill()
+            with contextlib.suppress(VladError):
+                self._cluster(state).stop(mode="fast")
+        shutil.rmtree(self.root, ignore_errors=True)
+        progress(f"removed {self.root}")
+
+
+async def _create_and_seed(cluster: PgCluster, extra_rows: int) -> None:
+    import asyncpg
+
+    from vlad_tui.demo.seed import seed_database
+
+    conn = await asyncpg.connect(cluster.url("postgres"))
+    try:
+        await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(cluster.url(DATABASE))
+    try:
+        await seed_database(conn)
+        if extra_rows:
+            await conn.execute(BULK_SQL, extra_rows)
+    finally:
+        await conn.close()
+
+
+#: Bulk rows for bigger sandboxes: plain generated values, same tables and constraints.
+BULK_SQL = """
+INSERT INTO virgin_medals (medal_string, register_hash, status)
+SELECT 'bulk-' || g, md5(g::text), 'VIRGIN' FROM generate_series(1, $1::int) g
+"""
+
+
+def _require_bin_dir() -> Path:
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        raise MissingTool(
+            "PostgreSQL server binaries (initdb, pg_ctl) are missing: "
+            "install them with `apt-get install postgresql`"
+        )
+    return bin_dir
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def _wait_healthy(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _healthy(port):
+            return
+        time.sleep(0.2)
+    raise VladError(f"the sample app did not answer on 127.0.0.1:{port}/health in {timeout:g}s")
