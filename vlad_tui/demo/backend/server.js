@@ -1,0 +1,78 @@
+'use strict';
+// backend-vlad sample: a dependency-free stand-in for the NestJS API, used by the demo and tests.
+// PORT comes from the environment or from .env (cwd, then next to this file, then its parent).
+const fs = require('fs');
+const http = require('http');
+const path = require('path');
+
+function loadDotenv() {
+  const candidates = [
+    path.join(process.cwd(), '.env'),
+    path.join(__dirname, '.env'),
+    path.join(__dirname, '..', '.env'),
+  ];
+  for (const file of candidates) {
+    let text;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      continue;
+    }
+    for (const line of text.split(/\r?\n/)) {
+      const m = line.match(/^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$/);
+      if (!m || m[1] in process.env) continue;
+      let value = m[2];
+      if (/^(['"]).*\1$/.test(value)) value = value.slice(1, -1);
+      process.env[m[1]] = value;
+    }
+    return;
+  }
+}
+
+function readPackage() {
+  for (const dir of [__dirname, path.join(__dirname, '..')]) {
+    try {
+      return JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
+    } catch (err) {
+      // dist/server.js finds the package one level up
+    }
+  }
+  return { name: 'backend-vlad', version: '0.0.0' };
+}
+
+loadDotenv();
+const pkg = readPackage();
+const port = Number(process.env.PORT || 3335);
+const bootDelay = Number(process.env.BOOT_DELAY_MS || 0); // simulates a slow NestJS boot
+const startedAt = new Date().toISOString();
+
+function send(res, status, body) {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+const server = http.createServer((req, res) => {
+  const url = req.url.split('?')[0];
+  if (req.method === 'GET' && url === '/health') return send(res, 200, { status: 'ok' });
+  if (req.method === 'GET' && url === '/version') {
+    return send(res, 200, { name: pkg.name, version: pkg.version, pid: process.pid, startedAt });
+  }
+  return send(res, 404, { statusCode: 404, message: `Cannot ${req.method} ${url}` });
+});
+server.keepAliveTimeout = 1000;
+
+function shutdown(signal) {
+  console.log(`received ${signal}, closing`);
+  server.close(() => process.exit(0));
+  server.closeIdleConnections();
+  setTimeout(() => process.exit(0), 3000).unref();
+}
+process.on('SIGINT', () => shutdown('SIGINT'));
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+
+setTimeout(() => {
+  server.listen(port, () => {
+    console.log(`${pkg.name} ${pkg.version} listening on ${port}`);
+    if (process.send) process.send('ready'); // pm2 --wait-ready
+  });
+}, bootDelay);
