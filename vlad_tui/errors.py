@@ -52,6 +52,15 @@ class CommandTimeout(TransportError):
     """A command ran longer than its timeout and was stopped."""
 
 
+class CommandFailed(TransportError):
+    """A command run with ``check=True`` exited with a non-zero status (or a signal)."""
+
+    def __init__(self, message: str, *, exit_status: int | None = None, stderr: str = ""):
+        self.exit_status = exit_status
+        self.stderr = stderr
+        super().__init__(message)
+
+
 class ConnectionLost(TransportError):
     """The connection dropped while a command was running."""
 

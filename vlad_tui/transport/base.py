@@ -123,7 +123,11 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def attach(
-        self, job: DetachedJob, *, sink: Sink | None = None, poll: float = 0.5,
+        self,
+        job: DetachedJob,
+        *,
+        sink: Sink | None = None,
+        poll: float = 0.5,
         timeout: float | None = None,
     ) -> int:
         """Stream ``job``'s log from ``job.offset`` until it ends; return its exit status.

@@ -1,0 +1,322 @@
+"""Shell text we send to a target and the output we read back; no I/O here.
+
+* :func:`quote` (``shlex.quote``) for every value put into a command line;
+* :func:`with_secrets` so secrets reach a command through stdin, never argv;
+* :func:`env_prefix` for non-secret variables;
+* :func:`killable` / :func:`detached_launcher` wrap commands so they can be stopped, or
+  survive a dropped connection;
+* :class:`LineSplitter` and :class:`Capture` turn output bytes into redacted lines;
+* :func:`follow_job` tails a detached job's log (shared by both transports).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import re
+import secrets as _secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from shlex import quote
+
+from vlad_tui.errors import CommandFailed, CommandTimeout, TransportError
+from vlad_tui.events import OutputLine, Sink, Stream
+from vlad_tui.redact import add_secret, scrub
+from vlad_tui.transport.base import CommandResult
+
+__all__ = [
+    "CAPTURE_LIMIT",
+    "JOBS_DIR",
+    "JOB_READ_CHUNK",
+    "MAX_LINE",
+    "Capture",
+    "LineSplitter",
+    "command_failed",
+    "detached_launcher",
+    "env_prefix",
+    "follow_job",
+    "kill_group_script",
+    "killable",
+    "new_job_id",
+    "pgid_marker",
+    "pid_alive_script",
+    "quote",
+    "short",
+    "with_secrets",
+]
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+#: Captured stdout/stderr keep at most this many characters each (the tail).
+CAPTURE_LIMIT = 1024 * 1024
+#: A line longer than this is cut into pieces (a binary blob must not eat the memory).
+MAX_LINE = 64 * 1024
+#: How much of a detached job's log one poll reads at most.
+JOB_READ_CHUNK = 1024 * 1024
+#: Directory under ``job_root`` that holds detached jobs.
+JOBS_DIR = "vlad-tui-jobs"
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise ValueError(f"not a valid environment variable name: {name!r}")
+
+
+def with_secrets(command: str, secrets: Mapping[str, str]) -> tuple[str, str]:
+    """Wrap ``command`` so each secret is read from stdin and exported; return (command, stdin).
+
+    The wrapped command starts with ``IFS= read -r NAME; export NAME;`` per secret, so the
+    values never appear in argv (``ps``) or in the command text. Pass the returned stdin text
+    as the command's ``stdin`` (append any further input after it). The values are also
+    registered with :mod:`vlad_tui.redact` so they are scrubbed if the command prints them.
+    """
+    prefix = []
+    lines = []
+    for name, value in secrets.items():
+        _check_name(name)
+        if "\n" in value or "\r" in value or "\0" in value:
+            raise ValueError(f"the value of {name} contains a newline or NUL byte")
+        add_secret(value)
+        prefix.append(f"IFS= read -r {name}; export {name}; ")
+        lines.append(value + "\n")
+    return "".join(prefix) + command, "".join(lines)
+
+
+def env_prefix(env: Mapping[str, str]) -> str:
+    """``NAME=value `` assignments (quoted) to put before a command; for non-secret values."""
+    parts = []
+    for name, value in env.items():
+        _check_name(name)
+        parts.append(f"{name}={quote(value)} ")
+    return "".join(parts)
+
+
+def short(command: str, limit: int = 80) -> str:
+    """A command shortened to one line for error messages (redacted)."""
+    text = " ".join(command.split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return scrub(text)
+
+
+def command_failed(label: str, command: str, result: CommandResult) -> CommandFailed:
+    """The error for ``check=True``: names the command, the status and the last stderr line."""
+    how = (
+        f"exit status {result.exit_status}"
+        if result.exit_status is not None
+        else f"signal {result.signal or 'unknown'}"
+    )
+    last = (result.stderr.strip().splitlines() or [""])[-1]
+    detail = f": {last[:200]}" if last else ""
+    return CommandFailed(
+        f"{label}: `{short(command)}` failed ({how}){detail}",
+        exit_status=result.exit_status,
+        stderr=result.stderr,
+    )
+
+
+def pgid_marker() -> str:
+    """A random token that tags the line where :func:`killable` reports the process group."""
+    return f"vlad-tui-pgid-{_secrets.token_hex(6)}"
+
+
+def killable(command: str, marker: str) -> str:
+    """Run ``command`` in its own session and print ``<marker> <pgid>`` first on stderr.
+
+    OpenSSH does not deliver signals to a channel's command reliably, so to stop it we kill
+    its process group from another channel (``kill -TERM -- -PGID``). ``setsid -w`` forks
+    when the login shell already leads a group (sshd makes it one) and waits for the child;
+    the inner shell turns a death by signal into an ordinary ``128+n`` exit status so
+    ``setsid -w`` passes it on.
+    """
+    inner = f'echo "{marker} $$" >&2; sh -c "$1"; exit $?'
+    return f"exec setsid -w sh -c {quote(inner)} vlad-tui {quote(command)}"
+
+
+def kill_group_script(pgid: int, grace: float) -> str:
+    """Shell that sends TERM to process group ``pgid``, waits up to ``grace`` s, then KILL.
+
+    It stops waiting once only zombies are left (an init that reaps slowly keeps those in
+    the group); without ``ps`` it waits for the group to disappear.
+    """
+    steps = max(1, int(grace / 0.1))
+    alive = (
+        "alive() { if out=$(ps -e -o pgid= -o stat= 2>/dev/null); then "
+        f"printf '%s\\n' \"$out\" | "
+        f"awk '$1 == {pgid} && $2 !~ /^Z/ {{ f = 1 }} END {{ exit !f }}'; "
+        f"else kill -s 0 -- -{pgid} 2>/dev/null; fi; }}; "
+    )
+    return (
+        alive + f"kill -s TERM -- -{pgid} 2>/dev/null || exit 0; i=0; "
+        f"while [ $i -lt {steps} ] && alive; do sleep 0.1; i=$((i+1)); done; "
+        f"kill -s KILL -- -{pgid} 2>/dev/null; exit 0"
+    )
+
+
+def pid_alive_script(pid_file: str) -> str:
+    """Shell that exits 0 while the process whose pid is in ``pid_file`` runs (not a zombie)."""
+    return (
+        f"p=$(cat {quote(pid_file)}) || exit 1; "
+        'if s=$(ps -o stat= -p "$p" 2>/dev/null); then '
+        'case "$s" in Z*|"") exit 1;; esac; exit 0; '
+        'else kill -s 0 "$p" 2>/dev/null; fi'
+    )
+
+
+def new_job_id() -> str:
+    """A sortable, unique id for a detached job (``20250101T120000-1a2b3c4d``)."""
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + _secrets.token_hex(4)
+
+
+# Runs inside the job's new session: $1 is the command, $2 the job directory.
+_RUNNER = (
+    'd=$2; echo $$ > "$d/pid.tmp" && mv -f "$d/pid.tmp" "$d/pid"; '
+    'sh -c "$1"; s=$?; '
+    'echo $s > "$d/status.tmp" && mv -f "$d/status.tmp" "$d/status"'
+)
+
+
+def detached_launcher(command: str, job_root: str, job_id: str, *, has_stdin: bool) -> str:
+    """Shell that starts ``command`` as a detached job in ``<job_root>/vlad-tui-jobs/<job_id>``.
+
+    The job runs under ``setsid nohup`` with output to ``log``; it writes ``pid`` at once
+    and ``status`` (atomically) when it ends. With ``has_stdin``, our stdin (e.g. the
+    secrets of :func:`with_secrets`) reaches the job through a FIFO in the private job
+    directory, then the job sees end-of-file as if its stdin were ``/dev/null``; nothing is
+    written to disk. The launcher returns once the job has written its pid and prints
+    ``<job_dir>``.
+    """
+    root = f"{job_root.rstrip('/') or ''}/{JOBS_DIR}"
+    job_dir = f"{root}/{job_id}"
+    r, d = quote(root), quote(job_dir)
+    lines = [
+        "umask 077",
+        f"mkdir -p {r} || exit 1",
+        f"if [ -L {r} ] || [ ! -O {r} ]; then "
+        f"echo {quote(root + ' is not a private directory owned by this user')} >&2; exit 1; fi",
+        f"mkdir -m 700 {d} || exit 1",
+    ]
+    start = f"setsid nohup sh -c {quote(_RUNNER)} vlad-tui-job {quote(command)} {d}"
+    if has_stdin:
+        lines += [
+            f"mkfifo {d}/stdin || exit 1",
+            f"{start} <{d}/stdin >{d}/log 2>&1 &",
+            f"cat >{d}/stdin",
+            f"rm -f {d}/stdin",
+        ]
+    else:
+        lines.append(f"{start} </dev/null >{d}/log 2>&1 &")
+    lines += [
+        "i=0",
+        f"while [ ! -s {d}/pid ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done",
+        f"[ -s {d}/pid ] || {{ echo 'the detached job did not start' >&2; exit 1; }}",
+        f"echo {d}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class LineSplitter:
+    """Bytes in, complete text lines out (UTF-8, invalid bytes replaced, ``\\r\\n`` → line)."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = ""
+
+    def feed(self, data: bytes) -> list[str]:
+        """Lines completed by ``data`` (overlong lines are cut at :data:`MAX_LINE`)."""
+        self._buffer += self._decoder.decode(data)
+        *lines, self._buffer = self._buffer.split("\n")
+        out = [line.removesuffix("\r") for line in lines]
+        while len(self._buffer) > MAX_LINE:
+            out.append(self._buffer[:MAX_LINE])
+            self._buffer = self._buffer[MAX_LINE:]
+        return out
+
+    def flush(self) -> list[str]:
+        """The last, unterminated line if any."""
+        rest = self._buffer + self._decoder.decode(b"", final=True)
+        self._buffer = ""
+        return [rest.removesuffix("\r")] if rest else []
+
+
+class Capture:
+    """Redacts lines, sends them to a sink and keeps the tail of each stream (capped)."""
+
+    def __init__(self, sink: Sink | None, limit: int = CAPTURE_LIMIT) -> None:
+        self._sink = sink
+        self._limit = limit
+        self._lines: dict[Stream, deque[str]] = {"stdout": deque(), "stderr": deque()}
+        self._sizes: dict[Stream, int] = {"stdout": 0, "stderr": 0}
+
+    def add(self, text: str, stream: Stream) -> None:
+        """Scrub one line, deliver it and keep it."""
+        line = scrub(text)
+        if self._sink is not None:
+            self._sink(OutputLine(line, stream))
+        kept = self._lines[stream]
+        kept.append(line)
+        self._sizes[stream] += len(line) + 1
+        while self._sizes[stream] > self._limit and len(kept) > 1:
+            self._sizes[stream] -= len(kept.popleft()) + 1
+
+    def text(self, stream: Stream) -> str:
+        """What was kept of ``stream``, newline-terminated lines."""
+        kept = self._lines[stream]
+        return "".join(line + "\n" for line in kept)
+
+
+#: Reads what a job wrote since ``offset``: returns (bytes, exit status or None if running).
+#: The status must be sampled *before* the bytes so that a finished job's log is complete.
+ReadJob = Callable[[int], Awaitable[tuple[bytes, int | None]]]
+
+
+async def follow_job(
+    read: ReadJob,
+    offset: int,
+    set_offset: Callable[[int], None],
+    *,
+    sink: Sink | None,
+    poll: float,
+    timeout: float | None,
+    label: str,
+    alive: Callable[[], Awaitable[bool]] | None = None,
+) -> int:
+    """Tail a detached job's log until it ends; return its exit status.
+
+    Only whole lines are consumed (``set_offset`` after each batch), so re-attaching after a
+    dropped connection neither loses nor repeats a line. ``alive`` (checked every few polls)
+    tells a job killed before it could write its status from one still running.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    polls = 0
+    dead = False
+    while True:
+        data, status = await read(offset)
+        more = len(data) >= JOB_READ_CHUNK
+        if more:
+            status = None  # not drained yet
+        consumed = data.rfind(b"\n") + 1
+        if status is not None:
+            consumed = len(data)
+        elif consumed == 0 and len(data) >= MAX_LINE:
+            consumed = MAX_LINE
+        if consumed:
+            splitter = LineSplitter()
+            for line in splitter.feed(data[:consumed]) + splitter.flush():
+                if sink is not None:
+                    sink(OutputLine(scrub(line), "stdout"))
+            offset += consumed
+            set_offset(offset)
+        if status is not None:
+            return status
+        if more:
+            continue
+        if dead:
+            raise TransportError(f"{label}: the job ended without an exit status (killed?)")
+        if deadline is not None and time.monotonic() >= deadline:
+            raise CommandTimeout(f"{label}: still running after {timeout:g}s (left running)")
+        polls += 1
+        if alive is not None and polls % 10 == 0 and not await alive():
+            dead = True  # read once more: it may have written its status meanwhile
+            continue
+        await asyncio.sleep(poll)

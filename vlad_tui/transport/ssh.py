@@ -1,0 +1,530 @@
+"""Transport over SSH (asyncssh): one connection per target for commands, SFTP and forwards.
+
+Host keys are always verified (``target.known_hosts`` or the user's known_hosts files, never
+disabled); the agent, ``identity_file`` and ``~/.ssh/config`` are honoured. A dropped
+connection is noticed (keepalives) and the next call reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import stat as stat_mod
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncssh
+
+from vlad_tui.config import Target
+from vlad_tui.errors import (
+    AuthenticationFailed,
+    CommandTimeout,
+    ConnectionLost,
+    HostKeyChanged,
+    HostKeyUnknown,
+    TransportError,
+    Unreachable,
+)
+from vlad_tui.events import Sink, Stream
+from vlad_tui.transport.base import CommandResult, DetachedJob, Endpoint, FileStat, Transport
+from vlad_tui.transport.shell import (
+    JOB_READ_CHUNK,
+    Capture,
+    LineSplitter,
+    command_failed,
+    detached_launcher,
+    follow_job,
+    kill_group_script,
+    killable,
+    new_job_id,
+    pgid_marker,
+    pid_alive_script,
+    quote,
+    short,
+)
+
+T = TypeVar("T")
+
+KEEPALIVE_INTERVAL = 15.0
+KEEPALIVE_COUNT_MAX = 3
+_CHUNK = 64 * 1024
+_DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+# Errors that mean the connection is gone (as opposed to a refused request).
+_LOST = (
+    asyncssh.ConnectionLost,
+    asyncssh.DisconnectError,
+    asyncssh.SFTPConnectionLost,
+    BrokenPipeError,
+    ConnectionResetError,
+)
+
+
+class _Client(asyncssh.SSHClient):
+    """Tells the transport when its connection drops."""
+
+    def __init__(self, on_lost: Callable[[asyncssh.SSHClientConnection], None]) -> None:
+        self._on_lost = on_lost
+        self._conn: asyncssh.SSHClientConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+        self._conn = conn
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._conn is not None:
+            self._on_lost(self._conn)
+
+
+def _file_error(label: str, action: str, path: str, exc: Exception) -> TransportError:
+    reason = exc.reason if isinstance(exc, asyncssh.SFTPError) else str(exc)
+    return TransportError(f"{label}: cannot {action} {path}: {reason}")
+
+
+class SshTransport(Transport):
+    """Commands, files and ports on a remote target over one asyncssh connection."""
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        kill_grace: float = 3.0,
+        keepalive_interval: float = KEEPALIVE_INTERVAL,
+    ) -> None:
+        self.target = target
+        self.kill_grace = kill_grace
+        self.keepalive_interval = keepalive_interval
+        who = f"{target.user}@" if target.user else ""
+        self.label = f"{who}{target.host}:{target.port}"
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._sftp: asyncssh.SFTPClient | None = None
+        self._forwards: dict[tuple[str, int], asyncssh.SSHListener] = {}
+        self._ports: dict[tuple[str, int], int] = {}  # last local port, reused on reconnect
+        self._lock = asyncio.Lock()
+        self._sftp_lock = asyncio.Lock()
+        self._marker = pgid_marker()
+
+    # -- connection -----------------------------------------------------------------------
+
+    def _alive(self, conn: asyncssh.SSHClientConnection | None) -> bool:
+        return conn is not None and conn is self._conn and not conn.is_closed()
+
+    def _on_lost(self, conn: asyncssh.SSHClientConnection | None) -> None:
+        if conn is not None and conn is self._conn:
+            self._forget()
+            conn.abort()
+
+    def _forget(self) -> asyncssh.SSHClientConnection | None:
+        """Drop the connection and what rides on it (the next call reconnects); return it."""
+        conn, self._conn = self._conn, None
+        self._sftp = None
+        forwards, self._forwards = self._forwards, {}
+        for listener in forwards.values():
+            listener.close()
+        return conn
+
+    async def connect(self) -> None:
+        await self._connection()
+
+    async def _connection(self) -> asyncssh.SSHClientConnection:
+        if self._alive(self._conn):
+            assert self._conn is not None
+            return self._conn
+        async with self._lock:
+            if self._alive(self._conn):
+                assert self._conn is not None
+                return self._conn
+            self._on_lost(self._conn)
+            self._conn = await self._open_connection()
+            return self._conn
+
+    def _known_hosts_files(self, options: asyncssh.SSHClientConnectionOptions) -> list[str]:
+        """The known_hosts files the client trusts (never none: checking stays on)."""
+        if self.target.known_hosts is not None:
+            return [str(self.target.known_hosts)]
+        configured = options.known_hosts
+        if isinstance(configured, list) and configured:
+            return [os.path.expanduser(str(p)) for p in configured]
+        return [os.path.expanduser(_DEFAULT_KNOWN_HOSTS)]
+
+    async def _open_connection(self) -> asyncssh.SSHClientConnection:
+        t = self.target
+        kwargs: dict[str, Any] = {
+            "connect_timeout": t.connect_timeout,
+            "keepalive_interval": self.keepalive_interval,
+            "keepalive_count_max": KEEPALIVE_COUNT_MAX,
+        }
+        if t.user:
+            kwargs["username"] = t.user
+        if t.identity_file is not None:
+            kwargs["client_keys"] = [str(t.identity_file)]
+        try:
+            options = await asyncssh.SSHClientConnectionOptions.construct(
+                host=t.host, port=t.port, **kwargs
+            )
+        except (OSError, ValueError, asyncssh.Error) as exc:
+            raise TransportError(f"{self.label}: cannot load SSH settings: {exc}") from None
+        files = self._known_hosts_files(options)
+        readable = [f for f in files if os.path.isfile(f) and os.access(f, os.R_OK)]
+        # An empty SSHKnownHosts trusts nothing; asyncssh would treat an empty value as
+        # "use the default file" and None as "do not check".
+        known: Any = readable or asyncssh.import_known_hosts("")
+        try:
+            conn = await asyncssh.connect(
+                t.host,
+                t.port,
+                options=options,
+                known_hosts=known,
+                client_factory=lambda: _Client(self._on_lost),
+            )
+        except asyncssh.HostKeyNotVerifiable:
+            raise await self._host_key_error(files, readable) from None
+        except asyncssh.PermissionDenied:
+            how = f"key {t.identity_file}" if t.identity_file else "agent and default keys"
+            raise AuthenticationFailed(
+                f"{self._who(options)}: authentication failed ({how}); check that the public "
+                "key is in the server's authorized_keys"
+            ) from None
+        except TimeoutError:
+            raise Unreachable(
+                f"{t.host}:{t.port}: no SSH answer within {t.connect_timeout:g}s (timed out)"
+            ) from None
+        except socket.gaierror as exc:
+            raise Unreachable(
+                f"{t.host}:{t.port}: cannot resolve host name ({exc.strerror})"
+            ) from None
+        except ConnectionRefusedError:
+            raise Unreachable(
+                f"{t.host}:{t.port}: connection refused (is sshd running on that port?)"
+            ) from None
+        except OSError as exc:
+            raise Unreachable(f"{t.host}:{t.port}: {exc.strerror or exc}") from None
+        except asyncssh.Error as exc:
+            raise TransportError(
+                f"{self._who(options)}: SSH connection failed: {exc.reason}"
+            ) from None
+        return conn
+
+    def _who(self, options: asyncssh.SSHClientConnectionOptions) -> str:
+        user = getattr(options, "username", None) or self.target.user
+        return f"{user}@{self.target.host}:{self.target.port}" if user else self.label
+
+    async def _host_key_error(self, files: list[str], readable: list[str]) -> TransportError:
+        t = self.target
+        fingerprint = "unknown fingerprint"
+        with contextlib.suppress(OSError, asyncssh.Error, TimeoutError):
+            key = await asyncio.wait_for(
+                asyncssh.get_server_host_key(t.host, t.port), t.connect_timeout
+            )
+            if key is not None:
+                fingerprint = f"{key.get_algorithm()} {key.get_fingerprint('sha256')}"
+        known_keys: list[Any] = []
+        if readable:
+            with contextlib.suppress(OSError, ValueError, asyncssh.Error):
+                addr = await asyncio.to_thread(_resolve, t.host)
+                port = t.port if t.port != 22 else None
+                matched = asyncssh.read_known_hosts(readable).match(t.host, addr, port)
+                known_keys = [*matched[0], *matched[1]]
+        where = files[0] if files else _DEFAULT_KNOWN_HOSTS
+        if known_keys:
+            return HostKeyChanged(
+                f"{t.host}:{t.port}: HOST KEY CHANGED, now {fingerprint}, which does not match "
+                f"{where}; possible man-in-the-middle: confirm the new key with the server's "
+                "administrator before updating known_hosts"
+            )
+        return HostKeyUnknown(
+            f"{t.host}:{t.port}: unknown host key {fingerprint}; check it out of band, then "
+            f"accept it with: ssh-keyscan -p {t.port} {quote(t.host)} >> {quote(where)}"
+        )
+
+    async def _retrying(self, op: Callable[[asyncssh.SSHClientConnection], Awaitable[T]]) -> T:
+        """Run ``op`` on the connection; if it turns out dead, reconnect once and retry.
+
+        Only for requests that have no effect until they succeed (opening a channel or an
+        SFTP session, listening for a forward) or that are idempotent.
+        """
+        for attempt in (1, 2):
+            conn = await self._connection()
+            try:
+                return await op(conn)
+            except (*_LOST, asyncssh.ChannelOpenError) as exc:
+                dead = conn.is_closed() or isinstance(exc, _LOST) or "closed" in str(exc)
+                if not dead:
+                    raise TransportError(f"{self.label}: {exc}") from None
+                self._on_lost(conn)
+                if attempt == 2:
+                    raise ConnectionLost(f"{self.label}: connection lost ({exc})") from None
+        raise AssertionError("unreachable")
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def run(
+        self,
+        command: str,
+        *,
+        stdin: str | None = None,
+        sink: Sink | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+    ) -> CommandResult:
+        started = time.monotonic()
+        wrapped = killable(command, self._marker)
+
+        async def open_process(conn: asyncssh.SSHClientConnection) -> Any:
+            return await conn.create_process(wrapped, encoding=None)
+
+        proc = await self._retrying(open_process)
+        conn = self._conn
+        capture = Capture(sink)
+        pgid: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        tasks = [
+            asyncio.ensure_future(self._pump(proc.stdout, "stdout", capture, None)),
+            asyncio.ensure_future(self._pump(proc.stderr, "stderr", capture, pgid)),
+            asyncio.ensure_future(_feed(proc.stdin, stdin)),
+        ]
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*tasks)
+                await proc.wait_closed()
+        except TimeoutError:
+            await self._stop(conn, proc, pgid, tasks)
+            raise CommandTimeout(
+                f"{self.label}: `{short(command)}` timed out after {timeout:g}s and was stopped"
+            ) from None
+        except _LOST:
+            await _cancel(tasks)
+            self._on_lost(conn)
+            raise self._lost_error(command) from None
+        except BaseException:
+            await self._stop(conn, proc, pgid, tasks)
+            raise
+        exit_status = proc.exit_status
+        exit_signal = proc.exit_signal
+        if exit_status is None and exit_signal is None:
+            self._on_lost(conn)
+            raise self._lost_error(command)
+        result = CommandResult(
+            exit_status=exit_status if exit_status is not None and exit_status >= 0 else None,
+            duration=time.monotonic() - started,
+            stdout=capture.text("stdout"),
+            stderr=capture.text("stderr"),
+            signal=f"SIG{exit_signal[0]}" if exit_signal else None,
+        )
+        if check and not result.ok:
+            raise command_failed(self.label, command, result)
+        return result
+
+    def _lost_error(self, command: str) -> ConnectionLost:
+        return ConnectionLost(
+            f"{self.label}: connection lost while running `{short(command)}`; "
+            "it may still be running on the server"
+        )
+
+    async def _pump(
+        self,
+        reader: asyncssh.SSHReader[bytes],
+        stream: Stream,
+        capture: Capture,
+        pgid: asyncio.Future[int] | None,
+    ) -> None:
+        splitter = LineSplitter()
+        prefix = self._marker + " "
+        while chunk := await reader.read(_CHUNK):
+            for line in splitter.feed(chunk):
+                if pgid is not None and not pgid.done() and line.startswith(prefix):
+                    with contextlib.suppress(ValueError):
+                        pgid.set_result(int(line[len(prefix) :]))
+                        continue
+                capture.add(line, stream)
+        for line in splitter.flush():
+            capture.add(line, stream)
+
+    async def _stop(
+        self,
+        conn: asyncssh.SSHClientConnection | None,
+        proc: asyncssh.SSHClientProcess[bytes],
+        pgid: asyncio.Future[int],
+        tasks: list[asyncio.Future[Any]],
+    ) -> None:
+        """Kill the remote process group over a new channel, then close the command's one."""
+        try:
+            group = await asyncio.wait_for(asyncio.shield(pgid), 2.0)
+        except (TimeoutError, asyncio.CancelledError):
+            group = None
+        if group is not None and conn is not None and not conn.is_closed():
+            script = kill_group_script(group, self.kill_grace)
+            with contextlib.suppress(*_LOST, asyncssh.Error, OSError, TimeoutError):
+                await conn.run(script, timeout=self.kill_grace + 10)
+        else:
+            with contextlib.suppress(*_LOST, asyncssh.Error, OSError):
+                proc.send_signal("TERM")
+        proc.close()
+        await _cancel(tasks)
+
+    # -- files ----------------------------------------------------------------------------
+
+    async def _sftp_client(self, conn: asyncssh.SSHClientConnection) -> asyncssh.SFTPClient:
+        async with self._sftp_lock:  # one SFTP session per connection, even when racing
+            if self._sftp is None or conn is not self._conn:
+                self._sftp = await conn.start_sftp_client()
+            return self._sftp
+
+    async def _sftp_op(self, action: str, path: str, op: Callable[[Any], Awaitable[T]]) -> T:
+        async def go(conn: asyncssh.SSHClientConnection) -> T:
+            sftp = await self._sftp_client(conn)
+            return await op(sftp)
+
+        try:
+            return await self._retrying(go)
+        except (asyncssh.SFTPError, OSError) as exc:
+            raise _file_error(self.label, action, path, exc) from None
+
+    async def read_file(self, path: str) -> bytes:
+        async def op(sftp: asyncssh.SFTPClient) -> bytes:
+            async with sftp.open(path, "rb") as f:
+                return await f.read()
+
+        return await self._sftp_op("read", path, op)
+
+    async def write_file(self, path: str, data: bytes, *, mode: int = 0o600) -> None:
+        async def op(sftp: asyncssh.SFTPClient) -> None:
+            attrs = asyncssh.SFTPAttrs(permissions=mode)
+            async with sftp.open(path, "wb", attrs) as f:
+                await f.setstat(attrs)  # an existing file keeps its mode otherwise
+                await f.write(data)
+
+        await self._sftp_op("write", path, op)
+
+    async def stat(self, path: str) -> FileStat | None:
+        async def op(sftp: asyncssh.SFTPClient) -> FileStat | None:
+            try:
+                attrs = await sftp.stat(path)
+            except asyncssh.SFTPNoSuchFile:
+                return None
+            perms = attrs.permissions or 0
+            return FileStat(
+                size=attrs.size or 0,
+                mode=stat_mod.S_IMODE(perms),
+                mtime=float(attrs.mtime or 0),
+                is_dir=stat_mod.S_ISDIR(perms),
+            )
+
+        return await self._sftp_op("stat", path, op)
+
+    async def listdir(self, path: str) -> list[str]:
+        async def op(sftp: asyncssh.SFTPClient) -> list[str]:
+            names = await sftp.listdir(path)
+            return sorted(n for n in names if n not in (".", ".."))
+
+        return await self._sftp_op("list", path, op)
+
+    # -- ports ----------------------------------------------------------------------------
+
+    async def forward(self, host: str, port: int) -> Endpoint:
+        key = (host, port)
+        listener = self._forwards.get(key)
+        if listener is not None and self._alive(self._conn):
+            return Endpoint("127.0.0.1", listener.get_port())
+
+        async def listen(conn: asyncssh.SSHClientConnection) -> asyncssh.SSHListener:
+            previous = self._ports.get(key, 0)
+            if previous:
+                with contextlib.suppress(OSError):
+                    return await conn.forward_local_port("127.0.0.1", previous, host, port)
+            return await conn.forward_local_port("127.0.0.1", 0, host, port)
+
+        try:
+            listener = await self._retrying(listen)
+        except OSError as exc:
+            raise TransportError(f"{self.label}: cannot forward to {host}:{port}: {exc}") from None
+        self._forwards[key] = listener
+        self._ports[key] = listener.get_port()
+        return Endpoint("127.0.0.1", listener.get_port())
+
+    # -- detached jobs --------------------------------------------------------------------
+
+    async def start_detached(
+        self, command: str, *, stdin: str | None = None, job_root: str = "/tmp"
+    ) -> DetachedJob:
+        job_id = new_job_id()
+        script = detached_launcher(command, job_root, job_id, has_stdin=stdin is not None)
+        result = await self.run(script, stdin=stdin, timeout=60)
+        if not result.ok:
+            lines = result.stderr.strip().splitlines() or [f"exit status {result.exit_status}"]
+            raise TransportError(f"{self.label}: could not start a detached job: {lines[-1]}")
+        job_dir = result.stdout.strip().splitlines()[-1]
+        return DetachedJob(job_id=job_id, job_dir=job_dir)
+
+    async def attach(
+        self,
+        job: DetachedJob,
+        *,
+        sink: Sink | None = None,
+        poll: float = 0.5,
+        timeout: float | None = None,
+    ) -> int:
+        log = f"{job.job_dir}/log"
+        status_path = f"{job.job_dir}/status"
+
+        async def read_op(sftp: asyncssh.SFTPClient, offset: int) -> tuple[bytes, int | None]:
+            status: int | None = None
+            try:
+                async with sftp.open(status_path, "rb") as f:
+                    text = (await f.read()).decode(errors="replace").strip()
+                status = int(text) if text.isdigit() else 255
+            except asyncssh.SFTPNoSuchFile:
+                status = None
+            async with sftp.open(log, "rb") as f:
+                data = await f.read(JOB_READ_CHUNK, offset)
+            return data, status
+
+        async def read(offset: int) -> tuple[bytes, int | None]:
+            return await self._sftp_op("read", log, lambda sftp: read_op(sftp, offset))
+
+        async def alive() -> bool:
+            return (await self.run(pid_alive_script(f"{job.job_dir}/pid"))).ok
+
+        def set_offset(offset: int) -> None:
+            job.offset = offset
+
+        return await follow_job(
+            read,
+            job.offset,
+            set_offset,
+            sink=sink,
+            poll=poll,
+            timeout=timeout,
+            label=f"{self.label}: job {job.job_id}",
+            alive=alive,
+        )
+
+    async def close(self) -> None:
+        conn = self._forget()
+        if conn is not None:
+            conn.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.wait_closed(), 5)
+
+
+def _resolve(host: str) -> str:
+    try:
+        return socket.getaddrinfo(host, None)[0][4][0]
+    except OSError:
+        return host
+
+
+async def _feed(writer: asyncssh.SSHWriter[bytes], data: str | None) -> None:
+    try:
+        if data:
+            writer.write(data.encode())
+            await writer.drain()
+        writer.write_eof()
+    except (*_LOST, OSError):
+        pass  # the command exited without reading it all; the exit status tells the rest
+
+
+async def _cancel(tasks: list[asyncio.Future[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
