@@ -230,6 +230,25 @@ async def test_file_round_trip(transport: Transport, tmp_path: Path) -> None:
     assert await transport.stat(str(tmp_path / "missing")) is None
 
 
+async def test_download_streams_a_large_file_with_progress(
+    transport: Transport, tmp_path: Path
+) -> None:
+    source = tmp_path / "backup.dump"
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    source.write_bytes(payload)
+    target = tmp_path / "copy" / "backup.dump"
+    target.parent.mkdir()
+    seen: list[tuple[int, int]] = []
+    await transport.download(str(source), target, progress=lambda d, t: seen.append((d, t)))
+    assert target.read_bytes() == payload
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert seen and seen[-1] == (len(payload), len(payload))
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    with pytest.raises(TransportError):
+        await transport.download(str(tmp_path / "missing"), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
 async def test_forward_reaches_a_tcp_server_on_the_target(transport: Transport) -> None:
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"echo:" + await reader.readline())

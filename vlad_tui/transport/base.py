@@ -8,7 +8,9 @@ for when vlad-tui runs on the server itself). Nothing here imports Textual.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from vlad_tui.events import Sink
 
@@ -98,6 +100,20 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def write_file(self, path: str, data: bytes, *, mode: int = 0o600) -> None:
         """Write a file on the target, created with ``mode``."""
+
+    @abc.abstractmethod
+    async def download(
+        self,
+        remote_path: str,
+        local_path: Path,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Copy a (possibly large) file from the target to ``local_path`` in chunks.
+
+        ``progress(bytes_done, bytes_total)`` is called as it goes. The local file is created
+        0600. Nothing is loaded whole into memory.
+        """
 
     @abc.abstractmethod
     async def stat(self, path: str) -> FileStat | None:

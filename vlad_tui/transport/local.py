@@ -10,6 +10,7 @@ import signal
 import socket
 import stat as stat_mod
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from vlad_tui.errors import CommandTimeout, TransportError
@@ -151,6 +152,32 @@ class LocalTransport(Transport):
             return await asyncio.to_thread(Path(path).read_bytes)
         except OSError as exc:
             raise _file_error("read", path, exc) from None
+
+    async def download(
+        self,
+        remote_path: str,
+        local_path: Path,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+
+        def copy() -> None:
+            total = os.path.getsize(remote_path)
+            done = 0
+            fd = os.open(local_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(remote_path, "rb") as src, os.fdopen(fd, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        loop.call_soon_threadsafe(progress, done, total)
+
+        try:
+            await asyncio.to_thread(copy)
+        except OSError as exc:
+            Path(local_path).unlink(missing_ok=True)  # never leave a partial copy behind
+            raise _file_error("download", remote_path, exc) from None
 
     async def write_file(self, path: str, data: bytes, *, mode: int = 0o600) -> None:
         def write() -> None:

@@ -14,6 +14,7 @@ import socket
 import stat as stat_mod
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncssh
@@ -395,6 +396,28 @@ class SshTransport(Transport):
                 await f.write(data)
 
         await self._sftp_op("write", path, op)
+
+    async def download(
+        self,
+        remote_path: str,
+        local_path: Path,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        def handler(_src: bytes, _dst: bytes, done: int, total: int) -> None:
+            if progress is not None:
+                progress(done, total)
+
+        async def op(sftp: asyncssh.SFTPClient) -> None:
+            await sftp.get(remote_path, local_path, progress_handler=handler)
+
+        Path(local_path).touch(mode=0o600)
+        os.chmod(local_path, 0o600)
+        try:
+            await self._sftp_op("download", remote_path, op)
+        except BaseException:
+            Path(local_path).unlink(missing_ok=True)  # never leave a partial copy behind
+            raise
 
     async def stat(self, path: str) -> FileStat | None:
         async def op(sftp: asyncssh.SFTPClient) -> FileStat | None:
