@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--dir", type=Path, metavar="D", help="sandbox directory")
     demo.add_argument("--size", choices=("small", "medium"), default="small")
+    demo.add_argument(
+        "--ssh", action="store_true", help="reach the sandbox through a loopback OpenSSH sshd"
+    )
     demo.add_argument("--setup-only", action="store_true", help="build it, do not open the TUI")
     demo.add_argument("--teardown", action="store_true", help="stop its processes, remove it")
 
@@ -167,7 +170,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sandbox.teardown()
         return EXIT_OK
     try:
-        config_path = sandbox.setup(args.size)
+        config_path = sandbox.setup(args.size, ssh=args.ssh)
     except MissingTool as exc:
         _err(str(exc))
         return EXIT_USAGE

@@ -3,17 +3,20 @@
 Inside one directory: a PostgreSQL cluster holding a generated ``peludosclick`` database, the
 sample backend (``.env`` with ``DATABASE_URL`` read through ``dotenv:`` like production), pm2
 running it in cluster mode on a free port, a config with ``production`` and ``staging`` targets
-on ``host = "local"``, and the demo's own run journal. ``teardown`` stops every process it
-started and removes the directory. Setup runs before the TUI's event loop, so it may block.
+on ``host = "local"`` (or through a loopback OpenSSH sshd with ``ssh=True``), and the demo's
+own run journal. ``teardown`` stops every process it started and removes the directory.
+Setup runs before the TUI's event loop, so it may block.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import json
 import os
 import shutil
+import signal
 import socket
 import time
 import urllib.request
@@ -24,6 +27,7 @@ import platformdirs
 
 from vlad_tui.config import Contact, Project, Target, dump_config
 from vlad_tui.demo import install_backend
+from vlad_tui.demo import sshd as loopback_sshd
 from vlad_tui.demo.cluster import PgCluster, find_bin_dir
 from vlad_tui.demo.pm2 import Pm2, find_pm2, install_pm2
 from vlad_tui.errors import VladError
@@ -59,6 +63,7 @@ class SandboxState:
     app_port: int
     pm2_bin: str
     size: str
+    ssh_port: int | None = None
 
 
 class Sandbox:
@@ -94,8 +99,11 @@ class Sandbox:
         except VladError:
             return False
 
-    def setup(self, size: str = "small", *, progress=print) -> Path:
-        """Build (or restart) the sandbox; the path of its config file."""
+    def setup(self, size: str = "small", *, ssh: bool = False, progress=print) -> Path:
+        """Build (or restart) the sandbox; the path of its config file.
+
+        ``ssh`` adds a loopback OpenSSH server and points the targets through it.
+        """
         if size not in SIZES:
             raise VladError(f"unknown size {size!r} (choose from {', '.join(SIZES)})")
         bin_dir = _require_bin_dir()
@@ -115,6 +123,13 @@ class Sandbox:
             progress("installing pm2 from the npm registry …")
             pm2_bin = install_pm2(self.root / "tools")
         state = SandboxState(_free_port(), _free_port(), str(pm2_bin), size)
+        if ssh:
+            if not loopback_sshd.available():
+                raise MissingTool(
+                    "OpenSSH server is missing: install it with `apt-get install openssh-server`"
+                )
+            state.ssh_port = _free_port()
+            loopback_sshd.prepare(self.root / "sshd", state.ssh_port)
 
         cluster = PgCluster(self.root / "pg", state.pg_port, bin_dir)
         progress(f"PostgreSQL cluster on 127.0.0.1:{state.pg_port} …")
@@ -128,8 +143,22 @@ class Sandbox:
         self.state_file.write_text(json.dumps(asdict(state), indent=2))
         self.state_file.chmod(0o600)
         self._start_app(state, progress)
+        self._start_sshd(state, progress)
         self._write_config(state)
         return self.config_path
+
+    def _sshd_files(self, state: SandboxState) -> loopback_sshd.SshdFiles | None:
+        if state.ssh_port is None:
+            return None
+        return loopback_sshd.SshdFiles(
+            self.root / "sshd", "127.0.0.1", state.ssh_port, getpass.getuser()
+        )
+
+    def _start_sshd(self, state: SandboxState, progress) -> None:
+        files = self._sshd_files(state)
+        if files is not None and not _listening(state.ssh_port):
+            progress(f"OpenSSH server on 127.0.0.1:{state.ssh_port} …")
+            loopback_sshd.start(files, detach=True)
 
     def _restart(self, state: SandboxState, progress) -> Path:
         cluster = self._cluster(state)
@@ -138,6 +167,7 @@ class Sandbox:
             cluster.start()
         if not _healthy(state.app_port):
             self._start_app(state, progress)
+        self._start_sshd(state, progress)
         return self.config_path
 
     def _start_app(self, state: SandboxState, progress) -> None:
@@ -155,8 +185,17 @@ class Sandbox:
             fh.write(f'PORT="{state.app_port + 1}"\nDATABASE_URL="{url}"\n')
 
     def _write_config(self, state: SandboxState) -> None:
-        common = {
-            "host": "local",
+        common: dict[str, object] = {"host": "local"}
+        files = self._sshd_files(state)
+        if files is not None:
+            common = {
+                "host": files.host,
+                "port": files.port,
+                "user": files.user,
+                "known_hosts": files.known_hosts,
+                "identity_file": files.user_key,
+            }
+        common |= {
             "app_dir": str(self.app_dir),
             "pm2_bin": state.pm2_bin,
             "pm2_home": str(self.root / "pm2"),
@@ -196,6 +235,10 @@ class Sandbox:
             return
         if state is not None:
             self._pm2(state).kill()
+            files = self._sshd_files(state)
+            if files is not None and files.pid_file.exists():
+                with contextlib.suppress(ValueError, OSError):
+                    os.kill(int(files.pid_file.read_text().split()[0]), signal.SIGTERM)
             with contextlib.suppress(VladError):
                 self._cluster(state).stop(mode="fast")
         shutil.rmtree(self.root, ignore_errors=True)
@@ -236,6 +279,12 @@ def _require_bin_dir() -> Path:
             "install them with `apt-get install postgresql`"
         )
     return bin_dir
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _healthy(port: int) -> bool:

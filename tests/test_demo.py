@@ -1,0 +1,131 @@
+"""`vlad-tui demo`: the sandbox from real parts (PostgreSQL, the sample app under pm2, sshd)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.rig.pm2 import find_pm2
+from tests.rig.services import missing
+from vlad_tui.config import load_config
+from vlad_tui.demo import sandbox as sandbox_mod
+from vlad_tui.demo.cluster import find_bin_dir
+from vlad_tui.demo.sandbox import MissingTool, Sandbox
+
+
+def demo_env() -> dict[str, str]:
+    pm2 = find_pm2()
+    if pm2 is None or find_bin_dir() is None:
+        missing("pm2 and PostgreSQL", "bash scripts/setup.sh")
+    env = dict(os.environ)
+    env["PATH"] = f"{pm2.parent}{os.pathsep}{env['PATH']}"  # no npm install in tests
+    return env
+
+
+def vlad(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vlad_tui", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=False,
+    )
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def demo_dir() -> Iterator[Path]:
+    env = demo_env()
+    root = Path(tempfile.mkdtemp(prefix="vlad-demo-")) / "sandbox"
+    root.parent.chmod(0o755)  # as root, PostgreSQL runs as `postgres` and must enter it
+    try:
+        result = vlad("demo", "--setup-only", "--dir", str(root), env=env)
+        assert result.returncode == 0, result.stderr
+        yield root
+    finally:
+        vlad("demo", "--teardown", "--dir", str(root), env=env)
+
+
+def test_setup_builds_a_healthy_sandbox_with_two_local_targets(demo_dir: Path) -> None:
+    config = load_config(demo_dir / "config.toml")
+    assert sorted(config.targets) == ["production", "staging"]
+    assert all(t.is_local for t in config.targets.values())
+    assert (demo_dir / "config.toml").stat().st_mode & 0o777 == 0o600
+    assert (demo_dir / "app" / ".env").stat().st_mode & 0o777 == 0o600
+    assert "DATABASE_URL" in (demo_dir / "app" / ".env").read_text()
+    assert "DATABASE_URL" not in (demo_dir / "config.toml").read_text()  # dotenv: reference
+    check = vlad(
+        "--config",
+        str(demo_dir / "config.toml"),
+        "check",
+        "--target",
+        "production",
+        "--json",
+        env=demo_env(),
+    )
+    assert check.returncode == 0, check.stderr
+    assert '"users": 120' in check.stdout and '"status": "online"' in check.stdout
+
+
+def test_running_it_again_reuses_the_sandbox(demo_dir: Path) -> None:
+    before = (demo_dir / "state.json").read_text()
+    again = vlad("demo", "--setup-only", "--dir", str(demo_dir), env=demo_env())
+    assert again.returncode == 0, again.stderr
+    assert (demo_dir / "state.json").read_text() == before
+
+
+def test_teardown_stops_everything_and_removes_the_dir() -> None:
+    env = demo_env()
+    root = Path(tempfile.mkdtemp(prefix="vlad-demo-")) / "ssh"
+    root.parent.chmod(0o755)
+    try:
+        built = vlad("demo", "--setup-only", "--ssh", "--dir", str(root), env=env)
+        assert built.returncode == 0, built.stderr
+        state = Sandbox(root).state()
+        assert state is not None and state.ssh_port is not None
+        config = load_config(root / "config.toml")
+        assert config.targets["production"].port == state.ssh_port  # through sshd
+        check = vlad(
+            "--config", str(root / "config.toml"), "check", "--target", "production", env=env
+        )
+        assert check.returncode == 0, check.stderr
+        ports = (state.pg_port, state.app_port, state.ssh_port)
+        assert all(listening(p) for p in ports)
+    finally:
+        gone = vlad("demo", "--teardown", "--dir", str(root), env=env)
+    assert gone.returncode == 0
+    assert not root.exists()
+    assert not any(listening(p) for p in ports)
+
+
+def test_missing_tools_are_named_with_the_package_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(sandbox_mod, "find_bin_dir", lambda: None)
+    with pytest.raises(MissingTool, match="apt-get install postgresql"):
+        Sandbox(tmp_path / "x").setup()
+    env = {**os.environ, "PATH": "/nonexistent"}
+    result = subprocess.run(
+        [sys.executable, "-m", "vlad_tui", "demo", "--setup-only", "--dir", str(tmp_path / "y")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Node.js" in result.stderr and "apt-get install nodejs" in result.stderr
+    assert not (tmp_path / "y").exists()
