@@ -1,0 +1,45 @@
+"""The log pane: remote output stays plain text, is batched, capped and filterable."""
+
+from __future__ import annotations
+
+from textual.app import App, ComposeResult
+from textual.widgets import Log
+
+from vlad_tui.events import OutputLine
+from vlad_tui.tui.widgets.log_pane import LogPane, clean, format_line
+
+
+def test_clean_strips_escapes_and_control_characters() -> None:
+    assert clean("\x1b[31mred\x1b[0m\tok\x07") == "red ok"
+    assert clean("[bold]not markup[/]") == "[bold]not markup[/]"
+
+
+def test_format_line_marks_stderr() -> None:
+    assert format_line(OutputLine("boom", "stderr", 0.0)).split(" ", 1)[0].endswith("!")
+
+
+class Harness(App[None]):
+    def compose(self) -> ComposeResult:
+        yield LogPane(max_lines=50, id="pane")
+
+
+async def test_batches_caps_and_filters() -> None:
+    app = Harness()
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(LogPane)
+        view = pane.query_one(Log)
+        pane.show("s1", [])
+        for i in range(120):
+            pane.append("s1", OutputLine(f"line {i} [red]x[/red]", ts=0.0))
+        pane.append("other", OutputLine("not shown"))
+        assert view.line_count == 0  # nothing written before the flush
+        await pilot.pause(0.3)
+        assert view.line_count == 50 and len(pane.lines) == 50  # capped
+        assert view.lines[-1].endswith("line 119 [red]x[/red]")  # written as plain text
+        pane.filter_text = "line 11"
+        await pilot.pause()
+        assert view.line_count == 10  # 110..119
+        await pilot.press("slash")  # the filter box only opens when the pane is focused
+        pane.focus_log()
+        await pilot.press("slash", "escape")
+        assert pane.filter_text == "" and view.line_count == 50

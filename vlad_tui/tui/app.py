@@ -1,0 +1,516 @@
+"""The Textual app: one :func:`make_app` factory shared by the CLI and the tests.
+
+The app owns the target, its transport and the runbook :class:`~vlad_tui.runbook.engine.Engine`
+(created lazily, so opening vlad-tui to look at a target does not start a journaled run). Steps
+run in async workers of the ``steps`` group on the app's loop; the engine's events arrive through
+:meth:`VladApp.engine_sink`, become :class:`EngineMessage` s and are fanned out to the screens.
+Network work (connecting, facts) happens in workers, so the first frame never waits for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from textual.app import App
+from textual.binding import Binding
+from textual.message import Message
+from textual.worker import Worker, WorkerState
+
+from vlad_tui.tui.commands import VladCommands
+from vlad_tui.tui.screens.overview import OverviewScreen
+from vlad_tui.tui.screens.phase import PhaseScreen
+from vlad_tui.tui.screens.rollback import RollbackScreen
+
+if TYPE_CHECKING:
+    from vlad_tui.config import Config, Target
+    from vlad_tui.journal import Journal
+    from vlad_tui.runbook.engine import ConfirmRequest, Engine
+    from vlad_tui.runbook.events import EngineEvent
+    from vlad_tui.transport.base import Transport
+
+STEPS_GROUP = "steps"
+_EXTRA_KEYS = ("lock", "migrations", "backup")
+_GO = Binding.Group("Go", compact=True)
+
+
+class EngineListener(Protocol):
+    """A screen that wants the engine's events."""
+
+    def engine_event(self, event: EngineEvent) -> None: ...
+
+
+class EngineMessage(Message):
+    """An engine event, delivered on the app's message queue."""
+
+    def __init__(self, event: EngineEvent) -> None:
+        super().__init__()
+        self.event = event
+
+
+class TargetChanged(Message):
+    """The app switched to another target (or engine/run); screens reload."""
+
+
+class VladApp(App[None]):
+    """The deploy wizard."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "vlad-tui"
+    COMMANDS: ClassVar = App.COMMANDS | {VladCommands}
+    MODES: ClassVar = {
+        "overview": OverviewScreen,
+        "phase1": lambda: PhaseScreen(1),
+        "phase2": lambda: PhaseScreen(2),
+        "phase3": lambda: PhaseScreen(3),
+        "phase4": lambda: PhaseScreen(4),
+        "rollback": RollbackScreen,
+    }
+    DEFAULT_MODE = "overview"
+
+    BINDINGS: ClassVar = [
+        Binding("0", "overview", "Overview", id="go.overview", group=_GO),
+        Binding("1", "phase(1)", "Preparación", id="go.phase1", group=_GO),
+        Binding("2", "phase(2)", "Staging", id="go.phase2", group=_GO),
+        Binding("3", "phase(3)", "Producción", id="go.phase3", group=_GO),
+        Binding("4", "phase(4)", "Monitoreo", id="go.phase4", group=_GO),
+        Binding("r", "rollback", "Rollback", id="go.rollback"),
+        Binding("question_mark", "help", "Help", key_display="?", id="help"),
+        Binding("q", "request_quit", "Quit", id="quit"),
+        Binding("ctrl+p", "command_palette", "Cmds", key_display="^p", id="palette"),
+    ]
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        target: Target | None = None,
+        journal: Journal | None = None,
+        resume: str | None = None,
+        transport_factory: Callable[[Target], Transport] | None = None,
+        clock: Callable[[], float] | None = None,
+        facts: dict[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.target: Target | None = target
+        self._journal = journal
+        self.resume_request = resume
+        self._transport_factory = transport_factory
+        self.clock: Callable[[], float] = clock or time.time
+        self.injected_facts = facts
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
+        self.transport: Transport | None = None
+        self.engine: Engine | None = None
+        self.facts: dict[str, Any] | None = None
+        self.connection_state = "not connected"
+        self._listeners: list[EngineListener] = []
+        if target is None and len(config.targets) == 1:
+            self.target = next(iter(config.targets.values()))
+
+    # ----------------------------------------------------------------- plumbing
+
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:
+            from vlad_tui.journal import Journal
+
+            self._journal = Journal.default()
+        return self._journal
+
+    def add_listener(self, listener: EngineListener) -> None:
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: EngineListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def engine_sink(self, event: EngineEvent) -> None:
+        """The engine's sink: queue the event as a message (never touches widgets directly)."""
+        self.post_message(EngineMessage(event))
+
+    def on_engine_message(self, message: EngineMessage) -> None:
+        from vlad_tui.runbook.events import FactsUpdated
+
+        if isinstance(message.event, FactsUpdated):
+            # Facts from a step lack the overview's extra rows: keep the last known ones.
+            extras = {k: v for k, v in (self.facts or {}).items() if k in _EXTRA_KEYS}
+            self.facts = {**extras, **message.event.facts}
+        for listener in list(self._listeners):
+            listener.engine_event(message.event)
+
+    async def confirm(self, request: ConfirmRequest) -> str | None:
+        """The engine's confirmation callback: the typed-confirmation modal (in a worker)."""
+        from vlad_tui.tui.screens.confirm import ConfirmScreen
+
+        return await self.push_screen(ConfirmScreen(request), wait_for_dismiss=True)
+
+    @property
+    def ssh_without_multiplexer(self) -> bool:
+        """Running over SSH outside tmux/screen: a dropped connection ends vlad-tui."""
+        env = self.environ
+        return bool(env.get("SSH_CONNECTION")) and not env.get("TMUX") and not env.get("STY")
+
+    @property
+    def busy(self) -> bool:
+        """A step (or palette action) is running."""
+        return any(
+            w.group == STEPS_GROUP and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+            for w in self.workers
+        )
+
+    # ----------------------------------------------------------------- target/engine
+
+    def on_mount(self) -> None:
+        self.theme = "textual-dark"
+        if self.target is not None:
+            self.select_target(self.target)
+
+    def select_target(self, target: Target) -> None:
+        """Switch to ``target``: new transport, facts reloaded, engine created on first use."""
+        if self.busy:
+            self.notify("A step is running; finish it before switching target.", severity="error")
+            return
+        old = self.transport
+        self.target = target
+        self.engine = None
+        self.facts = None
+        self.transport = None
+        self.sub_title = f"{target.name} · {target.host}"
+        if old is not None:
+            self.run_worker(old.close(), group="close", exit_on_error=False)
+        self.post_message(TargetChanged())
+        # Importing the transports (asyncssh, asyncpg) waits until the first frame is shown.
+        self.call_after_refresh(self._open_target, target)
+
+    def _open_target(self, target: Target) -> None:
+        if self.target is not target:
+            return
+        if self.injected_facts is None:
+            self._ensure_transport()
+        if self.resume_request is not None:
+            self.resume_run(self.resume_request or None)
+            self.resume_request = None
+        self.load_facts()
+
+    def _ensure_transport(self) -> Transport | None:
+        if self.transport is None and self.target is not None:
+            self.transport = self._make_transport(self.target)
+        return self.transport
+
+    def _make_transport(self, target: Target) -> Transport:
+        if self._transport_factory is not None:
+            return self._transport_factory(target)
+        from vlad_tui.transport import open_transport
+
+        return open_transport(target)
+
+    def on_target_changed(self, message: TargetChanged) -> None:
+        for screen in self._all_screens():
+            handler = getattr(screen, "reload", None)
+            if handler is not None:
+                handler()
+
+    def _all_screens(self) -> list[Any]:
+        seen: list[Any] = []
+        for stack in self._screen_stacks.values():
+            for screen in stack:
+                if screen not in seen:
+                    seen.append(screen)
+        return seen
+
+    def ensure_engine(self) -> Engine:
+        """The engine of the current run, starting a new journaled run on first use."""
+        if self.engine is not None:
+            return self.engine
+        if self.target is None or self._ensure_transport() is None:
+            from vlad_tui.errors import VladError
+
+            raise VladError("no target chosen")
+        from vlad_tui.runbook.engine import Engine
+
+        run = self.journal.start_run(self.target.name)
+        self.engine = Engine(
+            self.config,
+            self.target,
+            self.transport,
+            run,
+            confirm=self.confirm,
+            sink=self.engine_sink,
+            journal=self.journal,
+        )
+        self.sub_title = f"{self.target.name} · {self.transport.label} · run {run.run_id}"
+        return self.engine
+
+    def resume_run(self, run_id: str | None) -> bool:
+        """Reopen an unfinished run (the newest for the target when ``run_id`` is None)."""
+        if self.target is None or self._ensure_transport() is None:
+            return False
+        if self.busy:
+            self.notify("A step is running; resume after it ends.", severity="error")
+            return False
+        from vlad_tui.runbook.engine import Engine
+
+        try:
+            if not run_id:
+                unfinished = self.journal.unfinished(self.target.name)
+                if not unfinished:
+                    self.notify("No unfinished run to resume.", severity="warning")
+                    return False
+                run_id = unfinished[0].run_id
+            record = self.journal.load(run_id)
+            run = self.journal.open_run(run_id)
+            self.engine = Engine.resume(
+                self.config,
+                self.target,
+                self.transport,
+                run,
+                record,
+                confirm=self.confirm,
+                sink=self.engine_sink,
+                journal=self.journal,
+            )
+        except Exception as exc:  # a corrupt or foreign journal must not crash the app
+            self.notify(f"Cannot resume {run_id}: {exc}", severity="error")
+            return False
+        self.sub_title = f"{self.target.name} · {self.transport.label} · run {run_id} (resumed)"
+        self.notify(f"Resumed run {run_id}.")
+        self.post_message(TargetChanged())
+        return True
+
+    def load_facts(self) -> None:
+        """Gather the target's facts in a worker (or show the injected ones)."""
+        if self.target is None:
+            return
+        if self.injected_facts is not None:
+            from vlad_tui.runbook.events import FactsUpdated
+
+            self.connection_state = "recorded facts"
+            self.engine_sink(FactsUpdated(self.injected_facts))
+            return
+        self.connection_state = "connecting…"
+        self.run_worker(
+            self._gather_facts(),
+            group="facts",
+            exclusive=True,
+            exit_on_error=False,
+            name="facts",
+        )
+
+    async def _gather_facts(self) -> None:
+        from vlad_tui.ops.facts import gather_facts
+        from vlad_tui.runbook.events import FactsUpdated
+        from vlad_tui.tui.overview_data import overview_extras
+
+        assert self.target is not None and self.transport is not None
+        target, transport = self.target, self.transport
+        self._connection("connecting…", error=False)
+        try:
+            await transport.connect()
+        except Exception as exc:
+            self._connection(f"cannot connect: {exc}", error=True)
+            raise
+        facts = (await gather_facts(self.config, target, transport)).to_dict()
+        if self.target is not target:
+            return
+        self.connection_state = f"connected · {transport.label}"
+        self.engine_sink(FactsUpdated(facts))
+        if facts.get("server"):  # reachable: the overview's extra rows
+            extras = await overview_extras(self.config, target, transport, self.journal)
+            if self.target is target:
+                self.engine_sink(FactsUpdated({**facts, **extras}))
+
+    def _connection(self, state: str, *, error: bool) -> None:
+        self.connection_state = state
+        for listener in self._listeners:
+            changed = getattr(listener, "connection_changed", None)
+            if changed is not None:
+                changed(state, error)
+
+    # ----------------------------------------------------------------- running steps
+
+    def run_step(self, step_id: str, params: dict[str, Any] | None = None) -> Worker[Any] | None:
+        """Run one step in a worker (refused while another one runs)."""
+        return self._start(
+            lambda engine: engine.run_step(step_id, params=params), f"step {step_id}"
+        )
+
+    def run_command(self, step_id: str, params: dict[str, Any] | None = None) -> None:
+        """Run a palette action (a ``cmd.*`` step) and show its output."""
+        from vlad_tui.runbook.model import step as get_step
+        from vlad_tui.tui.screens.action import ActionScreen
+
+        if self.busy:
+            self.notify("A step is already running.", severity="warning")
+            return
+        title = get_step(step_id).title
+        if params and "lines" in params:
+            title = f"{title} ({params['lines']})"
+        self.push_screen(ActionScreen(step_id, title))
+        if self.run_step(step_id, params) is None:
+            self.pop_screen()
+
+    def run_phase(self, number: int) -> Worker[Any] | None:
+        """Run the rest of a phase in a worker."""
+        return self._start(lambda engine: engine.run_phase(number), f"phase {number}")
+
+    def _start(self, call: Callable[[Engine], Any], name: str) -> Worker[Any] | None:
+        if self.busy:
+            self.notify("A step is already running.", severity="warning")
+            return None
+        try:
+            engine = self.ensure_engine()
+        except Exception as exc:
+            self.notify(str(exc), title="Cannot run", severity="error")
+            return None
+
+        async def job() -> Any:
+            return await call(engine)
+
+        return self.run_worker(job(), group=STEPS_GROUP, name=name, exit_on_error=False)
+
+    def tick(self, item_id: str, checked: bool) -> None:
+        """Tick (or untick) a manual checklist item; journaled by the engine."""
+        try:
+            self.ensure_engine().tick(item_id, checked)
+        except Exception as exc:
+            self.notify(str(exc), title="Cannot tick", severity="error")
+
+    def override_gate(self, reason: str) -> None:
+        try:
+            self.ensure_engine().override_gate(reason)
+        except Exception as exc:
+            self.notify(str(exc), title="Gate not overridden", severity="error")
+        else:
+            self.notify("Production gate overridden for this run (journaled).", severity="warning")
+
+    def action_override_gate(self) -> None:
+        """Ask for a typed reason and unlock the production gate for this run."""
+        self.switch_mode("phase3")
+        self.call_after_refresh(lambda: self.screen.run_action("ask_override_gate"))
+
+    def action_open_report(self) -> None:
+        """Show the report of the current run (or the newest run of the target)."""
+        from vlad_tui.tui.screens.report import ReportScreen
+
+        run_id = self.engine.run.run_id if self.engine is not None else None
+        try:
+            if run_id is None:
+                runs = [
+                    r
+                    for r in self.journal.list_runs()
+                    if self.target is None or r.target == self.target.name
+                ]
+                if not runs:
+                    self.notify("No run in the journal yet.", severity="warning")
+                    return
+                run_id = runs[0].run_id
+            from vlad_tui.report import render_report
+
+            text = render_report(self.journal.load(run_id), "md")
+        except Exception as exc:
+            self.notify(f"Cannot render the report: {exc}", severity="error")
+            return
+        self.push_screen(ReportScreen(run_id, text))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if event.state == WorkerState.ERROR and worker.group != "facts":
+            self.notify(str(worker.error), title=f"{worker.name} failed", severity="error")
+        elif event.state == WorkerState.ERROR:
+            self.notify(str(worker.error), title="Facts", severity="error", timeout=8)
+
+    # ----------------------------------------------------------------- actions
+
+    def action_phase(self, number: int) -> None:
+        self.switch_mode(f"phase{number}")
+
+    def action_overview(self) -> None:
+        self.switch_mode("overview")
+
+    def action_rollback(self) -> None:
+        self.switch_mode("rollback")
+
+    def action_help(self) -> None:
+        from vlad_tui.tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_pick_target(self) -> None:
+        from vlad_tui.tui.screens.picker import PickerScreen
+
+        def chosen(name: str | None) -> None:
+            if name:
+                self.select_target(self.config.targets[name])
+
+        self.push_screen(PickerScreen(list(self.config.targets.values())), chosen)
+
+    def action_request_quit(self) -> None:
+        """Quit; asks first when a step is running."""
+        if not self.busy:
+            self.run_worker(self.shutdown(), group="quit", exit_on_error=False)
+            return
+        from vlad_tui.tui.screens.prompt import YesNoScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self.shutdown(), group="quit", exit_on_error=False)
+
+        self.push_screen(
+            YesNoScreen(
+                "A step is running. Quit anyway?",
+                "The step is cancelled and marked interrupted in the journal; "
+                "detached remote commands keep running and the run can be resumed.",
+                yes="Quit",
+            ),
+            answered,
+        )
+
+    async def shutdown(self) -> None:
+        """Cancel running steps (the engine journals them interrupted), close, exit."""
+        running = [w for w in self.workers if w.group == STEPS_GROUP and not w.is_finished]
+        for worker in running:
+            worker.cancel()
+        for worker in running:
+            # Cancelled or failed: the engine has journaled the step as interrupted.
+            with contextlib.suppress(Exception):
+                await worker.wait()
+        if self.transport is not None:
+            with contextlib.suppress(Exception):
+                await self.transport.close()
+        self.exit()
+
+
+def make_app(
+    config: Config,
+    *,
+    target: Target | None = None,
+    journal: Journal | None = None,
+    resume: str | None = None,
+    transport_factory: Callable[[Target], Transport] | None = None,
+    clock: Callable[[], float] | None = None,
+    facts: dict[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> VladApp:
+    """Build the app (CLI and tests alike).
+
+    ``resume``: a run id, or ``""`` for the newest unfinished run of the target.
+    ``facts``: recorded overview facts shown instead of connecting (snapshots and screenshots).
+    ``environ``: environment used for the SSH/tmux warning (default ``os.environ``).
+    """
+    return VladApp(
+        config,
+        target=target,
+        journal=journal,
+        resume=resume,
+        transport_factory=transport_factory,
+        clock=clock,
+        facts=facts,
+        environ=environ,
+    )

@@ -1,0 +1,36 @@
+"""The run report (``vlad_tui.report``) in a read-only, scrollable text area."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import TextArea
+
+
+class ReportScreen(ModalScreen[None]):
+    """Escape closes it."""
+
+    CSS_PATH = "action.tcss"
+    BINDINGS: ClassVar = [Binding("escape", "close", "Close", id="report.close")]
+
+    def __init__(self, run_id: str, text: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="action-dialog"):
+            yield TextArea(self.text, read_only=True, id="report-text", soft_wrap=False)
+
+    def on_mount(self) -> None:
+        dialog = self.query_one("#action-dialog")
+        dialog.border_title = f"Report · run {self.run_id}"
+        dialog.border_subtitle = "escape closes"
+        self.query_one(TextArea).focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)

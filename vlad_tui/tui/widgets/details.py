@@ -1,0 +1,77 @@
+"""The selected step: what it runs, what it needs, why it is locked, and its artifacts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from vlad_tui.tui.widgets._css import sibling_css
+
+if TYPE_CHECKING:
+    from vlad_tui.runbook.model import Step
+
+
+def format_value(value: Any) -> str:
+    """A compact one-line rendering of an artifact value."""
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".")
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1024 * 1024:
+        return f"{value} ({value / (1024 * 1024):.1f} MiB)"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={format_value(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(format_value(v) for v in value)
+    return str(value)
+
+
+def render_details(
+    step: Step,
+    *,
+    status: str,
+    gate: tuple[bool, str] = (False, ""),
+    error: str | None = None,
+    artifacts: list[tuple[str, dict]] | None = None,
+) -> Text:
+    """Plain Text (never markup: artifact values can come from the target)."""
+    out = Text()
+    out.append(step.title, style="bold")
+    out.append(f"\n{step.id} · {step.operation} · {status}", style="dim")
+    if step.destructive:
+        out.append("\nDestructive: asks for a typed confirmation first.", style="bold red")
+    if step.needs:
+        out.append(f"\nNeeds: {', '.join(step.needs)}")
+    if step.production_gate:
+        out.append("\nProduction gate: phase 2 passed + a recent verified backup.")
+    locked, reason = gate
+    if locked and step.available and status in ("locked", "pending"):
+        out.append(f"\nLocked: {reason}", style="cyan")
+        if step.production_gate:
+            out.append("\n(override: ctrl+p → Override production gate)", style="dim")
+    if not step.available:
+        out.append(f"\nUnavailable: {step.unavailable_reason}", style="italic")
+    if error:
+        out.append(f"\nError: {error}", style="bold red")
+    for kind, data in artifacts or []:
+        out.append(f"\n\n{kind}", style="bold")
+        for key, value in data.items():
+            out.append(f"\n  {key}: ", style="dim")
+            out.append(format_value(value))
+    return out
+
+
+class Details(VerticalScroll):
+    """Scrollable details of one step."""
+
+    DEFAULT_CSS = sibling_css(__file__)
+
+    def compose(self):
+        yield Static(id="details-body")
+
+    def on_mount(self) -> None:
+        self.border_title = "Details"
+
+    def show(self, text: Text) -> None:
+        self.query_one("#details-body", Static).update(text)

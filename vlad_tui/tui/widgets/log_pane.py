@@ -1,0 +1,167 @@
+"""The selected step's output: plain text, batched, capped, with scroll lock and a filter.
+
+Remote output is untrusted: it is written to a :class:`~textual.widgets.Log` (never parsed as
+markup) after control characters and ANSI escapes are stripped. Lines are buffered and flushed
+every ``FLUSH_INTERVAL`` seconds so a chatty command cannot flood the event loop.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.reactive import reactive
+from textual.widgets import Input, Log
+
+from vlad_tui.events import OutputLine
+from vlad_tui.tui.widgets._css import sibling_css
+
+FLUSH_INTERVAL = 0.15
+MAX_LINES = 5000
+
+_UNSAFE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def clean(text: str) -> str:
+    """Text safe to put on screen: no escapes, no control characters, tabs expanded."""
+    return _UNSAFE.sub("", text).expandtabs(4)
+
+
+def format_line(line: OutputLine) -> str:
+    """``HH:MM:SS`` (local time), a ``!`` for stderr, then the cleaned text."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(line.ts))
+    mark = "!" if line.stream == "stderr" else " "
+    return f"{stamp}{mark} {clean(line.text)}"
+
+
+class LogPane(Vertical):
+    """Shows one step's output; ``/`` filters, ``s`` toggles scroll lock."""
+
+    DEFAULT_CSS = sibling_css(__file__)
+
+    BINDINGS: ClassVar = [
+        Binding("slash", "filter", "Filter", id="log.filter"),
+        Binding("s", "toggle_scroll_lock", "Scroll lock", id="log.scroll_lock"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="log.clear_filter"),
+    ]
+
+    filter_text: reactive[str] = reactive("", init=False)
+    scroll_locked: reactive[bool] = reactive(False, init=False)
+
+    def __init__(self, *, max_lines: int = MAX_LINES, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.max_lines = max_lines
+        self.step_id: str | None = None
+        self._lines: list[OutputLine] = []
+        self._pending: list[OutputLine] = []
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="filter (enter to apply, escape to clear)", id="log-filter")
+        yield Log(max_lines=self.max_lines, highlight=False, id="log-view")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).display = False
+        self._update_title()
+        self.set_interval(FLUSH_INTERVAL, self.flush, name="log-flush")
+
+    @property
+    def log_view(self) -> Log:
+        return self.query_one("#log-view", Log)
+
+    @property
+    def lines(self) -> list[OutputLine]:
+        """Every line kept for the current step (filter not applied)."""
+        return list(self._lines)
+
+    def show(self, step_id: str | None, lines: list[OutputLine]) -> None:
+        """Switch to ``step_id`` and show ``lines`` (its output so far)."""
+        self.step_id = step_id
+        self._lines = list(lines[-self.max_lines :])
+        self._pending.clear()
+        self._rerender()
+
+    def append(self, step_id: str, line: OutputLine) -> None:
+        """Queue a line; it appears at the next flush if it belongs to the shown step."""
+        if step_id != self.step_id:
+            return
+        self._lines.append(line)
+        if len(self._lines) > self.max_lines:
+            del self._lines[: len(self._lines) - self.max_lines]
+        self._pending.append(line)
+
+    def flush(self) -> None:
+        """Write the queued lines (matching the filter) in one batch."""
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        texts = [format_line(line) for line in batch if self._matches(line)]
+        if texts:
+            self.log_view.write_lines(texts, scroll_end=not self.scroll_locked)
+
+    def _matches(self, line: OutputLine) -> bool:
+        return not self.filter_text or self.filter_text.lower() in line.text.lower()
+
+    def _rerender(self) -> None:
+        view = self.log_view
+        view.clear()
+        texts = [format_line(line) for line in self._lines if self._matches(line)]
+        if texts:
+            view.write_lines(texts, scroll_end=not self.scroll_locked)
+        self._update_title()
+
+    def _update_title(self) -> None:
+        parts = [f"Log · {self.step_id}" if self.step_id else "Log"]
+        if self.filter_text:
+            parts.append(f"filter: {self.filter_text}")
+        if self.scroll_locked:
+            parts.append("scroll locked")
+        self.border_title = " · ".join(parts)
+
+    def watch_filter_text(self) -> None:
+        self._pending.clear()
+        self._rerender()
+
+    def watch_scroll_locked(self, locked: bool) -> None:
+        self.log_view.auto_scroll = not locked
+        self._update_title()
+
+    def action_filter(self) -> None:
+        """Open the filter box."""
+        box = self.query_one(Input)
+        box.display = True
+        box.value = self.filter_text
+        box.focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_filter":
+            # Otherwise escape belongs to the screen (e.g. closing a modal).
+            return bool(self.filter_text) or self.query_one(Input).display
+        return True
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one(Input)
+        box.value = ""
+        box.display = False
+        self.filter_text = ""
+        self.log_view.focus()
+
+    def action_toggle_scroll_lock(self) -> None:
+        self.scroll_locked = not self.scroll_locked
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.filter_text = event.value.strip()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.filter_text = event.value.strip()
+        if not self.filter_text:
+            event.input.display = False
+        self.log_view.focus()
+
+    def focus_log(self) -> None:
+        self.log_view.focus()
