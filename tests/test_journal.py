@@ -357,3 +357,21 @@ def test_journal_survives_sigkill_mid_run(tmp_path: Path) -> None:
     resumed.finish("aborted")
     resumed.close()
     assert journal.load(run_id).summary.status == "aborted"
+
+
+def test_artifacts_of_a_target_across_runs(journal: Journal) -> None:
+    first = journal.start_run("production", operator="ana@bastion")
+    first.artifact("p1.backup", "backup", path="/b/1.dump", verified=True, created_at=1.0)
+    first.artifact("p1.snapshot", "snapshot", tables={})
+    first.finish("ok")
+    other = journal.start_run("staging", operator="ana@bastion")
+    other.artifact("p1.backup", "backup", path="/b/s.dump", verified=True, created_at=2.0)
+    second = journal.start_run("production", operator="ana@bastion")
+    second.artifact("p1.backup", "backup", path="/b/2.dump", verified=False, created_at=3.0)
+
+    found = journal.artifacts("production", "backup")
+    assert [data["path"] for _, data in found] == ["/b/2.dump", "/b/1.dump"]
+    assert found[1][0].run_id == first.run_id and found[1][1]["verified"] is True
+    assert [
+        d["path"] for _, d in journal.artifacts("production", "backup", exclude_run=second.run_id)
+    ] == ["/b/1.dump"]

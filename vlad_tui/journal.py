@@ -465,3 +465,24 @@ class Journal:
         return [
             r for r in self.list_runs() if r.unfinished and (target is None or r.target == target)
         ]
+
+    def artifacts(
+        self, target: str, kind: str, *, exclude_run: str | None = None
+    ) -> list[tuple[RunSummary, dict[str, Any]]]:
+        """Every ``kind`` artifact journaled for ``target``: (run, data), newest run first.
+
+        Unreadable runs are passed over: one damaged run must not hide every other backup.
+        """
+        found: list[tuple[RunSummary, dict[str, Any]]] = []
+        for summary in self.list_runs():
+            if summary.target != target or summary.run_id == exclude_run:
+                continue
+            try:
+                record = self.load(summary.run_id)
+            except (OSError, VladError):
+                continue
+            for event in record.events_of("artifact"):
+                data = event.get("data")
+                if event.get("artifact") == kind and isinstance(data, dict):
+                    found.append((summary, {"ts": event.get("ts"), **data}))
+        return found

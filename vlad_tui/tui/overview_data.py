@@ -49,23 +49,8 @@ async def migration_counts(target: Target, transport: Transport) -> dict[str, An
 
 def last_verified_backup(journal: Journal, target: str) -> dict[str, Any] | None:
     """The newest ``backup`` artifact marked verified in any journaled run of ``target``."""
-    best: dict[str, Any] | None = None
-    for summary in journal.list_runs():
-        if summary.target != target:
-            continue
-        try:
-            record = journal.load(summary.run_id)
-        except (OSError, VladError):
-            continue
-        for event in record.events_of("artifact"):
-            data = event.get("data")
-            if event.get("artifact") != "backup" or not isinstance(data, dict):
-                continue
-            if data.get("verified") and float(data.get("created_at") or 0) >= float(
-                (best or {}).get("created_at") or 0
-            ):
-                best = data
-    return best
+    verified = [data for _, data in journal.artifacts(target, "backup") if data.get("verified")]
+    return max(verified, key=lambda d: float(d.get("created_at") or 0), default=None)
 
 
 async def overview_extras(
@@ -97,24 +82,14 @@ async def known_backups(
     found: dict[str, dict[str, Any]] = {}
 
     def from_journal() -> None:
-        for summary in journal.list_runs():
-            if summary.target != target.name:
+        for run, data in journal.artifacts(target.name, "backup"):
+            path = str(data.get("path") or "")
+            if not path:
                 continue
-            try:
-                record = journal.load(summary.run_id)
-            except (OSError, VladError):
-                continue
-            for event in record.events_of("artifact"):
-                data = event.get("data")
-                if event.get("artifact") != "backup" or not isinstance(data, dict):
-                    continue
-                path = str(data.get("path") or "")
-                if not path:
-                    continue
-                row = found.setdefault(path, {"path": path, "source": f"run {summary.run_id}"})
-                row["created_at"] = data.get("created_at", event.get("ts"))
-                row["size"] = data.get("size")
-                row["verified"] = bool(data.get("verified")) or bool(row.get("verified"))
+            row = found.setdefault(path, {"path": path, "source": f"run {run.run_id}"})
+            row["created_at"] = data.get("created_at", data.get("ts"))
+            row["size"] = data.get("size")
+            row["verified"] = bool(data.get("verified")) or bool(row.get("verified"))
 
     await asyncio.to_thread(from_journal)
     if transport is not None:
