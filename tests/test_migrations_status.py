@@ -13,6 +13,7 @@ import pytest
 from tests.rig.postgres import PgServer
 from vlad_tui.config import Target
 from vlad_tui.db import Database, parse_database_url
+from vlad_tui.demo.seed import APPLIED_MIGRATIONS, PENDING_MIGRATIONS
 from vlad_tui.errors import VladError
 from vlad_tui.ops.migrations import MigrationFile, classify, migration_status
 from vlad_tui.transport import LocalTransport
@@ -23,7 +24,7 @@ DB_NAME = "vlad_migstatus"
 
 @pytest.fixture
 async def app(pg: PgServer, tmp_path: Path) -> AsyncIterator[tuple[Target, str]]:
-    """A seeded database of our own (all four demo migrations applied) and an app folder."""
+    """A seeded database of our own (4 demo migrations applied, 2 pending) and an app folder."""
     url = await pg.create_database(DB_NAME, seeded=True)
     app_dir = tmp_path / "backend-vlad"
     shutil.copytree(BACKEND_MIGRATIONS, app_dir / "prisma" / "migrations")
@@ -38,8 +39,11 @@ async def test_classifies_applied_pending_modified_missing_failed(
 ) -> None:
     target, url = app
     migrations = Path(target.app_dir) / "prisma" / "migrations"
-    names = sorted(p.name for p in migrations.iterdir() if p.is_dir())
-    assert len(names) == 4
+    names = list(APPLIED_MIGRATIONS)
+    assert sorted(p.name for p in migrations.iterdir() if p.is_dir()) == [
+        *names,
+        *PENDING_MIGRATIONS,
+    ]
     # Edited after being applied.
     (migrations / names[1] / "migration.sql").write_text(
         (migrations / names[1] / "migration.sql").read_text() + "\n-- edited by hand\n"
@@ -77,11 +81,13 @@ async def test_classifies_applied_pending_modified_missing_failed(
         names[1]: "modified",
         names[2]: "applied",
         names[3]: "missing",
+        PENDING_MIGRATIONS[0]: "pending",
+        PENDING_MIGRATIONS[1]: "pending",
         "20990101000000_failed": "failed",
         "20991231000000_pending": "pending",
     }
     assert [m.name for m in status.migrations] == sorted(states)  # timestamp order
-    assert status.counts() == {"applied": 2, "pending": 1, "failed": 1, "modified": 1, "missing": 1}
+    assert status.counts() == {"applied": 2, "pending": 3, "failed": 1, "modified": 1, "missing": 1}
     assert not status.ok
     problems = " ".join(status.problems())
     assert "20990101000000_failed" in problems and names[1] in problems
@@ -90,16 +96,17 @@ async def test_classifies_applied_pending_modified_missing_failed(
     assert failed.logs and "contains null values" in failed.logs
     modified = next(m for m in status.migrations if m.state == "modified")
     assert modified.checksum != modified.file_sha256
-    assert status.to_dict()["counts"]["pending"] == 1
+    assert status.to_dict()["counts"]["pending"] == 3
 
 
-async def test_clean_database_is_ok(app: tuple[Target, str]) -> None:
+async def test_seeded_database_is_ok_with_two_pending(app: tuple[Target, str]) -> None:
     target, url = app
     transport = LocalTransport()
     async with Database(target, transport, parse_database_url(url)) as db:
         status = await migration_status(target, transport, db)
-    assert status.ok and status.counts()["applied"] == 4 and status.counts()["pending"] == 0
-    assert status.summary() == "4 applied, 0 pending"
+    assert status.ok and status.counts()["applied"] == 4 and status.counts()["pending"] == 2
+    assert status.names("pending") == list(PENDING_MIGRATIONS)  # pending is not a problem
+    assert status.summary() == "4 applied, 2 pending"
 
 
 async def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,9 +1,12 @@
 """Seed data for a sample ``peludosclick`` database (demo and test rig).
 
 The schema comes from the sample backend's real migration files
-(``backend/prisma/migrations/*/migration.sql``); each one is recorded in ``_prisma_migrations``
-the way Prisma does (sha256 of the file as checksum), so a migration status check sees them all
-applied. The data is deterministic for a given ``seed``: Spanish names with accents, some NULLs.
+(``backend/prisma/migrations/*/migration.sql``). Only the *applied history*
+(:data:`APPLIED_MIGRATIONS`) is run and recorded in ``_prisma_migrations`` the way Prisma does
+(sha256 of the file as checksum); the newer folders (:data:`PENDING_MIGRATIONS`) stay pending, so
+a migration status check shows the realistic situation of a deploy: applied history, two pending
+migrations, one of them breaking. The data is deterministic for a given ``seed``: Spanish names
+with accents, some NULLs.
 """
 
 from __future__ import annotations
@@ -21,6 +24,20 @@ from vlad_tui.demo import BACKEND_DIR
 
 MIGRATIONS_DIR = BACKEND_DIR / "prisma" / "migrations"
 CRITICAL_TABLES = ("users", "medals", "virgin_medals", "partners", "medal_fronts")
+
+#: The migrations the seeded database has applied, in order (the production history).
+APPLIED_MIGRATIONS = (
+    "20240115093000_init",
+    "20240302120000_medals",
+    "20240518101500_medal_fronts",
+    "20240610084500_partner_city",
+)
+#: Newer folders of the sample backend, left pending by the seed: a harmless one (a nullable
+#: column and a new table) and a breaking one (backfill, then ``SET NOT NULL``).
+PENDING_MIGRATIONS = (
+    "20240905110000_medal_scans",
+    "20241002093000_medal_description_required",
+)
 
 #: Rows per table inserted by :func:`seed_sql`.
 COUNTS = {
@@ -178,6 +195,15 @@ def migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
             Migration(path.parent.name, data.decode("utf-8"), hashlib.sha256(data).hexdigest())
         )
     return found
+
+
+def applied_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """The applied history (:data:`APPLIED_MIGRATIONS`), read from ``directory``."""
+    by_name = {m.name: m for m in migrations(directory)}
+    absent = [name for name in APPLIED_MIGRATIONS if name not in by_name]
+    if absent:
+        raise FileNotFoundError(f"migration folder(s) missing in {directory}: {', '.join(absent)}")
+    return [by_name[name] for name in APPLIED_MIGRATIONS]
 
 
 def literal(value: Any) -> str:
@@ -369,8 +395,11 @@ def migrations_sql(applied: list[Migration], seed: int = 7) -> str:
 
 
 def seed_sql(seed: int = 7) -> str:
-    """The whole database: migrations (recorded in ``_prisma_migrations``), then the data."""
-    return migrations_sql(migrations(), seed) + data_sql(seed)
+    """The whole database: the applied history (recorded in ``_prisma_migrations``), then data.
+
+    :data:`PENDING_MIGRATIONS` are not run: they are what the next deploy applies.
+    """
+    return migrations_sql(applied_migrations(), seed) + data_sql(seed)
 
 
 async def seed_database(conn: Any, seed: int = 7) -> dict[str, int]:

@@ -12,13 +12,20 @@ Prisma records each applied migration in ``_prisma_migrations`` with the sha256 
 - ``missing``: applied, but no longer in the folder.
 
 A failed or modified migration is a problem that must stop a deploy.
+
+Also here: the app's Prisma version (:func:`prisma_version`, :func:`prisma_warning`), the
+server's own ``prisma migrate status`` run with ``DATABASE_URL`` through stdin
+(:func:`run_prisma_status`), and the SQL of the pending migrations for the lint
+(:func:`read_pending_sql`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import posixpath
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,8 +33,12 @@ from typing import Any, Literal
 
 from vlad_tui import redact
 from vlad_tui.config import Target
+from vlad_tui.db import DatabaseUrl
 from vlad_tui.errors import VladError
-from vlad_tui.transport.base import Transport
+from vlad_tui.events import Sink
+from vlad_tui.ops.pm2 import shell_path
+from vlad_tui.transport.base import CommandResult, Transport
+from vlad_tui.transport.shell import with_secrets
 
 MigrationState = Literal["applied", "pending", "failed", "modified", "missing"]
 STATES: tuple[MigrationState, ...] = ("applied", "pending", "failed", "modified", "missing")
@@ -220,3 +231,98 @@ async def migration_status(
     files = await read_migration_files(target, transport, directory=directory)
     rows = await db.prisma_migrations()
     return classify(rows, files)
+
+
+async def read_pending_sql(
+    target: Target, transport: Transport, status: MigrationStatus, *, directory: str | None = None
+) -> dict[str, str]:
+    """``{migration name: SQL}`` of the pending migrations in ``status``, in order, read over
+    the transport (for :func:`vlad_tui.ops.lint.lint_sql`)."""
+    root = directory or migrations_dir(target)
+    names = status.names("pending")
+    data = await asyncio.gather(
+        *(transport.read_file(posixpath.join(root, name, "migration.sql")) for name in names)
+    )
+    return {
+        name: raw.decode("utf-8", errors="replace") for name, raw in zip(names, data, strict=True)
+    }
+
+
+# --- Prisma itself ------------------------------------------------------------------------------
+
+#: ``npx`` must not fetch a Prisma from the registry on a production server: ``--no-install``
+#: runs the app's own ``node_modules/.bin/prisma`` or fails (npm 6 and 7+ both accept it).
+DEFAULT_STATUS_COMMAND = "npx --no-install prisma migrate status"
+#: The first Prisma major whose commands vlad-tui has not been checked against.
+UNCHECKED_PRISMA_MAJOR = 8
+_VERSION = re.compile(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?")
+
+
+async def _read_json(transport: Transport, path: str) -> dict[str, Any] | None:
+    try:
+        if await transport.stat(path) is None:
+            return None
+        value = json.loads((await transport.read_file(path)).decode("utf-8", errors="replace"))
+    except (OSError, ValueError, VladError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+async def prisma_version(target: Target, transport: Transport) -> str | None:
+    """The app's Prisma version, or ``None`` when it cannot be told.
+
+    The installed ``<app_dir>/node_modules/prisma/package.json`` wins; otherwise the range
+    declared for ``prisma`` (then ``@prisma/client``) in ``<app_dir>/package.json``
+    ``dependencies``/``devDependencies``, without its operator (``^5.22.0`` → ``5.22.0``).
+    """
+    installed = await _read_json(
+        transport, posixpath.join(target.app_dir, "node_modules", "prisma", "package.json")
+    )
+    if installed and isinstance(installed.get("version"), str) and installed["version"].strip():
+        return installed["version"].strip()
+    package = await _read_json(transport, posixpath.join(target.app_dir, "package.json"))
+    if not package:
+        return None
+    for name in ("prisma", "@prisma/client"):
+        for section in ("dependencies", "devDependencies"):
+            deps = package.get(section)
+            spec = deps.get(name) if isinstance(deps, dict) else None
+            if isinstance(spec, str) and spec.strip():
+                return spec.strip().lstrip("^~>=<v ").strip() or spec.strip()
+    return None
+
+
+def prisma_warning(version: str | None) -> str | None:
+    """A warning for a Prisma major vlad-tui was not checked against (8 and later), else None."""
+    if not version:
+        return None
+    match = _VERSION.search(version)
+    if match is None or int(match.group(1)) < UNCHECKED_PRISMA_MAJOR:
+        return None
+    return (
+        f"Prisma {version}: commands change in Prisma {UNCHECKED_PRISMA_MAJOR} "
+        "(vlad-tui's migrate deploy/status steps were written for Prisma 5–7); check "
+        "`npx prisma migrate --help` on the server and the upgrade guide before deploying"
+    )
+
+
+async def run_prisma_status(
+    target: Target,
+    transport: Transport,
+    url: DatabaseUrl,
+    *,
+    command: str = DEFAULT_STATUS_COMMAND,
+    sink: Sink | None = None,
+    timeout: float | None = 120.0,
+) -> CommandResult:
+    """Run ``command`` (Prisma's ``migrate status``) in ``app_dir`` against ``url``.
+
+    ``DATABASE_URL`` (password included) reaches the command through stdin
+    (:func:`~vlad_tui.transport.shell.with_secrets`), so ``url`` may be the staging database.
+    Not checked: ``prisma migrate status`` exits 1 when migrations are pending or failed, which
+    is an answer, not an error; read ``exit_status`` and the (redacted) output.
+    """
+    wrapped, stdin = with_secrets(
+        f"cd {shell_path(target.app_dir)} && {command}", {"DATABASE_URL": url.to_url()}
+    )
+    return await transport.run(wrapped, stdin=stdin, sink=sink, timeout=timeout)
