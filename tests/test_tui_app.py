@@ -253,3 +253,18 @@ async def test_resume_shows_the_interrupted_step_with_its_log(setup: Setup) -> N
     record = setup.journal.load(run.run_id)
     assert record.summary.resumed == 1
     assert record.summary.steps["p1.connectivity"] == "ok"
+
+
+async def test_palette_explains_why_migrate_reset_is_never_run(setup: Setup) -> None:
+    from vlad_tui.tui.screens.report import TextScreen
+
+    app = setup.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_palette_command(pilot, "migrate reset")
+        await wait_until(pilot, lambda: isinstance(app.screen, TextScreen), what="text screen")
+        text = app.screen.text  # type: ignore[attr-defined]
+        assert "npx prisma migrate reset --force" in text and "destroys all data" in text
+        assert "db pull" in text
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, TextScreen), what="closed")
+    assert app.engine is None  # explaining runs nothing and journals nothing

@@ -396,7 +396,7 @@ class VladApp(App[None]):
 
     def action_open_report(self) -> None:
         """Show the report of the current run (or the newest run of the target)."""
-        from vlad_tui.tui.screens.report import ReportScreen
+        from vlad_tui.tui.screens.report import TextScreen
 
         run_id = self.engine.run.run_id if self.engine is not None else None
         try:
@@ -416,7 +416,14 @@ class VladApp(App[None]):
         except Exception as exc:
             self.notify(f"Cannot render the report: {exc}", severity="error")
             return
-        self.push_screen(ReportScreen(run_id, text))
+        self.push_screen(TextScreen(f"Report · run {run_id}", text))
+
+    def action_deviations(self) -> None:
+        """Why some of the written plan's commands are missing (migrate reset, db pull, …)."""
+        from vlad_tui.runbook import deviations
+        from vlad_tui.tui.screens.report import TextScreen
+
+        self.push_screen(TextScreen("Why not …? The written plan vs vlad-tui", deviations.render()))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker

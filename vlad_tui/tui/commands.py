@@ -59,6 +59,11 @@ def palette_commands(app: VladApp, query: str = "") -> list[tuple[str, str, Call
         ),
         ("Deploy lock status", "Who holds the deploy lock", partial(action, "cmd.lock_status")),
         ("Open the run report", "Report of the current (or latest) run", app.action_open_report),
+        (
+            "Why not prisma migrate reset? (the plan vs vlad-tui)",
+            "Commands of the written plan that vlad-tui never runs, and why",
+            app.action_deviations,
+        ),
         ("Refresh facts", "Reload the overview's facts", app.load_facts),
         ("Override production gate", "Typed reason, journaled", app.action_override_gate),
         ("Pick target", "Switch to another configured target", app.action_pick_target),

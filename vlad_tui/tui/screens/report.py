@@ -1,4 +1,4 @@
-"""The run report (``vlad_tui.report``) in a read-only, scrollable text area."""
+"""Read-only, scrollable text (the run report, the plan deviations) in a modal."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from textual.screen import ModalScreen
 from textual.widgets import TextArea
 
 
-class ReportScreen(ModalScreen[None]):
-    """Escape closes it."""
+class TextScreen(ModalScreen[None]):
+    """A titled, read-only text; Escape closes it."""
 
     CSS_PATH = "action.tcss"
     BINDINGS: ClassVar = [Binding("escape", "close", "Close", id="report.close")]
 
-    def __init__(self, run_id: str, text: str) -> None:
+    def __init__(self, title: str, text: str) -> None:
         super().__init__()
-        self.run_id = run_id
+        self.title_text = title
         self.text = text
 
     def compose(self) -> ComposeResult:
@@ -28,7 +28,7 @@ class ReportScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         dialog = self.query_one("#action-dialog")
-        dialog.border_title = f"Report · run {self.run_id}"
+        dialog.border_title = self.title_text
         dialog.border_subtitle = "escape closes"
         self.query_one(TextArea).focus()
 
