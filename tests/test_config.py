@@ -9,15 +9,21 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from vlad_tui import redact
 from vlad_tui.config import (
+    _TARGET_KEYS,
+    DEFAULT_SMOKE_CHECKS,
     ENV_VAR,
     Config,
     ConfigError,
+    SmokeCheck,
+    Target,
+    dump_config,
     load_config,
     parse_database_ref,
     render_template,
@@ -80,6 +86,15 @@ def test_template_round_trip(tmp_path: Path) -> None:
     # Every key a target understands is documented in the template.
     for key in ("identity_file", "pm2_home", "staging_database", "connect_timeout", "env:VAR"):
         assert key in render_template()
+    for key in _TARGET_KEYS:
+        assert f"{key} = " in render_template(), key
+    # Phases 1-2 settings, as written in the template (the defaults).
+    assert prod.migrate_command == "npx prisma migrate deploy"
+    assert (prod.generate_command, prod.build_command) == ("npx prisma generate", "npm run build")
+    assert prod.start_command == "dist/main.js" and prod.prisma_status_command is None
+    assert (prod.staging_name, prod.staging_port) == ("backend-vlad-staging", 3336)
+    assert (prod.backup_format, prod.backup_jobs) == ("custom", 2)
+    assert prod.smoke_checks == (SmokeCheck("GET", "/health", 200),) == DEFAULT_SMOKE_CHECKS
 
 
 def test_template_refuses_to_overwrite(tmp_path: Path) -> None:
@@ -177,6 +192,17 @@ def test_wrong_type_names_key_line_and_expected_type(tmp_path: Path) -> None:
         ('staging_database = "a b"\n', "staging_database", "database name"),
         ("connect_timeout = -1\n", "connect_timeout", "greater than 0"),
         ('known_hosts = ["a"]\n', "known_hosts", "expected a string, got an array"),
+        ('migrate_command = ""\n', "migrate_command", "must not be empty"),
+        ('build_command = "npm run\\nbuild"\n', "build_command", "single line"),
+        ("generate_command = 1\n", "generate_command", "expected a string, got an integer"),
+        ('start_command = "dist/main.js \'x"\n', "start_command", "cannot be split"),
+        ('staging_pm2_name = "backend-vlad"\n', "staging_pm2_name", "must differ from pm2_name"),
+        ("staging_port = 0\n", "staging_port", "out of range"),
+        ("staging_port = 3335\n", "staging_port", "app's port 3335"),
+        ('backup_format = "custon"\n', "backup_format", 'did you mean "custom"?'),
+        ('backup_format = "tar"\n', "backup_format", "custom, directory or plain"),
+        ("backup_jobs = 0\n", "backup_jobs", "1 to 64"),
+        ('smoke_checks = "/health"\n', "smoke_checks", "expected an array, got a string"),
     ],
 )
 def test_target_validation(tmp_path: Path, extra: str, key: str, fragment: str) -> None:
@@ -197,6 +223,72 @@ def test_bad_hosts(tmp_path: Path, host: str, fragment: str) -> None:
     err = error_of(path)
     assert err.key == "targets.production.host"
     assert fragment in str(err)
+
+
+def test_phase_settings_round_trip(tmp_path: Path) -> None:
+    text = MINIMAL + textwrap.dedent(
+        """\
+        migrate_command = "npm run migrate:deploy"
+        generate_command = "npx prisma generate --no-engine"
+        build_command = "npm ci && npm run build"
+        start_command = "dist/server.js"
+        prisma_status_command = "npx --no-install prisma migrate status"
+        staging_pm2_name = "vlad-stg"
+        staging_port = 4000
+        backup_format = "directory"
+        backup_jobs = 4
+        smoke_checks = [
+            { path = "/health" },
+            { method = "post", path = "/auth/login", expect = 401 },
+        ]
+        """
+    )
+    target = load_config(write(tmp_path, text)).target()
+    assert target.migrate_command == "npm run migrate:deploy"
+    assert target.build_command == "npm ci && npm run build"
+    assert target.prisma_status_command == "npx --no-install prisma migrate status"
+    assert (target.staging_name, target.staging_port) == ("vlad-stg", 4000)
+    assert (target.backup_format, target.backup_jobs) == ("directory", 4)
+    assert target.smoke_checks == (
+        SmokeCheck("GET", "/health", 200),
+        SmokeCheck("POST", "/auth/login", 401),
+    )
+    assert Target("x", pm2_name="api").staging_name == "api-staging"
+    # dump_config writes them back (the demo sandbox's config goes through it).
+    again = write(tmp_path, dump_config([target]), name="again.toml")
+    assert load_config(again).target() == replace(target, known_hosts=target.known_hosts)
+
+
+@pytest.mark.parametrize(
+    ("checks", "key", "fragment"),
+    [
+        ('["/health"]', "smoke_checks[1]", "expected a table like"),
+        (
+            '[{ path = "/a" }, { method = "GET" }]',
+            "smoke_checks[2].path",
+            'missing required key "path"',
+        ),
+        ('[{ path = "health" }]', "smoke_checks[1].path", 'a path like "/health"'),
+        ('[{ path = "/a b" }]', "smoke_checks[1].path", "no spaces"),
+        ('[{ path = "/a", methd = "GET" }]', "smoke_checks[1].methd", 'did you mean "method"?'),
+        ('[{ path = "/a", method = "FETCH" }]', "smoke_checks[1].method", "unknown HTTP method"),
+        ('[{ path = "/a", expect = 42 }]', "smoke_checks[1].expect", "not an HTTP status"),
+        ('[{ path = "/a", expect = "200" }]', "smoke_checks[1].expect", "expected an integer"),
+    ],
+)
+def test_smoke_check_validation(tmp_path: Path, checks: str, key: str, fragment: str) -> None:
+    err = error_of(write(tmp_path, MINIMAL + f"smoke_checks = {checks}\n"))
+    assert err.key == f"targets.production.{key}"
+    assert err.line == 4
+    assert fragment in str(err)
+
+
+def test_smoke_checks_as_array_of_tables(tmp_path: Path) -> None:
+    text = MINIMAL + '[[targets.production.smoke_checks]]\npath = "/health"\n'
+    text += '[[targets.production.smoke_checks]]\npath = "/v"\nexpect = 999\n'
+    err = error_of(write(tmp_path, text))
+    assert err.key == "targets.production.smoke_checks[2].expect"
+    assert err.line == 8
 
 
 def test_unknown_key_did_you_mean(tmp_path: Path) -> None:

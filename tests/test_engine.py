@@ -110,27 +110,31 @@ def rig(sample_app: SampleApp, tmp_path: Path) -> Iterator[Rig]:
     run.close()
 
 
-async def test_phase1_runs_real_steps_and_journals_them(rig: Rig, pg: PgServer) -> None:
+async def test_phase1_read_only_steps_run_and_are_journaled(rig: Rig, pg: PgServer) -> None:
+    # The whole of Phases 1-2 (backup, staging clone...) is in tests/test_phases_1_2.py.
     engine = rig.engine()
     assert engine.statuses["p1.connectivity"] == "pending"
     assert engine.statuses["p1.migrations"] == "locked"  # needs p1.connectivity
-    assert engine.statuses["p1.backup"] == "unavailable"
+    assert engine.statuses["p1.backup"] == "locked"
+    assert engine.statuses["p4.metrics"] == "unavailable"
     assert engine.gate("p1.migrations") == (
         True,
         "needs «Verificar conexión a la base de datos» (p1.connectivity) ok first",
     )
 
-    assert await engine.run_phase(1) is True
+    for step_id in ("p1.connectivity", "p1.facts", "p1.migrations"):
+        assert await engine.run_step(step_id) == "ok", engine.log(step_id)
 
     for step_id in ("p1.connectivity", "p1.facts", "p1.migrations"):
         assert engine.statuses[step_id] == "ok", engine.log(step_id)
         assert rig.operator.statuses(step_id)[-2:] == ["running", "ok"]
         assert engine.elapsed(step_id) is not None
-    assert engine.statuses["p1.backup"] == "unavailable"
+    assert engine.statuses["p1.backup"] == "pending"
     kinds = {kind for kind, _ in engine.artifacts("p1.migrations")}
     assert kinds == {"migrations"}
     migrations = engine.artifacts("p1.migrations")[0][1]
     assert migrations["counts"]["applied"] == 4 and migrations["counts"]["failed"] == 0
+    assert migrations["database"].endswith("/peludosclick")
     assert any("select 1: ok" in line.text for line in engine.log("p1.connectivity"))
     facts = rig.operator.of(FactsUpdated)
     assert facts and facts[-1].facts["target"] == "production"
@@ -363,7 +367,8 @@ async def test_resume_keeps_finished_steps_and_shows_the_interrupted_one(rig: Ri
         assert resumed.statuses["p1.connectivity"] == "ok"
         assert resumed.statuses["p1.migrations"] == "interrupted"
         assert resumed.statuses["p1.facts"] == "pending"
-        assert resumed.statuses["p1.backup"] == "unavailable"
+        assert resumed.statuses["p1.backup"] == "pending"
+        assert resumed.statuses["p4.metrics"] == "unavailable"
         assert resumed.checklist["before.team"] is True
         assert [(ln.stream, ln.text) for ln in resumed.log("p1.migrations")] == [
             ("stdout", "applied   20240115093000_init"),
@@ -371,9 +376,8 @@ async def test_resume_keeps_finished_steps_and_shows_the_interrupted_one(rig: Ri
         ]
         assert resumed.artifacts("p1.connectivity")[0][0] == "connectivity"
         assert resumed.elapsed("p1.connectivity") is not None
-        # run_phase picks up where it stopped: the interrupted step runs again.
-        assert await resumed.run_phase(1) is True
-        assert resumed.statuses["p1.migrations"] == "ok"
+        # The interrupted step runs again (run_phase resuming a phase: test_phases_1_2.py).
+        assert await resumed.run_step("p1.migrations") == "ok"
         starts = [
             e["step"] for e in rig.journal.load(run.run_id).events if e["kind"] == "step_started"
         ]

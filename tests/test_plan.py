@@ -50,7 +50,13 @@ def test_every_step_names_a_registered_operation() -> None:
 
 def test_destructive_available_steps_have_describe() -> None:
     destructive = [s for s in model.all_steps() if s.destructive and s.available]
-    assert {s.id for s in destructive} >= {"rb.stop", "cmd.pm2_restart", "cmd.lock_break"}
+    assert {s.id for s in destructive} >= {
+        "rb.stop",
+        "cmd.pm2_restart",
+        "cmd.lock_break",
+        "p1.staging_db",
+        "p1.staging_restore",
+    }
     for s in destructive:
         assert operations.OPERATIONS[s.operation].describe is not None, s.id
 
@@ -105,9 +111,21 @@ def _code_strings(module: object) -> list[str]:
 def test_no_step_can_send_migrate_reset_or_db_pull() -> None:
     # The plan's rollback runs `prisma migrate reset --force` (destroys all data) and uses
     # `prisma db pull --force` as a connectivity check (overwrites schema.prisma).
-    from vlad_tui.ops import health, lock, logs, migrations
+    from vlad_tui.ops import (
+        backup,
+        health,
+        integrity,
+        lint,
+        lock,
+        logs,
+        migrations,
+        smoke,
+        staging,
+        staging_app,
+    )
 
-    strings = [s for m in (operations, health, lock, logs, migrations) for s in _code_strings(m)]
+    modules = (operations, health, lock, logs, migrations, backup, staging, staging_app, smoke)
+    strings = [s for m in (*modules, lint, integrity) for s in _code_strings(m)]
     assert any("pm2" in s for s in strings)  # the scan sees real command strings
     for text in strings:
         assert "migrate reset" not in text
@@ -128,3 +146,44 @@ def test_palette_actions_are_outside_the_phases() -> None:
         "migration_status",
         "connectivity",
     }
+
+
+def test_issue4_steps_are_wired() -> None:
+    for number in (1, 2):
+        for s in model.phase(number).steps:
+            assert s.available, s.id
+            assert operations.OPERATIONS[s.operation].run.__doc__, s.operation
+    for step_id in ("p3.backup", "p3.verify_backup", "p3.integrity", "p4.endpoints"):
+        assert model.step(step_id).available, step_id
+    # The production snapshot comes before the backup the staging clone is restored from.
+    p1 = [s.id for s in model.phase(1).steps]
+    assert p1.index("p1.snapshot") < p1.index("p1.backup") < p1.index("p1.staging_restore")
+    assert [s.id for s in model.phase(1).steps if s.optional] == ["p1.offbox"]
+
+
+def test_phase2_cleans_up_its_staging_instance() -> None:
+    phase2 = model.phase(2)
+    assert phase2.cleanup == ("p2.stop",)
+    stop = model.step("p2.stop")
+    assert stop.needs == () and stop.resets == ("p2.start", "p2.smoke")
+    assert [s.id for s in phase2.steps][-1] == "p2.stop"
+    for p in PLAN:
+        for step_id in p.cleanup:
+            assert model.step(step_id).phase == p.number
+    # Manual critical-feature items are waited for by a step of the same phase.
+    assert model.step("p2.features").operation == "manual_checks"
+    assert {i.id for i in CHECKLIST if i.phase == 2 and i.manual} == {
+        "p2.login",
+        "p2.virgin_medals",
+        "p2.qr_codes",
+        "p2.partners",
+        "p2.api",
+    }
+
+
+def test_acknowledgement_subjects() -> None:
+    from vlad_tui.runbook.engine import _ACK_SUBJECTS
+
+    assert model.step("p3.migrate").acknowledge == ("lint",)
+    for s in model.all_steps():
+        assert set(s.acknowledge) <= set(_ACK_SUBJECTS), s.id

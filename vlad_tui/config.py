@@ -29,6 +29,9 @@ LOCAL_HOST = "local"
 DEFAULT_CRITICAL_TABLES = ("users", "medals", "virgin_medals", "partners", "medal_fronts")
 ENV_VAR = "VLAD_TUI_CONFIG"
 DEFAULT_DATABASE_VARIABLE = "DATABASE_URL"
+BACKUP_FORMATS = ("custom", "directory", "plain")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+MAX_BACKUP_JOBS = 64
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,21 @@ def parse_database_ref(value: str) -> DatabaseRef:
 
 
 @dataclass(frozen=True)
+class SmokeCheck:
+    """One automated smoke check: ``method path`` must answer ``expect`` (an HTTP status)."""
+
+    method: str = "GET"
+    path: str = "/health"
+    expect: int = 200
+
+    def describe(self) -> str:
+        return f"{self.method} {self.path} → {self.expect}"
+
+
+DEFAULT_SMOKE_CHECKS: tuple[SmokeCheck, ...] = (SmokeCheck(),)
+
+
+@dataclass(frozen=True)
 class Target:
     """One place vlad-tui deploys to (``[targets.NAME]``)."""
 
@@ -111,10 +129,29 @@ class Target:
     database: str = "dotenv:.env"
     staging_database: str | None = None
     connect_timeout: float = 10.0
+    #: Commands run in ``app_dir`` (through the target's shell, DATABASE_URL via stdin).
+    migrate_command: str = "npx prisma migrate deploy"
+    generate_command: str = "npx prisma generate"
+    build_command: str = "npm run build"
+    #: What pm2 starts for the staging instance (relative to ``app_dir``), plus its arguments.
+    start_command: str = "dist/main.js"
+    #: Optional, e.g. ``npx prisma migrate status``; unset: only the direct table read.
+    prisma_status_command: str | None = None
+    #: pm2 name of the staging instance; default ``<pm2_name>-staging``.
+    staging_pm2_name: str | None = None
+    staging_port: int = 3336
+    backup_format: Literal["custom", "directory", "plain"] = "custom"
+    backup_jobs: int = 2
+    smoke_checks: tuple[SmokeCheck, ...] = DEFAULT_SMOKE_CHECKS
 
     @property
     def is_local(self) -> bool:
         return self.host == LOCAL_HOST
+
+    @property
+    def staging_name(self) -> str:
+        """The staging instance's pm2 name (``staging_pm2_name`` or ``<pm2_name>-staging``)."""
+        return self.staging_pm2_name or f"{self.pm2_name}-staging"
 
     @property
     def database_ref(self) -> DatabaseRef:
@@ -208,8 +245,20 @@ _TARGET_KEYS = (
     "database",
     "staging_database",
     "connect_timeout",
+    "migrate_command",
+    "generate_command",
+    "build_command",
+    "start_command",
+    "prisma_status_command",
+    "staging_pm2_name",
+    "staging_port",
+    "backup_format",
+    "backup_jobs",
+    "smoke_checks",
 )
 _CONTACT_KEYS = ("role", "name", "phone", "email")
+_SMOKE_KEYS = ("method", "path", "expect")
+_COMMAND_KEYS = ("migrate_command", "generate_command", "build_command", "start_command")
 
 _TOML_TYPES: tuple[tuple[type, str], ...] = (
     (bool, "a boolean"),
@@ -341,6 +390,11 @@ class _Validator:
         while probe:
             if probe in self._lines:
                 line = self._lines[probe]
+                break
+            # An inline array of tables has no header per entry: try the array's own key.
+            unindexed = re.sub(r"\[\d+\]$", "", probe)
+            if unindexed != probe and unindexed in self._lines:
+                line = self._lines[unindexed]
                 break
             probe = probe.rpartition(".")[0]
         return ConfigError(message, file=str(self.path), key=key, line=line)
@@ -534,7 +588,107 @@ class _Validator:
         timeout = self.positive(table, "connect_timeout", prefix)
         if timeout is not None:
             kw["connect_timeout"] = timeout
+        kw.update(
+            self.deploy_settings(
+                table,
+                prefix,
+                kw.get("pm2_name", Target.pm2_name),
+                kw.get("health_url", Target.health_url),
+            )
+        )
         return Target(**kw)
+
+    def command(self, table: Mapping[str, Any], key: str, prefix: str) -> str | None:
+        value = self.text_value(table, key, prefix)
+        if value is None:
+            return None
+        if any(c in value for c in "\n\r\0"):
+            raise self.fail(f"{prefix}.{key}", "must be a single line")
+        return value.strip()
+
+    def deploy_settings(
+        self, table: Mapping[str, Any], prefix: str, pm2_name: str, health_url: str
+    ) -> dict[str, Any]:
+        """The Phase 1-2 keys: commands, the staging instance, backups, smoke checks."""
+        kw: dict[str, Any] = {}
+        for key in (*_COMMAND_KEYS, "prisma_status_command"):
+            value = self.command(table, key, prefix)
+            if value is not None:
+                kw[key] = value
+        if "start_command" in kw:
+            try:
+                words = shlex.split(kw["start_command"])
+            except ValueError as err:
+                raise self.fail(f"{prefix}.start_command", f"cannot be split: {err}") from None
+            if not words:
+                raise self.fail(f"{prefix}.start_command", "must not be empty")
+        staging_name = self.text_value(table, "staging_pm2_name", prefix)
+        if staging_name is not None:
+            if staging_name == pm2_name:
+                raise self.fail(
+                    f"{prefix}.staging_pm2_name",
+                    f'must differ from pm2_name ("{pm2_name}"): stopping the staging instance '
+                    "would stop production",
+                )
+            kw["staging_pm2_name"] = staging_name
+        port = self.get(table, "staging_port", prefix, int)
+        if port is not None:
+            if not 1 <= port <= 65535:
+                raise self.fail(f"{prefix}.staging_port", f"port {port} is out of range (1-65535)")
+            kw["staging_port"] = port
+        parts = urlsplit(health_url)
+        app_port = parts.port or (443 if parts.scheme == "https" else 80)
+        if kw.get("staging_port", Target.staging_port) == app_port:
+            raise self.fail(
+                f"{prefix}.staging_port",
+                f"the staging instance cannot use the app's port {app_port} (health_url): pm2 "
+                "would send production traffic to it; choose another staging_port",
+            )
+        fmt = self.text_value(table, "backup_format", prefix)
+        if fmt is not None:
+            if fmt not in BACKUP_FORMATS:
+                hint = _did_you_mean(fmt, BACKUP_FORMATS)
+                raise self.fail(
+                    f"{prefix}.backup_format",
+                    f'unknown format "{fmt}"{hint} (custom, directory or plain)',
+                )
+            kw["backup_format"] = fmt
+        jobs = self.get(table, "backup_jobs", prefix, int)
+        if jobs is not None:
+            if not 1 <= jobs <= MAX_BACKUP_JOBS:
+                raise self.fail(
+                    f"{prefix}.backup_jobs", f"expected 1 to {MAX_BACKUP_JOBS} parallel jobs"
+                )
+            kw["backup_jobs"] = jobs
+        checks = self.get(table, "smoke_checks", prefix, list)
+        if checks is not None:
+            kw["smoke_checks"] = tuple(
+                self.smoke_check(f"{prefix}.smoke_checks[{i}]", entry)
+                for i, entry in enumerate(checks, 1)
+            )
+        return kw
+
+    def smoke_check(self, prefix: str, entry: Any) -> SmokeCheck:
+        if not isinstance(entry, dict):
+            raise self.fail(
+                prefix,
+                f'expected a table like {{ method = "GET", path = "/health", expect = 200 }}, '
+                f"got {_type_name(entry)}",
+            )
+        self.check_keys(entry, _SMOKE_KEYS, prefix)
+        method = (self.text_value(entry, "method", prefix) or "GET").strip().upper()
+        if method not in HTTP_METHODS:
+            raise self.fail(
+                f"{prefix}.method",
+                f'unknown HTTP method "{method}"{_did_you_mean(method, HTTP_METHODS)}',
+            )
+        path = self.text_value(entry, "path", prefix, required=True) or ""
+        if not path.startswith("/") or any(c.isspace() or c in "\0#" for c in path):
+            raise self.fail(f"{prefix}.path", 'expected a path like "/health" (no spaces)')
+        expect = self.get(entry, "expect", prefix, int)
+        if expect is not None and not 100 <= expect <= 599:
+            raise self.fail(f"{prefix}.expect", f"{expect} is not an HTTP status (100-599)")
+        return SmokeCheck(method, path, 200 if expect is None else expect)
 
     def require_private(self, key: str) -> None:
         try:
@@ -610,7 +764,31 @@ database = "dotenv:.env"
 # staging_database = "peludosclick_staging"
 # Seconds to wait for SSH and PostgreSQL connections.
 connect_timeout = 10
+# Backups (Phase 1 and 3): pg_dump format "custom" (-Fc), "directory" (-Fd, dumped and restored
+# with backup_jobs parallel jobs) or "plain" (SQL; cannot be listed or restored in parallel).
+backup_format = "custom"
+backup_jobs = 2
+# Commands run in app_dir on the server. For staging (Phase 2) DATABASE_URL points at the
+# staging database; it reaches the command through stdin, never the command line.
+migrate_command = "npx prisma migrate deploy"
+generate_command = "npx prisma generate"
+build_command = "npm run build"
+# Optional: also show Prisma's own status (the migration table is always read directly).
+# prisma_status_command = "npx prisma migrate status"
+# The staging instance pm2 runs in Phase 2: the script (relative to app_dir) and arguments,
+# its pm2 name (default "<pm2_name>-staging") and its port (PORT in its environment).
+start_command = "dist/main.js"
+# staging_pm2_name = "backend-vlad-staging"
+staging_port = 3336
+# HTTP smoke checks against the staging instance (Phase 2) and the app (Phase 4), health first.
+smoke_checks = [
+    { method = "GET", path = "/health", expect = 200 },
+]
 
+# Careful on a shared server: production's Phase 2 starts (and later deletes) a pm2 process named
+# "<pm2_name>-staging" on staging_port (here "backend-vlad-staging" on 3336), the names below.
+# Give this target's app, or production's staging_pm2_name/staging_port, other values if this
+# is a separate long-running deployment.
 [targets.staging]
 host = "prod.example.com"
 user = "deploy"
@@ -620,6 +798,8 @@ pm2_name = "backend-vlad-staging"
 health_url = "http://127.0.0.1:3336/health"
 backup_dir = "/var/backups/backend-vlad-staging"
 database = "dotenv:.env"
+# Its own Phase 2 instance needs a port of its own (3336 is its app's).
+staging_port = 3337
 
 # Emergency contacts, shown in the app (repeat the block for each person).
 [[contacts]]
@@ -683,6 +863,11 @@ def write_template(path: Path | str, force: bool = False) -> Path:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, SmokeCheck):
+        inner = ", ".join(
+            f"{f.name} = {_toml_value(getattr(value, f.name))}" for f in fields(value)
+        )
+        return "{ " + inner + " }"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):

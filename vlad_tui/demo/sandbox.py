@@ -208,6 +208,12 @@ class Sandbox:
                 pm2_name=APP_NAME,
                 database="dotenv:.env",
                 health_url=f"http://127.0.0.1:{state.app_port}/health",
+                # The sample backend: Prisma's protocol without Prisma (see its scripts/).
+                migrate_command="npm run migrate:deploy",
+                generate_command="npm run --if-present prisma:generate",
+                start_command="dist/server.js",
+                # Phase 2's staging instance is what the "staging" target below watches.
+                staging_port=state.app_port + 1,
                 **common,
             ),
             Target(
@@ -215,6 +221,7 @@ class Sandbox:
                 pm2_name=f"{APP_NAME}-staging",
                 database="dotenv:.env.staging",
                 health_url=f"http://127.0.0.1:{state.app_port + 1}/health",
+                staging_port=state.app_port + 2,
                 **common,
             ),
         ]

@@ -6,7 +6,14 @@ callback, which returns what the operator typed (``None`` when cancelled). A des
 runs only when the typed text equals the target's name exactly.
 
 Status of a step that has not run: ``unavailable`` (its operation arrives later), ``locked``
-(the production gate or an unmet ``needs``; :meth:`Engine.gate` says why) or ``pending``.
+(the production gate, an unmet ``needs`` or a finding not acknowledged; :meth:`Engine.gate` says
+why) or ``pending``.
+
+Findings the operator must acknowledge (breaking lint findings before Phase 3 migrates, tables
+that lost rows on staging before any production step) come from step artifacts; the operator
+acknowledges them with :meth:`Engine.acknowledge` (journaled with their name and note). The gate
+override does not lift them. Manual checklist items a step waits for are ticked with
+:meth:`Engine.tick` while the step runs (:meth:`Engine.wait_for_items`).
 """
 
 from __future__ import annotations
@@ -53,6 +60,13 @@ __all__ = ["ConfirmFn", "ConfirmRequest", "Engine", "StepContext"]
 #: Output lines kept in memory per step (the journal keeps all of them).
 LOG_CAP = 5000
 _DONE = ("ok", "failed", "skipped", "interrupted")
+#: A step in one of these statuses has run (at least partly): its effect may be in place.
+_TOUCHED = ("ok", "failed", "interrupted")
+#: How gate reasons name what needs acknowledging.
+_ACK_SUBJECTS = {
+    "lint": "breaking migration lint finding(s)",
+    "integrity": "table(s) with fewer rows on staging than in production's snapshot",
+}
 
 
 class Engine:
@@ -82,6 +96,11 @@ class Engine:
             s.id: ("pending" if s.available else "unavailable") for s in model.all_steps()
         }
         self.checklist: dict[str, bool] = {item.id: False for item in CHECKLIST}
+        #: Who ticked each manual item last, and their note: ``{item: (by, note)}``.
+        self.checklist_notes: dict[str, tuple[str, str]] = {}
+        #: Acknowledged items per subject (``"lint"``, ``"integrity"``): keys of findings.
+        self._acknowledged: dict[str, set[str]] = {}
+        self._tick_waiters: list[asyncio.Future[None]] = []
         self._started: dict[str, float] = {}
         self._elapsed: dict[str, float] = {}
         self._errors: dict[str, str] = {}
@@ -127,6 +146,11 @@ class Engine:
         reasons = []
         if step.production_gate and self._override is None:
             reasons.extend(self._production_gate_reasons())
+        if step.production_gate:
+            # Not lifted by the gate override: acknowledging is one explicit, journaled step.
+            reasons.extend(self._ack_reasons("integrity"))
+        for subject in step.acknowledge:
+            reasons.extend(self._ack_reasons(subject))
         for need in step.needs:
             if self.statuses.get(need) != "ok":
                 other = model.step(need)
@@ -135,7 +159,9 @@ class Engine:
 
     def _production_gate_reasons(self) -> list[str]:
         reasons = []
-        not_ok = [s.id for s in model.phase(2).steps if self.statuses.get(s.id) != "ok"]
+        not_ok = [
+            s.id for s in model.phase(2).steps if not s.optional and self.statuses.get(s.id) != "ok"
+        ]
         if not_ok:
             reasons.append(
                 f"Phase 2 has not passed in this run ({len(not_ok)} step(s) not ok: "
@@ -188,7 +214,62 @@ class Engine:
             self._earlier_backups = backups
         return self._earlier_backups
 
+    def latest_artifact(
+        self, kind: str, *, steps: tuple[str, ...] | None = None, **match: Any
+    ) -> dict[str, Any] | None:
+        """The newest artifact ``kind`` of this run (optionally from ``steps`` only, and with
+        fields equal to ``match``)."""
+        for step_id, found, data, _ts in reversed(self._run_artifacts):
+            if found != kind or (steps is not None and step_id not in steps):
+                continue
+            if all(data.get(k) == v for k, v in match.items()):
+                return data
+        return None
+
+    def pending_acknowledgements(self, subject: str) -> list[dict[str, str]]:
+        """Items of ``subject`` that need the operator's acknowledgement and do not have it.
+
+        They come from the latest attempt of each step: an artifact with an ``acknowledge``
+        field ``{"subject": ..., "items": [{"key": ..., "text": ...}]}``.
+        """
+        done = self._acknowledged.get(subject, set())
+        items: list[dict[str, str]] = []
+        for artifacts in self._artifacts.values():
+            for _kind, data in artifacts:
+                ack = data.get("acknowledge")
+                if not isinstance(ack, dict) or ack.get("subject") != subject:
+                    continue
+                for item in ack.get("items") or ():
+                    if isinstance(item, dict) and str(item.get("key")) not in done:
+                        items.append({"key": str(item.get("key")), "text": str(item.get("text"))})
+        return items
+
+    def _ack_reasons(self, subject: str) -> list[str]:
+        pending = self.pending_acknowledgements(subject)
+        if not pending:
+            return []
+        what = _ACK_SUBJECTS.get(subject, subject)
+        return [f"{len(pending)} {what} not acknowledged by the operator"]
+
     # write side
+
+    def acknowledge(self, subject: str, *, note: str = "") -> list[str]:
+        """The operator acknowledges every pending item of ``subject`` (journaled with the
+        operator, the items and the note); the keys acknowledged."""
+        pending = self.pending_acknowledgements(subject)
+        if not pending:
+            raise VladError(f"nothing to acknowledge for {subject}")
+        keys = [item["key"] for item in pending]
+        self._acknowledged.setdefault(subject, set()).update(keys)
+        self.run.record(
+            "acknowledgement",
+            subject=subject,
+            items=pending,
+            operator=self.operator,
+            note=redact.scrub(note or ""),
+        )
+        self._refresh_gates()
+        return keys
 
     def override_gate(self, reason: str) -> None:
         """Unlock production-gated steps for this run; ``reason`` (typed) is journaled."""
@@ -212,8 +293,30 @@ class Engine:
         self.checklist[item_id] = checked
         if "note" in extra:
             extra["note"] = redact.scrub(str(extra["note"]))
+        if by != "auto":
+            self.checklist_notes[item_id] = (by, str(extra.get("note") or ""))
         self.run.record("checklist", item=item_id, checked=checked, by=by, **extra)
         self._emit(ChecklistChanged(item_id, checked, by))
+        waiters, self._tick_waiters = self._tick_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_for_items(
+        self, item_ids: tuple[str, ...] | list[str], on_tick: Callable[[str], None] | None = None
+    ) -> None:
+        """Wait until every item in ``item_ids`` is ticked (by the operator, from the UI);
+        ``on_tick(item_id)`` is called as each one is ticked."""
+        seen = {i for i in item_ids if self.checklist.get(i)}
+        while not all(self.checklist.get(i) for i in item_ids):
+            waiter = asyncio.get_running_loop().create_future()
+            self._tick_waiters.append(waiter)
+            await waiter
+            for item_id in item_ids:
+                if self.checklist.get(item_id) and item_id not in seen:
+                    seen.add(item_id)
+                    if on_tick is not None:
+                        on_tick(item_id)
 
     async def database_url(self) -> DatabaseUrl:
         """The target's database URL, resolved once (``vlad_tui.db.resolve_database_url``)."""
@@ -236,13 +339,36 @@ class Engine:
     async def run_phase(self, number: int) -> bool:
         """Run the phase's remaining steps in order; stop at the first step that does not end
         ok (failure, lock, refused or cancelled confirmation). Steps that are unavailable (or
-        need one that is) are passed over. True when every runnable step is ok."""
-        for step in model.phase(number).steps:
-            if self.statuses[step.id] in ("ok", "skipped") or self._blocked_for_good(step):
-                continue
-            if await self.run_step(step.id) != "ok":
-                return False
+        need one that is) and optional steps are passed over. True when every runnable step is
+        ok. When it stops early (or is cancelled), the phase's cleanup steps run (journaled)."""
+        phase = model.phase(number)
+        try:
+            for step in phase.steps:
+                if step.optional or self.statuses[step.id] in ("ok", "skipped"):
+                    continue
+                if self._blocked_for_good(step):
+                    continue
+                if await self.run_step(step.id) != "ok":
+                    await self._cleanup(phase)
+                    return False
+        except asyncio.CancelledError:
+            # Shielded: a second cancel must not leave the cleanup half done.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._cleanup(phase))
+            raise
         return True
+
+    async def _cleanup(self, phase: model.Phase) -> None:
+        """Run the phase's cleanup steps whose effect may be in place (their ``resets`` ran)."""
+        for step_id in phase.cleanup:
+            step = model.step(step_id)
+            undone = [s for s in step.resets if self.statuses.get(s) in _TOUCHED]
+            if step.resets and not undone:
+                continue
+            if self.statuses.get(step_id) in ("running", "needs_confirmation"):
+                continue
+            self.run.record("cleanup", phase=phase.number, step=step_id)
+            await self.run_step(step_id, params={"cleanup": True})
 
     def _blocked_for_good(self, step: Step) -> bool:
         """Unavailable, or needs (transitively) a step that is unavailable."""
@@ -287,9 +413,11 @@ class Engine:
                 return self._fail_before_start(step, redact.scrub(str(exc)))
             except Exception as exc:
                 return self._fail_before_start(step, _error_line(exc))
-            if not await self._ask(step, request, previous=current):
-                return self.statuses[step_id]
-            commands = request.commands
+            if request is not None:
+                if not await self._ask(step, request, previous=current):
+                    return self.statuses[step_id]
+                commands = request.commands
+                ctx.state["confirmed"] = True
         return await self._execute(step, operation, ctx, commands)
 
     async def _ask(self, step: Step, request: ConfirmRequest, *, previous: StepStatus) -> bool:
@@ -354,8 +482,25 @@ class Engine:
         for item in step.satisfies:
             if not model.checklist_item(item).manual:
                 self._set_item(item, status == "ok", by="auto", step=step_id)
+        if status == "ok" and step.resets:
+            self._apply_resets(step)
         self._refresh_gates()
         return status
+
+    def _apply_resets(self, step: Step) -> None:
+        """``step`` undid what ``step.resets`` did; unless its phase has passed (it ran last,
+        after everything else), those steps and ``step`` itself go back to pending."""
+        others = [
+            s.id
+            for s in model.phase(step.phase).steps
+            if not s.optional and s.id != step.id and s.id not in step.resets
+        ]
+        if all(self.statuses.get(o) == "ok" for o in others):
+            return
+        for step_id in (*step.resets, step.id):
+            if self.statuses.get(step_id) in _TOUCHED:
+                self.run.step_status(step_id, "pending", reset_by=step.id)
+                self._set_status(step_id, "pending")
 
     def _finish(
         self,
@@ -489,6 +634,14 @@ class Engine:
                 self._run_artifacts.append((step_id, str(event.get("artifact")), data, ts))
             elif kind == "checklist" and event.get("item") in self.checklist:
                 self.checklist[event["item"]] = bool(event.get("checked"))
+                if event.get("by") not in (None, "auto"):
+                    note = str(event.get("note") or "")
+                    self.checklist_notes[event["item"]] = (str(event["by"]), note)
+            elif kind == "step_status" and event.get("reset_by") and step_id in known:
+                self.statuses[step_id] = "pending"
+            elif kind == "acknowledgement" and isinstance(event.get("items"), list):
+                keys = {str(i.get("key")) for i in event["items"] if isinstance(i, dict)}
+                self._acknowledged.setdefault(str(event.get("subject")), set()).update(keys)
             elif kind == "gate_override":
                 self._override = str(event.get("reason") or "overridden")
         for step_id, status in list(self.statuses.items()):

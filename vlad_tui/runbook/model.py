@@ -57,20 +57,31 @@ class Step:
     satisfies: tuple[str, ...] = ()
     available: bool = True
     unavailable_reason: str = ""
+    #: Not run by "run the phase" and not needed for the phase to pass (e.g. off-box copy).
+    optional: bool = False
+    #: Steps whose effect this step undoes (stopping the staging instance undoes starting it):
+    #: when it runs while the rest of its phase has not passed, they go back to pending.
+    resets: tuple[str, ...] = ()
+    #: Acknowledgement subjects (e.g. ``"lint"``) the operator must acknowledge first.
+    acknowledge: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Phase:
-    """A phase (1..4) or the rollback (``number == 0``)."""
+    """A phase (1..4) or the rollback (``number == 0``).
+
+    ``cleanup`` steps run when "run the phase" stops early (a step failed, was refused or the
+    run was cancelled), e.g. stopping the staging instance of Phase 2.
+    """
 
     number: int
     title: str
     steps: tuple[Step, ...]
+    cleanup: tuple[str, ...] = ()
 
 
 ROLLBACK = 0
 
-_ISSUE4 = "arrives with issue #4 ({})"
 _DEPLOY = "arrives with the production-deploy issue ({})"
 _MONITOR = "arrives with the monitoring issue ({})"
 _ROLLBACK = "arrives with the rollback issue ({})"
@@ -124,51 +135,52 @@ PLAN: tuple[Phase, ...] = (
     Phase(1, "1 Preparación", (
         Step("p1.connectivity", 1, "Verificar conexión a la base de datos", "connectivity"),
         Step("p1.facts", 1, "Verificar estado actual del servidor", "facts"),
+        # Before the backup: the staging clone restored from it is compared with this snapshot.
+        Step("p1.snapshot", 1, "Snapshot de integridad de producción", "integrity_snapshot",
+             needs=("p1.connectivity",)),
         Step("p1.backup", 1, "Backup completo de producción", "backup",
-             needs=("p1.connectivity",), satisfies=("before.backup",),
-             **_later(_ISSUE4.format("pg_dump backup"))),
+             needs=("p1.connectivity",), satisfies=("before.backup",)),
         Step("p1.verify_backup", 1, "Verificar que el backup se creó correctamente",
-             "verify_backup", needs=("p1.backup",), satisfies=("during.backup_verified",),
-             **_later(_ISSUE4.format("verification ladder"))),
+             "verify_backup", needs=("p1.backup",), satisfies=("during.backup_verified",)),
+        Step("p1.offbox", 1, "Copiar el backup fuera del servidor (opcional)", "backup_offbox",
+             needs=("p1.verify_backup",), optional=True),
         Step("p1.migrations", 1, "Verificar migraciones aplicadas", "migration_status",
              needs=("p1.connectivity",)),
         Step("p1.lint", 1, "Revisar las migraciones pendientes (lint)", "migration_lint",
-             needs=("p1.migrations",), **_later(_ISSUE4.format("squawk migration lint"))),
-        Step("p1.snapshot", 1, "Snapshot de integridad de producción", "integrity_snapshot",
-             needs=("p1.connectivity",), **_later(_ISSUE4.format("integrity snapshots"))),
+             needs=("p1.migrations",)),
         Step("p1.staging_db", 1, "Crear base de datos de staging", "staging_create",
-             needs=("p1.verify_backup",), **_later(_ISSUE4.format("staging clone"))),
+             destructive=True, needs=("p1.verify_backup",)),
         Step("p1.staging_restore", 1, "Restaurar backup de producción en staging",
-             "staging_restore", needs=("p1.staging_db",),
-             **_later(_ISSUE4.format("staging clone"))),
+             "staging_restore", destructive=True, needs=("p1.staging_db",)),
+        Step("p1.staging_integrity", 1, "Comparar integridad de staging con producción",
+             "staging_snapshot", needs=("p1.snapshot", "p1.staging_restore")),
     )),
     Phase(2, "2 Testing en staging", (
-        Step("p2.status", 2, "Verificar estado actual (staging)", "staging_migration_status",
-             **_later(_ISSUE4.format("migration status on staging"))),
+        Step("p2.status", 2, "Verificar estado actual (staging)", "staging_migration_status"),
         Step("p2.migrate", 2, "Aplicar migraciones pendientes (staging)", "staging_migrate",
-             needs=("p2.status",), **_later(_ISSUE4.format("migrate on staging"))),
+             needs=("p2.status",)),
         Step("p2.generate", 2, "npx prisma generate", "staging_generate",
-             needs=("p2.migrate",), **_later(_ISSUE4.format("staging build"))),
-        Step("p2.build", 2, "npm run build", "staging_build", needs=("p2.generate",),
-             **_later(_ISSUE4.format("staging build"))),
+             needs=("p2.migrate",)),
+        Step("p2.build", 2, "npm run build", "staging_build", needs=("p2.generate",)),
         Step("p2.start", 2, "npm run start:prod (instancia de staging)", "staging_start",
-             needs=("p2.build",), **_later(_ISSUE4.format("staging instance under pm2"))),
-        Step("p2.smoke", 2, "Verificar funcionalidades críticas (smoke checks)", "smoke_checks",
-             needs=("p2.start",), **_later(_ISSUE4.format("smoke checks"))),
+             needs=("p2.build",)),
+        Step("p2.smoke", 2, "Verificar funcionalidades críticas (smoke checks)",
+             "staging_smoke_checks", needs=("p2.start",)),
+        Step("p2.features", 2, "Verificar funcionalidades críticas (manual)", "manual_checks",
+             needs=("p2.start",)),
         Step("p2.integrity", 2, "Verificar integridad de datos", "staging_integrity",
-             needs=("p2.migrate",), satisfies=("before.staging",),
-             **_later(_ISSUE4.format("integrity snapshots"))),
+             needs=("p2.migrate",), satisfies=("before.staging",)),
+        # No needs: it also runs when the phase is aborted (Phase.cleanup), and stopping an
+        # instance that is not running is not an error.
         Step("p2.stop", 2, "Detener la instancia de staging", "staging_stop",
-             needs=("p2.start",), **_later(_ISSUE4.format("staging instance under pm2"))),
-    )),
+             resets=("p2.start", "p2.smoke")),
+    ), cleanup=("p2.stop",)),
     Phase(3, "3 Producción", (
         Step("p3.lock", 3, "Tomar el lock de despliegue", "lock_acquire", production_gate=True),
         Step("p3.backup", 3, "Crea backup de la base de datos", "backup",
-             needs=("p3.lock",), production_gate=True,
-             **_later(_ISSUE4.format("pg_dump backup"))),
+             needs=("p3.lock",), production_gate=True),
         Step("p3.verify_backup", 3, "Verifica el backup", "verify_backup",
-             needs=("p3.backup",), production_gate=True, satisfies=("during.backup_verified",),
-             **_later(_ISSUE4.format("verification ladder"))),
+             needs=("p3.backup",), production_gate=True, satisfies=("during.backup_verified",)),
         Step("p3.status", 3, "Verifica el estado actual", "migration_status",
              needs=("p3.lock",), production_gate=True),
         Step("p3.validate", 3, "Valida el schema", "validate_schema",
@@ -176,11 +188,10 @@ PLAN: tuple[Phase, ...] = (
              **_later(_DEPLOY.format("prisma validate"))),
         Step("p3.migrate", 3, "Aplica migraciones pendientes", "migrate",
              destructive=True, needs=("p3.verify_backup", "p3.validate"), production_gate=True,
-             satisfies=("during.migrations",),
+             satisfies=("during.migrations",), acknowledge=("lint",),
              **_later(_DEPLOY.format("detached migrate deploy"))),
         Step("p3.integrity", 3, "Verifica integridad", "integrity_compare",
-             needs=("p3.migrate",), production_gate=True, satisfies=("success.no_data_loss",),
-             **_later(_ISSUE4.format("integrity snapshots"))),
+             needs=("p3.migrate",), production_gate=True, satisfies=("success.no_data_loss",)),
         Step("p3.build", 3, "Construye la aplicación", "build",
              needs=("p3.migrate",), production_gate=True, satisfies=("during.build",),
              **_later(_DEPLOY.format("build"))),
@@ -201,7 +212,7 @@ PLAN: tuple[Phase, ...] = (
         Step("p4.health", 4, "La aplicación responde correctamente", "health",
              satisfies=("p4.responds",)),
         Step("p4.endpoints", 4, "Los endpoints críticos funcionan", "smoke_checks",
-             satisfies=("p4.endpoints",), **_later(_ISSUE4.format("smoke checks"))),
+             satisfies=("p4.endpoints",)),
         Step("p4.logs", 4, "No hay errores en los logs", "log_errors",
              satisfies=("p4.no_log_errors", "after.logs")),
         Step("p4.database", 4, "La base de datos está accesible", "connectivity",
