@@ -4,12 +4,13 @@ Titles keep the plan's (Spanish) wording. A step names the operation it runs (a 
 :data:`vlad_tui.runbook.operations.OPERATIONS`); operations that arrive with a later issue are
 declared ``available=False`` with the reason, so the UI shows them and never fakes a success.
 
-Deliberately absent: the plan's rollback runs ``npx prisma migrate reset --force``. On a target
-that drops the whole schema and re-applies every migration, destroying all data, including the
-backup that was just restored (design.md §2.1). vlad-tui never sends it; the rollback restores a
-verified backup into a new database beside production and swaps by renaming instead, keeping
-the failed database. Likewise the plan's "connectivity check" ``prisma db pull`` overwrites
-``prisma/schema.prisma`` on the server (§2.3); the connectivity step is read-only.
+vlad-tui never sends the plan's rollback command (``npx prisma migrate reset --force``): on a
+target it drops the whole schema and re-applies every migration, destroying all data, including
+the backup that was just restored (design.md §2.1). The rollback restores a verified backup into
+a new database beside production and swaps by renaming instead, keeping the failed database.
+Likewise the plan's "connectivity check" ``prisma db pull`` overwrites ``prisma/schema.prisma``
+on the server (§2.3); the connectivity step is read-only. :mod:`vlad_tui.runbook.deviations`
+lists every such departure for the operator.
 """
 
 from __future__ import annotations
