@@ -18,7 +18,7 @@ class Deviation:
 
 DEVIATIONS: tuple[Deviation, ...] = (
     Deviation(
-        "npx prisma migrate reset --force (rollback)",
+        "npx prisma migrate reset --force (rollback)",  # text for the operator, never sent
         "drops the schema and re-applies every migration: on production it destroys all data, "
         "including the backup just restored",
         "never sent to a target; the rollback restores a verified backup into a new database "
