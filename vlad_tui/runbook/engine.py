@@ -194,24 +194,13 @@ class Engine:
 
     def _earlier_verified_backups(self) -> list[dict[str, Any]]:
         if self._earlier_backups is None:
-            backups: list[dict[str, Any]] = []
             try:
-                summaries = self.journal.list_runs()
+                found = self.journal.artifacts(
+                    self.target.name, "backup", exclude_run=self.run.run_id
+                )
             except OSError:
-                summaries = []
-            for summary in summaries:
-                if summary.run_id == self.run.run_id or summary.target != self.target.name:
-                    continue
-                try:
-                    record = self.journal.load(summary.run_id)
-                except (OSError, VladError):
-                    continue
-                for event in record.events_of("artifact"):
-                    data = event.get("data")
-                    is_backup = event.get("artifact") == "backup" and isinstance(data, dict)
-                    if is_backup and data.get("verified"):
-                        backups.append(data)
-            self._earlier_backups = backups
+                found = []
+            self._earlier_backups = [data for _, data in found if data.get("verified")]
         return self._earlier_backups
 
     def latest_artifact(
