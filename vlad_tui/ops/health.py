@@ -8,9 +8,7 @@ library on the event loop). The plan's ``curl -f http://localhost:3335/health``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +17,10 @@ from urllib.parse import urlsplit
 from vlad_tui import redact
 from vlad_tui.config import Target
 from vlad_tui.errors import VladError
+from vlad_tui.ops import http
 from vlad_tui.transport.base import Transport
 
 EXCERPT_CHARS = 300
-MAX_BODY = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -81,7 +79,9 @@ async def check_health(
     try:
         endpoint = await transport.forward(host, port)
         status, body = await asyncio.wait_for(
-            _get(endpoint.host, endpoint.port, host, port, path, parts.scheme == "https"),
+            http.request(
+                endpoint.host, endpoint.port, host, port, "GET", path, parts.scheme == "https"
+            ),
             timeout,
         )
     except TimeoutError:
@@ -96,54 +96,3 @@ async def check_health(
     latency = time.monotonic() - started
     text = redact.scrub(body.decode("utf-8", errors="replace").strip())
     return HealthResult(url, status, latency, body=text[:EXCERPT_CHARS])
-
-
-async def _get(
-    connect_host: str, connect_port: int, host: str, port: int, path: str, tls: bool
-) -> tuple[int, bytes]:
-    context = ssl.create_default_context() if tls else None
-    reader, writer = await asyncio.open_connection(
-        connect_host, connect_port, ssl=context, server_hostname=host if tls else None
-    )
-    try:
-        request = (
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: vlad-tui\r\n"
-            "Accept: */*\r\nConnection: close\r\n\r\n"
-        )
-        writer.write(request.encode("ascii", errors="strict"))
-        await writer.drain()
-        status_line = await reader.readline()
-        fields = status_line.decode("latin-1").split(None, 2)
-        if len(fields) < 2 or not fields[0].startswith("HTTP/") or not fields[1].isdigit():
-            raise ValueError(f"not an HTTP answer: {status_line[:60]!r}")
-        status = int(fields[1])
-        headers: dict[str, str] = {}
-        while True:
-            line = await reader.readline()
-            if line in (b"\r\n", b"\n", b""):
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        body = await _read_body(reader, headers)
-        return status, body
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await writer.wait_closed()
-
-
-async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        body = b""
-        while len(body) < MAX_BODY:
-            size_line = await reader.readline()
-            size = int(size_line.split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                break
-            body += await reader.readexactly(size)
-            await reader.readline()
-        return body[:MAX_BODY]
-    length = headers.get("content-length")
-    if length and length.isdigit():
-        return await reader.readexactly(min(int(length), MAX_BODY))
-    return await reader.read(MAX_BODY)

@@ -9,9 +9,7 @@ the app does not answer it, the rest would only repeat the same failure.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from vlad_tui import redact
 from vlad_tui.config import SmokeCheck, Target
 from vlad_tui.errors import VladError
 from vlad_tui.events import OutputLine, Sink
-from vlad_tui.ops.health import _read_body
+from vlad_tui.ops import http
 from vlad_tui.transport.base import Transport
 
 __all__ = ["SmokeCheck", "SmokeResult", "base_url_of", "order_checks", "run_smoke_checks"]
@@ -123,7 +121,7 @@ async def _one(
     try:
         endpoint = await transport.forward(host, port)
         status, body = await asyncio.wait_for(
-            _request(endpoint.host, endpoint.port, host, port, check.method, check.path, tls),
+            http.request(endpoint.host, endpoint.port, host, port, check.method, check.path, tls),
             timeout,
         )
     except TimeoutError:
@@ -139,39 +137,3 @@ async def _one(
     latency = time.monotonic() - started
     text = redact.scrub(body.decode("utf-8", errors="replace").strip())[:EXCERPT_CHARS]
     return SmokeResult(check, url, status, latency, status == check.expect, None, text)
-
-
-async def _request(
-    connect_host: str, connect_port: int, host: str, port: int, method: str, path: str, tls: bool
-) -> tuple[int, bytes]:
-    context = ssl.create_default_context() if tls else None
-    reader, writer = await asyncio.open_connection(
-        connect_host, connect_port, ssl=context, server_hostname=host if tls else None
-    )
-    try:
-        body_header = "Content-Length: 0\r\n" if method in ("POST", "PUT", "PATCH") else ""
-        request = (
-            f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: vlad-tui smoke\r\n"
-            f"Accept: */*\r\n{body_header}Connection: close\r\n\r\n"
-        )
-        writer.write(request.encode("ascii", errors="strict"))
-        await writer.drain()
-        status_line = await reader.readline()
-        words = status_line.decode("latin-1").split(None, 2)
-        if len(words) < 2 or not words[0].startswith("HTTP/") or not words[1].isdigit():
-            raise ValueError(f"not an HTTP answer: {status_line[:60]!r}")
-        status = int(words[1])
-        headers: dict[str, str] = {}
-        while True:
-            line = await reader.readline()
-            if line in (b"\r\n", b"\n", b""):
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-            return status, b""
-        return status, await _read_body(reader, headers)
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await writer.wait_closed()
