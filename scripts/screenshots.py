@@ -1,8 +1,13 @@
 """Write SVG screenshots of the main screens into ``screenshots/`` (linked from the README).
 
-Uses the recorded sample state (``vlad_tui.tui.sample``): no network, frozen clock, 100×30.
+``--demo`` (the default) builds a ``vlad-tui demo`` sandbox in a temporary directory (or reuses
+``--dir``), walks the real wizard on it with Pilot — Phase 1 run for real, so the log, the
+checklist and the confirmation show real output — and tears the sandbox down afterwards (a
+``--dir`` sandbox is left running). ``--recorded`` renders the recorded sample state instead
+(``vlad_tui.tui.sample``: no services, frozen clock): deterministic, for quick layout checks.
 
-    .venv/bin/python scripts/screenshots.py [--out screenshots] [--size 100x30]
+    .venv/bin/python scripts/screenshots.py [--demo | --recorded] [--dir D] [--out screenshots]
+                                            [--size 100x30]
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -18,17 +24,15 @@ from pathlib import Path
 from textual.pilot import Pilot
 
 from vlad_tui.journal import Journal
-from vlad_tui.tui.app import make_app
-from vlad_tui.tui.sample import (
-    NOW,
-    SAMPLE_FACTS,
-    sample_config,
-    sample_confirm_request,
-    sample_events,
-)
+from vlad_tui.tui.app import VladApp, make_app
 from vlad_tui.tui.screens.confirm import ConfirmScreen
+from vlad_tui.tui.screens.prompt import ReasonScreen
 
 Scene = Callable[[Pilot], Awaitable[None]]
+REPO = Path(__file__).resolve().parents[1]
+LOCAL_PM2 = REPO / ".tools" / "node_modules" / ".bin"
+
+# ----------------------------------------------------------------------------- recorded
 
 
 async def overview(pilot: Pilot) -> None:
@@ -37,6 +41,8 @@ async def overview(pilot: Pilot) -> None:
 
 def phase(number: int) -> Scene:
     async def go(pilot: Pilot) -> None:
+        from vlad_tui.tui.sample import sample_events
+
         await pilot.press(str(number))
         await pilot.pause()
         if number == 1:
@@ -49,6 +55,8 @@ def phase(number: int) -> Scene:
 
 
 async def confirm(pilot: Pilot) -> None:
+    from vlad_tui.tui.sample import sample_confirm_request
+
     pilot.app.push_screen(ConfirmScreen(sample_confirm_request()))
     await pilot.pause()
 
@@ -76,6 +84,8 @@ SCENES: dict[str, Scene] = {
 
 
 async def shoot(name: str, scene: Scene, out: Path, size: tuple[int, int]) -> Path:
+    from vlad_tui.tui.sample import NOW, SAMPLE_FACTS, sample_config
+
     with tempfile.TemporaryDirectory(prefix="vlad-shots-") as tmp:
         app = make_app(
             sample_config(Path(tmp)),
@@ -89,19 +99,133 @@ async def shoot(name: str, scene: Scene, out: Path, size: tuple[int, int]) -> Pa
             return Path(app.save_screenshot(filename=f"{name}.svg", path=str(out)))
 
 
+def recorded(out: Path, size: tuple[int, int]) -> None:
+    for name, scene in SCENES.items():
+        print(asyncio.run(shoot(name, scene, out, size)))
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+class DemoShooter:
+    """One app run on the sandbox, walked screen by screen; each ``snap`` writes an SVG."""
+
+    def __init__(self, app: VladApp, pilot: Pilot, out: Path) -> None:
+        self.app = app
+        self.pilot = pilot
+        self.out = out
+
+    async def until(self, condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"screenshots: timed out waiting for {what}")
+            await self.pilot.pause(0.05)
+
+    async def snap(self, name: str) -> None:
+        await self.pilot.pause(0.4)  # one log flush (the log pane batches lines)
+        print(self.app.save_screenshot(filename=f"{name}.svg", path=str(self.out)))
+
+    async def select(self, step_id: str) -> None:
+        from vlad_tui.tui.widgets.step_list import StepList
+
+        steps = self.app.screen.query_one(StepList)
+        steps.focus()
+        index = [s.id for s in steps.steps].index(step_id)
+        delta = index - steps.cursor_row
+        await self.pilot.press(*(["down"] * delta if delta > 0 else ["up"] * -delta))
+
+    async def walk(self) -> None:
+        app, pilot = self.app, self.pilot
+        await self.until(lambda: bool(app.facts and "migrations" in app.facts), "the facts")
+        await self.snap("overview")
+
+        # Phase 1 for real: "a" runs up to the staging restore's confirmation.
+        await pilot.press("1")
+        await pilot.pause()
+        await pilot.press("a")
+        await self.until(lambda: app.busy, "phase 1 to start")
+        shot = False
+        while app.busy:
+            if isinstance(app.screen, ConfirmScreen):
+                await self.until(lambda: app.screen.focused is not None, "the modal's focus")
+                await pilot.press("shift+tab", *"produc")  # half typed: the operator at work
+                if not shot:
+                    await self.snap("confirm")
+                    shot = True
+                await pilot.press(*"tion", "enter")
+            await pilot.pause(0.05)
+        await self.select("p1.lint")
+        await self.snap("phase1")
+        await pilot.press("k")
+        await self.until(lambda: isinstance(app.screen, ReasonScreen), "the acknowledgement")
+        await pilot.press(*"backfill revisado con el equipo")
+        await self.snap("acknowledge")
+        await pilot.press("escape")
+
+        for number in (2, 3, 4):
+            await pilot.press(str(number))
+            await pilot.pause(0.3)
+            if number == 3:
+                await self.select("p3.migrate")
+            await self.snap(f"phase{number}")
+        await pilot.press("r")
+        await self.snap("rollback")
+        await pilot.press("question_mark")
+        await self.snap("help")
+
+
+async def demo_shots(
+    config_path: Path, journal_dir: Path, out: Path, size: tuple[int, int]
+) -> None:
+    from vlad_tui.config import load_config
+
+    config = load_config(config_path)
+    app = make_app(
+        config, target=config.target("production"), journal=Journal(journal_dir), environ={}
+    )
+    async with app.run_test(size=size) as pilot:
+        await DemoShooter(app, pilot, out).walk()
+        await pilot.press("q")
+
+
+def demo(out: Path, size: tuple[int, int], directory: Path | None) -> None:
+    from vlad_tui.demo.sandbox import Sandbox
+
+    if LOCAL_PM2.exists():  # scripts/setup.sh's pm2: nothing is installed from npm
+        os.environ["PATH"] = f"{LOCAL_PM2}{os.pathsep}{os.environ.get('PATH', '')}"
+    parent = None
+    if directory is None:
+        parent = Path(tempfile.mkdtemp(prefix="vlad-shots-"))
+        parent.chmod(0o755)  # as root, PostgreSQL runs as `postgres` and must enter it
+        directory = parent / "sandbox"
+    sandbox = Sandbox(directory)
+    try:
+        sandbox.setup("small", progress=lambda line: print(f"demo: {line}"))
+        asyncio.run(demo_shots(sandbox.config_path, sandbox.journal_dir, out, size))
+    finally:
+        if parent is not None:
+            sandbox.teardown(progress=lambda line: print(f"demo: {line}"))
+            shutil.rmtree(parent, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).resolve().parents[1] / "screenshots"
-    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--demo", action="store_true", help="walk a demo sandbox (default)")
+    mode.add_argument("--recorded", action="store_true", help="the recorded sample state")
+    parser.add_argument("--dir", type=Path, help="reuse (and keep) this demo sandbox")
+    parser.add_argument("--out", type=Path, default=REPO / "screenshots")
     parser.add_argument("--size", default="100x30", help="COLSxROWS")
     args = parser.parse_args()
     cols, rows = (int(n) for n in args.size.split("x"))
     os.environ["TZ"] = "UTC"
     time.tzset()
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, scene in SCENES.items():
-        print(asyncio.run(shoot(name, scene, args.out, (cols, rows))))
+    if args.recorded:
+        recorded(args.out, (cols, rows))
+    else:
+        demo(args.out.resolve(), (cols, rows), args.dir)
 
 
 if __name__ == "__main__":

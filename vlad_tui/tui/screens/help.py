@@ -23,6 +23,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("enter", "run the selected step"),
     ("a", "run the rest of the phase (stops at a confirmation or failure)"),
     ("space", "tick / untick a manual checklist item"),
+    ("k", "acknowledge findings (breaking lint, rows lost on staging), with a note"),
     ("l", "focus the log of the selected step"),
     ("/", "filter the log (escape clears); s: scroll lock"),
     ("tab", "next pane"),

@@ -34,6 +34,13 @@ def preview_gate(step: Step) -> tuple[bool, str]:
     return (True, "; ".join(reasons)) if reasons else (False, "")
 
 
+#: Findings the engine holds steps for until the operator acknowledges them (``k``).
+ACK_SUBJECTS = {
+    "lint": "Breaking migration lint findings (Phase 3 will not migrate until acknowledged)",
+    "integrity": "Tables with fewer rows on staging than in production's snapshot",
+}
+
+
 def default_status(step: Step) -> str:
     """What a step shows before any run exists."""
     if not step.available:
@@ -49,6 +56,7 @@ class PhaseScreen(Screen[None]):
         Binding("enter", "run_step", "Run", id="step.run"),
         Binding("a", "run_phase", "Rest", id="phase.run_rest"),
         Binding("space", "tick", "Tick", key_display="␣", id="checklist.tick"),
+        Binding("k", "acknowledge", "Ack", id="findings.acknowledge"),
         Binding("l", "focus_log", "Log", id="log.focus"),
         Binding("slash", "filter_log", "Filter", key_display="/", id="log.filter"),
     ]
@@ -194,6 +202,7 @@ class PhaseScreen(Screen[None]):
                 if self.checklist is not None:
                     self.checklist.set_checked(item_id, checked)
             case GateChanged(step_id=step_id) | ArtifactAdded(step_id=step_id):
+                self.refresh_bindings()  # "k" shows while findings await acknowledgement
                 if isinstance(event, GateChanged) and self.app.engine is not None:
                     from vlad_tui.runbook.model import step as get_step
 
@@ -236,6 +245,8 @@ class PhaseScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "tick":
             return self.checklist is not None
+        if action == "acknowledge":
+            return bool(self.pending_acknowledgements())
         return True
 
     def action_run_step(self) -> None:
@@ -252,17 +263,64 @@ class PhaseScreen(Screen[None]):
             return
         if self.focused is not checklist and checklist.highlighted is None:
             checklist.focus()
-            first_manual = next(
-                (
-                    i
-                    for i, o in enumerate(checklist.options)
-                    if o.id and checklist.items[o.id].manual
-                ),
-                None,
-            )
-            checklist.highlighted = first_manual
+            manual = [
+                (i, checklist.items[o.id])
+                for i, o in enumerate(checklist.options)
+                if o.id and checklist.items[o.id].manual
+            ]
+            # This phase's own items first (Phase 2's critical features, which its manual
+            # step waits for), then the general checklist.
+            own = [i for i, item in manual if item.phase == self.number]
+            own_open = [i for i in own if not checklist.checked.get(checklist.options[i].id or "")]
+            first = (own_open or own or [i for i, _ in manual] or [None])[0]
+            checklist.highlighted = first
             return
         checklist.action_tick()
+
+    def pending_acknowledgements(self) -> dict[str, list[dict[str, str]]]:
+        """Findings of this run awaiting the operator, by subject (empty without an engine)."""
+        engine = self.app.engine
+        if engine is None:
+            return {}
+        found = {s: engine.pending_acknowledgements(s) for s in ACK_SUBJECTS}
+        return {s: items for s, items in found.items() if items}
+
+    def action_acknowledge(self) -> None:
+        """Acknowledge every pending finding, with a typed note (journaled with the operator)."""
+        from vlad_tui.tui.screens.prompt import ReasonScreen
+
+        pending = self.pending_acknowledgements()
+        if not pending:
+            self.notify("Nothing to acknowledge.", severity="information")
+            return
+        lines = []
+        for subject, items in pending.items():
+            lines.append(f"{ACK_SUBJECTS[subject]}:")
+            lines.extend(f"  • {item['text']}" for item in items)
+
+        def given(note: str | None) -> None:
+            engine = self.app.engine
+            if not note or engine is None:
+                return
+            for subject in pending:
+                try:
+                    engine.acknowledge(subject, note=note)
+                except Exception as exc:
+                    self.notify(str(exc), title="Not acknowledged", severity="error")
+                    return
+            self.notify(f"Acknowledged ({', '.join(pending)}); journaled with your note.")
+            self.refresh_bindings()
+            self.reload()
+
+        self.app.push_screen(
+            ReasonScreen(
+                "Acknowledge findings",
+                "\n".join(lines),
+                ok="Acknowledge",
+                placeholder="note: what was reviewed, by whom (journaled)",
+            ),
+            given,
+        )
 
     def action_focus_log(self) -> None:
         self.log_pane.focus_log()

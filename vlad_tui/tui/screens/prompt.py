@@ -42,25 +42,34 @@ class YesNoScreen(ModalScreen[bool]):
 
 
 class ReasonScreen(ModalScreen[str | None]):
-    """Ask for a typed reason (e.g. a gate override); empty or Escape cancels."""
+    """Ask for a typed reason or note (a gate override, an acknowledgement); Escape cancels."""
 
     CSS_PATH = "prompt.tcss"
     AUTO_FOCUS = "#reason"
     BINDINGS: ClassVar = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
 
-    def __init__(self, title: str, explanation: str) -> None:
+    def __init__(
+        self,
+        title: str,
+        explanation: str,
+        *,
+        ok: str = "Override",
+        placeholder: str = "reason (journaled)",
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.explanation = explanation
+        self.ok_label = ok
+        self.placeholder = placeholder
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static(Text(self.title_text, style="bold"), classes="question")
             yield Static(Text(self.explanation), classes="explanation")
-            yield Input(placeholder="reason (journaled)", id="reason")
+            yield Input(placeholder=self.placeholder, id="reason")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
-                yield Button("Override", id="ok", variant="error")
+                yield Button(self.ok_label, id="ok", variant="error")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

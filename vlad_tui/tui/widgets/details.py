@@ -50,6 +50,8 @@ def render_details(
         out.append(f"\nLocked: {reason}", style="cyan")
         if step.production_gate:
             out.append("\n(override: ctrl+p → Override production gate)", style="dim")
+        if "not acknowledged" in reason:
+            out.append("\n(acknowledge the findings: k)", style="dim")
     if not step.available:
         out.append(f"\nUnavailable: {step.unavailable_reason}", style="italic")
     if error:

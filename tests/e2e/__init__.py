@@ -1,0 +1,1 @@
+"""End-to-end: the wizard on the ``vlad-tui demo`` sandbox, over a real loopback sshd."""
