@@ -80,7 +80,7 @@ class VladApp(App[None]):
         Binding("r", "rollback", "Rollback", id="go.rollback"),
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
         Binding("q", "request_quit", "Quit", id="quit"),
-        Binding("ctrl+p", "command_palette", "Cmds", key_display="^p", id="palette"),
+        Binding("ctrl+p", "command_palette", "Cmd", key_display="^p", id="palette"),
     ]
 
     def __init__(

@@ -58,7 +58,7 @@ class PhaseScreen(Screen[None]):
         Binding("space", "tick", "Tick", key_display="␣", id="checklist.tick"),
         Binding("k", "acknowledge", "Ack", id="findings.acknowledge"),
         Binding("l", "focus_log", "Log", id="log.focus"),
-        Binding("slash", "filter_log", "Filter", key_display="/", id="log.filter"),
+        Binding("slash", "filter_log", "Find", key_display="/", id="log.filter"),
     ]
 
     app: VladApp  # type: ignore[assignment]
