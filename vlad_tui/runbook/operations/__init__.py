@@ -1,0 +1,139 @@
+"""The operations behind the plan's steps, keyed by :attr:`Step.operation`.
+
+An :class:`Operation` is an async callable ``(ctx) -> None`` that raises
+:class:`~vlad_tui.errors.VladError` on failure, streams output through ``ctx.output`` (or passes
+``ctx.sink`` to ``transport.run``) and records artifacts with ``ctx.artifact``. A destructive
+operation also has ``describe(ctx) -> ConfirmRequest | None`` (sync or async): exactly the
+commands it will run, where, and what cannot be undone; the engine shows it and waits for the
+typed target name before running. ``None`` means "nothing destructive this time" (e.g. the staging
+database does not exist yet, so creating it drops nothing): the step runs without asking, and
+``ctx.state["confirmed"]`` stays unset.
+
+Artifact conventions other parts rely on:
+
+- ``backup``: ``path``, ``size``, ``sha256``, ``created_at`` (epoch seconds), ``verified`` (bool)
+  — Phase 3's gate looks for a verified one younger than ``project.backup_max_age_hours``.
+- ``migrations``: :meth:`MigrationStatus.to_dict` (+ ``database``, ``prisma_version``);
+  ``health``: :meth:`HealthResult.to_dict`; ``lock``: :meth:`LockInfo.to_dict`;
+  ``facts``: ``Facts.to_dict()``.
+- ``snapshot``: :meth:`Snapshot.to_dict` + ``label`` (``production``/``staging``) and ``stage``
+  (``before``, ``restored``, ``migrated``, ``after_migrate``); ``integrity_compare``: the diffs.
+- ``lint_finding``: :meth:`LintFinding.to_dict`; ``lint``: the summary.
+- ``smoke_check``: :meth:`SmokeResult.to_dict`.
+- Any artifact may carry ``acknowledge = {"subject": "lint" | "integrity", "items": [{"key",
+  "text"}]}``: findings the operator must acknowledge (:meth:`Engine.acknowledge`) before the
+  steps that wait for that subject may run (``lint``: Phase 3's migrate; ``integrity``: every
+  production-gated step).
+
+Operations that arrive with later issues are registered as :func:`_not_yet` so every plan step
+names a known operation; the engine never runs them (their steps are ``available=False``).
+"""
+
+from __future__ import annotations
+
+from vlad_tui.errors import VladError
+from vlad_tui.runbook.operations.backup import _backup, _backup_offbox, _verify_backup
+from vlad_tui.runbook.operations.checks import _connectivity, _facts, _health
+from vlad_tui.runbook.operations.context import (
+    ConfirmFn,
+    ConfirmRequest,
+    Describe,
+    Operation,
+    StepContext,
+)
+from vlad_tui.runbook.operations.integrity import _integrity_compare, _integrity_snapshot
+from vlad_tui.runbook.operations.lock import (
+    _lock_acquire,
+    _lock_break,
+    _lock_break_describe,
+    _lock_release,
+    _lock_status,
+)
+from vlad_tui.runbook.operations.migrations import _migration_lint, _migration_status
+from vlad_tui.runbook.operations.pm2 import (
+    _log_errors,
+    _pm2_action,
+    _pm2_logs,
+    _pm2_show,
+    _pm2_status,
+)
+from vlad_tui.runbook.operations.smoke import _smoke_checks, _staging_smoke_checks
+from vlad_tui.runbook.operations.staging import (
+    _staging_create,
+    _staging_create_describe,
+    _staging_integrity,
+    _staging_migrate,
+    _staging_migration_status,
+    _staging_restore,
+    _staging_restore_describe,
+    _staging_snapshot,
+)
+from vlad_tui.runbook.operations.staging_app import (
+    _manual_checks,
+    _staging_command,
+    _staging_start,
+    _staging_stop,
+)
+
+__all__ = ["OPERATIONS", "ConfirmFn", "ConfirmRequest", "Describe", "Operation", "StepContext"]
+
+
+def _not_yet(name: str) -> Operation:
+    async def run(ctx: StepContext) -> None:
+        raise VladError(
+            f"{ctx.step.title}: not available yet ({ctx.step.unavailable_reason or name})"
+        )
+
+    return Operation(run)
+
+
+_LATER = (
+    "validate_schema",
+    "migrate",
+    "build",
+    "deploy",
+    "monitor",
+    "rollback_pick",
+    "rollback_restore",
+    "rollback_swap",
+    "rollback_code",
+)
+
+OPERATIONS: dict[str, Operation] = {
+    "connectivity": Operation(_connectivity),
+    "facts": Operation(_facts),
+    "migration_status": Operation(_migration_status),
+    "pm2_status": Operation(_pm2_status),
+    "pm2_logs": Operation(_pm2_logs),
+    "pm2_show": Operation(_pm2_show),
+    "pm2_restart": _pm2_action("restart"),
+    "pm2_reload": _pm2_action("reload"),
+    "pm2_stop": _pm2_action("stop"),
+    "pm2_start": _pm2_action("start"),
+    "log_errors": Operation(_log_errors),
+    "health": Operation(_health),
+    "lock_acquire": Operation(_lock_acquire),
+    "lock_release": Operation(_lock_release),
+    "lock_status": Operation(_lock_status),
+    "lock_break": Operation(_lock_break, _lock_break_describe),
+    "backup": Operation(_backup),
+    "verify_backup": Operation(_verify_backup),
+    "backup_offbox": Operation(_backup_offbox),
+    "migration_lint": Operation(_migration_lint),
+    "integrity_snapshot": Operation(_integrity_snapshot),
+    "staging_create": Operation(_staging_create, _staging_create_describe),
+    "staging_restore": Operation(_staging_restore, _staging_restore_describe),
+    "staging_snapshot": Operation(_staging_snapshot),
+    "staging_migration_status": Operation(_staging_migration_status),
+    "staging_migrate": Operation(_staging_migrate),
+    "staging_generate": _staging_command("generate"),
+    "staging_build": _staging_command("build"),
+    "staging_start": Operation(_staging_start),
+    "staging_smoke_checks": Operation(_staging_smoke_checks),
+    "smoke_checks": Operation(_smoke_checks),
+    "manual_checks": Operation(_manual_checks),
+    "staging_integrity": Operation(_staging_integrity),
+    "staging_stop": Operation(_staging_stop),
+    "integrity_compare": Operation(_integrity_compare),
+    **{name: _not_yet(name) for name in _LATER},
+}

@@ -1,0 +1,106 @@
+"""Production's backup: create it, verify it, copy it off the box."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vlad_tui.errors import VladError
+from vlad_tui.runbook.operations.context import StepContext, _mib
+
+if TYPE_CHECKING:
+    from vlad_tui.ops.backup import Backup
+
+
+class _ProgressLines:
+    """Turns ``progress(done, total)`` callbacks into at most one output line per second."""
+
+    def __init__(self, ctx: StepContext, what: str, *, of: str = "") -> None:
+        self.ctx = ctx
+        self.what = what
+        self.of = of
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last < 1.0 and done < total:
+            return
+        self._last = now
+        suffix = f" of {_mib(total)}{self.of}" if total else ""
+        self.ctx.output(f"{self.what}: {_mib(done)}{suffix}")
+
+
+def _backup_from(ctx: StepContext, *, verified: bool) -> Backup:
+    """The backup this step works on: the newest (verified) ``backup`` artifact of the steps it
+    needs, else of this run, else (verified only) of an earlier run of this target."""
+    from vlad_tui.ops.backup import Backup
+
+    match = {"verified": True} if verified else {}
+    data = ctx.engine.latest_artifact("backup", steps=ctx.step.needs, **match)
+    data = data or ctx.engine.latest_artifact("backup", **match)
+    if data is None and verified:
+        data = ctx.engine.latest_verified_backup()
+    if data is None:
+        what = "verified backup" if verified else "backup"
+        raise VladError(f"no {what} in this run: run «Backup completo de producción» first")
+    return Backup.from_artifact(data)
+
+
+async def _backup(ctx: StepContext) -> None:
+    """``pg_dump`` on the server (preflight: version and free space first), with progress."""
+    from vlad_tui.ops import backup as backup_ops
+
+    url = await ctx.database_url()
+    backup = await backup_ops.create_backup(
+        ctx.target,
+        ctx.transport,
+        url,
+        fmt=ctx.target.backup_format,
+        jobs=ctx.target.backup_jobs,
+        sink=ctx.sink,
+        progress=_ProgressLines(ctx, "dumped", of=" (database size)"),
+    )
+    ctx.exit_status = 0
+    ctx.artifact("backup", **backup.to_artifact())
+
+
+async def _verify_backup(ctx: StepContext) -> None:
+    """The verification ladder; a ``backup`` artifact with ``verified=True`` when it passes."""
+    from vlad_tui.ops import backup as backup_ops
+
+    backup = _backup_from(ctx, verified=False)
+    url = await ctx.database_url()
+    ctx.output(f"verifying {backup.path}")
+    try:
+        verified = await backup_ops.verify_backup(
+            ctx.target,
+            ctx.transport,
+            backup,
+            ctx.config.project.critical_tables,
+            sink=ctx.sink,
+            schema=url.schema,
+        )
+    except backup_ops.BackupError as exc:
+        if exc.backup is not None:
+            ctx.artifact("backup", **exc.backup.to_artifact())
+        raise
+    ctx.artifact("backup", **verified.to_artifact())
+    ctx.output(f"backup verified: {verified.name} ({_mib(verified.size)})")
+
+
+async def _backup_offbox(ctx: StepContext) -> None:
+    """Copy the verified backup to this machine (SFTP), checked by sha256 (optional step)."""
+    from vlad_tui import paths
+    from vlad_tui.ops import backup as backup_ops
+
+    backup = _backup_from(ctx, verified=True)
+    local_dir = ctx.params.get("local_dir") or paths.backups_dir() / ctx.target.name
+    ctx.output(f"copying {backup.path} from {ctx.transport.label} to {local_dir}")
+    copy = await backup_ops.copy_off_box(
+        ctx.transport, backup, Path(local_dir), progress=_ProgressLines(ctx, "copied")
+    )
+    ctx.output(f"copy verified (sha256 {backup.sha256[:16]}…): {copy}")
+    ctx.artifact(
+        "backup_copy", path=str(copy), source=backup.path, size=backup.size, sha256=backup.sha256
+    )

@@ -1,0 +1,94 @@
+"""The staging instance: app commands against staging, start, manual checks, stop."""
+
+from __future__ import annotations
+
+import contextlib
+from urllib.parse import urlsplit
+
+from vlad_tui.errors import VladError
+from vlad_tui.runbook.operations.context import Operation, StepContext
+from vlad_tui.runbook.operations.staging import _staging_url
+
+
+def _staging_command(what: str) -> Operation:
+    async def run(ctx: StepContext) -> None:
+        from vlad_tui.ops import staging_app
+
+        step = getattr(staging_app, what)
+        result = await step(ctx.target, ctx.transport, await _staging_url(ctx), sink=ctx.sink)
+        ctx.exit_status = result.exit_status
+
+    run.__doc__ = f"The configured {what} command in app_dir, DATABASE_URL → staging."
+    return Operation(run)
+
+
+async def _staging_start(ctx: StepContext) -> None:
+    """The staging instance under pm2 (own name and port), then its health endpoint."""
+    from vlad_tui.ops import staging_app
+
+    health = await staging_app.start_staging(
+        ctx.target, ctx.transport, await _staging_url(ctx), sink=ctx.sink
+    )
+    ctx.artifact(
+        "staging_instance",
+        name=ctx.target.staging_name,
+        port=ctx.target.staging_port,
+        **health.to_dict(),
+    )
+
+
+async def _manual_checks(ctx: StepContext) -> None:
+    """The plan's critical features, checked by hand on the staging instance: waits (running)
+    until the operator ticks every item; ``params={"wait": False}`` fails at once instead."""
+    from vlad_tui.ops import staging_app
+    from vlad_tui.runbook.model import CHECKLIST
+
+    items = [i for i in CHECKLIST if i.phase == ctx.step.phase and i.manual]
+    engine = ctx.engine
+
+    def line(item_id: str) -> str:
+        item = next(i for i in items if i.id == item_id)
+        by, note = engine.checklist_notes.get(item_id, ("", ""))
+        return f"✓ {item.text}" + (f" ({by})" if by else "") + (f": {note}" if note else "")
+
+    unticked = [i for i in items if not engine.checklist.get(i.id)]
+    if unticked:
+        if not ctx.params.get("wait", True):
+            raise VladError("not verified yet: " + ", ".join(i.text for i in unticked))
+        health = urlsplit(staging_app.staging_health_url(ctx.target))
+        with contextlib.suppress(VladError, OSError):
+            endpoint = await ctx.transport.forward(
+                health.hostname or "127.0.0.1", ctx.target.staging_port
+            )
+            ctx.output(
+                f"the staging instance answers here at http://{endpoint.host}:{endpoint.port} "
+                f"(tunnelled to {health.hostname}:{ctx.target.staging_port} on the server)"
+            )
+        for item in items:
+            ctx.output(line(item.id) if engine.checklist.get(item.id) else f"… {item.text}")
+        ctx.output("tick each item once checked on the staging instance (a note is optional)")
+    else:
+        ctx.output("every critical feature is already ticked")
+    await engine.wait_for_items([i.id for i in items], on_tick=lambda i: ctx.output(line(i)))
+    ctx.artifact(
+        "manual_checks",
+        items=[
+            {
+                "id": i.id,
+                "text": i.text,
+                "by": engine.checklist_notes.get(i.id, ("", ""))[0],
+                "note": engine.checklist_notes.get(i.id, ("", ""))[1],
+            }
+            for i in items
+        ],
+    )
+
+
+async def _staging_stop(ctx: StepContext) -> None:
+    """``pm2 delete`` the staging instance (nothing to do when it is not running)."""
+    from vlad_tui.ops import staging_app
+
+    if ctx.params.get("cleanup"):
+        ctx.output("the phase stopped early: stopping the staging instance")
+    stopped = await staging_app.stop_staging(ctx.target, ctx.transport, sink=ctx.sink)
+    ctx.artifact("staging_instance_stopped", name=ctx.target.staging_name, was_running=stopped)
