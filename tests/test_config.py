@@ -8,7 +8,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,13 +35,6 @@ MINIMAL = """\
 host = "prod.example.com"
 user = "deploy"
 """
-
-
-@pytest.fixture(autouse=True)
-def _clean_redactor() -> Iterator[None]:
-    redact.reset()
-    yield
-    redact.reset()
 
 
 def write(tmp_path: Path, text: str, mode: int = 0o600, name: str = "config.toml") -> Path:

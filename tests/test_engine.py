@@ -6,12 +6,13 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
+from tests.rig.operator import Operator
 from tests.rig.pm2 import SampleApp
 from tests.rig.postgres import PgServer
 from tests.rig.services import free_port
@@ -22,44 +23,16 @@ from vlad_tui.journal import Journal, Run
 from vlad_tui.ops import lock
 from vlad_tui.ops.health import check_health
 from vlad_tui.runbook import model
-from vlad_tui.runbook.engine import ConfirmRequest, Engine
+from vlad_tui.runbook.engine import Engine
 from vlad_tui.runbook.events import (
     ArtifactAdded,
     ChecklistChanged,
-    EngineEvent,
     FactsUpdated,
     GateChanged,
     StepOutput,
-    StepStatusChanged,
 )
 from vlad_tui.runbook.operations import Operation, StepContext
 from vlad_tui.transport import LocalTransport
-
-
-@dataclass
-class Operator:
-    """Plays the UI: collects events, answers confirmations with scripted texts."""
-
-    answers: list[str | None] = field(default_factory=list)
-    asked: list[ConfirmRequest] = field(default_factory=list)
-    events: list[EngineEvent] = field(default_factory=list)
-
-    async def confirm(self, request: ConfirmRequest) -> str | None:
-        self.asked.append(request)
-        return self.answers.pop(0)
-
-    def sink(self, event: EngineEvent) -> None:
-        self.events.append(event)
-
-    def statuses(self, step_id: str) -> list[str]:
-        return [
-            e.status
-            for e in self.events
-            if isinstance(e, StepStatusChanged) and e.step_id == step_id
-        ]
-
-    def of(self, kind: type) -> list:
-        return [e for e in self.events if isinstance(e, kind)]
 
 
 @dataclass

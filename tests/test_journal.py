@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,13 +22,6 @@ from vlad_tui.events import OutputLine
 from vlad_tui.journal import Journal, RunFinished, RunNotFound
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def _clean_redactor() -> Iterator[None]:
-    redact.reset()
-    yield
-    redact.reset()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import asyncio
 import secrets
 import stat
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +19,7 @@ from urllib.parse import quote
 import asyncpg
 import pytest
 
+from tests.rig.operator import Operator
 from tests.rig.pm2 import Pm2
 from tests.rig.postgres import PgServer
 from tests.rig.services import free_port
@@ -30,8 +31,7 @@ from vlad_tui.journal import Journal, Run
 from vlad_tui.ops import staging as staging_ops
 from vlad_tui.ops.pm2 import pm2_list
 from vlad_tui.runbook import model
-from vlad_tui.runbook.engine import ConfirmRequest, Engine
-from vlad_tui.runbook.events import EngineEvent
+from vlad_tui.runbook.engine import Engine
 from vlad_tui.transport import SshTransport
 
 TABLES = ("users", "medals", "virgin_medals", "partners", "medal_fronts")
@@ -39,19 +39,6 @@ TABLES = ("users", "medals", "virgin_medals", "partners", "medal_fronts")
 GENERATE = "node -e \"console.log('prisma generate: nothing to generate in the sample')\""
 FEATURES = ("p2.login", "p2.virgin_medals", "p2.qr_codes", "p2.partners", "p2.api")
 BROKEN_MIGRATION = "20250101000000_broken"
-
-
-@dataclass
-class Operator:
-    """Plays the UI: answers confirmations with scripted texts, collects events."""
-
-    answers: list[str | None] = field(default_factory=list)
-    asked: list[ConfirmRequest] = field(default_factory=list)
-    events: list[EngineEvent] = field(default_factory=list)
-
-    async def confirm(self, request: ConfirmRequest) -> str | None:
-        self.asked.append(request)
-        return self.answers.pop(0) if self.answers else None
 
 
 @dataclass

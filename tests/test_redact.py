@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from vlad_tui import redact
 from vlad_tui.redact import MASK, Redactor, parse_dotenv, url_password
-
-
-@pytest.fixture(autouse=True)
-def _clean() -> Iterator[None]:
-    redact.reset()
-    yield
-    redact.reset()
 
 
 def test_url_password_is_learnt_and_scrubbed() -> None:

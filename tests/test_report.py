@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,6 @@ from vlad_tui.journal import Journal, RunRecord
 from vlad_tui.report import render_report
 
 CANARY = "Canary-Pw-4412"
-
-
-@pytest.fixture(autouse=True)
-def _clean_redactor() -> Iterator[None]:
-    redact.reset()
-    yield
-    redact.reset()
 
 
 @pytest.fixture
