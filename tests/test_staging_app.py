@@ -142,7 +142,7 @@ async def test_run_in_app_gets_database_url_through_stdin(
         **{**target.__dict__, "build_command": "echo compiling; echo boom >&2; exit 3"}
     )
     with pytest.raises(staging_app.StagingError) as info:
-        await staging_app.build(failing, transport, url)
+        await staging_app.run_configured("build", failing, transport, url)
     assert str(info.value) == (
         "build `echo compiling; echo boom >&2; exit 3` failed (exit status 3): boom"
     )

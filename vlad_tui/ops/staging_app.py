@@ -74,56 +74,30 @@ def _failed(what: str, command: str, result: CommandResult) -> StagingError:
     return StagingError(f"{what} `{command}` failed ({how}){detail}")
 
 
-async def _checked(
+#: The configured commands Phase 2 runs in app_dir, by name (``Target.<name>_command``).
+APP_COMMANDS = ("migrate", "generate", "build")
+
+
+async def run_configured(
     what: str,
-    command: str,
     target: Target,
     transport: Transport,
     url: DatabaseUrl,
-    sink: Sink | None,
-    timeout: float | None,
+    *,
+    sink: Sink | None = None,
+    timeout: float | None = COMMAND_TIMEOUT,
 ) -> CommandResult:
+    """Run ``target.<what>_command`` (migrate, generate, build) against ``url``.
+
+    Raises :class:`StagingError` naming the command and its last error line on failure.
+    """
+    if what not in APP_COMMANDS:
+        raise ValueError(f"unknown app command {what!r}")
+    command = getattr(target, f"{what}_command")
     result = await run_in_app(target, transport, command, url, sink=sink, timeout=timeout)
     if not result.ok:
         raise _failed(what, command, result)
     return result
-
-
-async def migrate_staging(
-    target: Target,
-    transport: Transport,
-    url: DatabaseUrl,
-    *,
-    sink: Sink | None = None,
-    timeout: float | None = COMMAND_TIMEOUT,
-) -> CommandResult:
-    """``target.migrate_command`` against ``url`` (raises :class:`StagingError` on failure)."""
-    return await _checked("migrate", target.migrate_command, target, transport, url, sink, timeout)
-
-
-async def generate(
-    target: Target,
-    transport: Transport,
-    url: DatabaseUrl,
-    *,
-    sink: Sink | None = None,
-    timeout: float | None = COMMAND_TIMEOUT,
-) -> CommandResult:
-    """``target.generate_command`` (``npx prisma generate``)."""
-    command = target.generate_command
-    return await _checked("generate", command, target, transport, url, sink, timeout)
-
-
-async def build(
-    target: Target,
-    transport: Transport,
-    url: DatabaseUrl,
-    *,
-    sink: Sink | None = None,
-    timeout: float | None = COMMAND_TIMEOUT,
-) -> CommandResult:
-    """``target.build_command`` (``npm run build``)."""
-    return await _checked("build", target.build_command, target, transport, url, sink, timeout)
 
 
 def staging_health_url(target: Target) -> str:

@@ -14,8 +14,10 @@ def _staging_command(what: str) -> Operation:
     async def run(ctx: StepContext) -> None:
         from vlad_tui.ops import staging_app
 
-        step = getattr(staging_app, what)
-        result = await step(ctx.target, ctx.transport, await _staging_url(ctx), sink=ctx.sink)
+        url = await _staging_url(ctx)
+        result = await staging_app.run_configured(
+            what, ctx.target, ctx.transport, url, sink=ctx.sink
+        )
         ctx.exit_status = result.exit_status
 
     run.__doc__ = f"The configured {what} command in app_dir, DATABASE_URL → staging."
