@@ -32,6 +32,7 @@ from vlad_tui.ops import staging as staging_ops
 from vlad_tui.ops.pm2 import pm2_list
 from vlad_tui.runbook import model
 from vlad_tui.runbook.engine import Engine
+from vlad_tui.runbook.operations import OPERATIONS, Operation, StepContext
 from vlad_tui.transport import SshTransport
 
 TABLES = ("users", "medals", "virgin_medals", "partners", "medal_fronts")
@@ -39,6 +40,14 @@ TABLES = ("users", "medals", "virgin_medals", "partners", "medal_fronts")
 GENERATE = "node -e \"console.log('prisma generate: nothing to generate in the sample')\""
 FEATURES = ("p2.login", "p2.virgin_medals", "p2.qr_codes", "p2.partners", "p2.api")
 BROKEN_MIGRATION = "20250101000000_broken"
+
+
+async def _never_run(ctx: StepContext) -> None:
+    raise AssertionError(f"{ctx.step.id} must stay locked here")
+
+
+#: An operation registered only so a step that this version cannot run shows its gate.
+NEVER_RUN = Operation(_never_run)
 
 
 @dataclass
@@ -306,9 +315,7 @@ async def test_phase1_then_phase2_end_to_end(world: World, monkeypatch: pytest.M
 
     # ---- Phase 3 gate: open (phase 2 passed, fresh verified backup); migrate waits for lint ----
     assert engine.gate("p3.lock") == (False, "")
-    monkeypatch.setitem(
-        model._STEPS, "p3.migrate", replace(model.step("p3.migrate"), available=True)
-    )
+    monkeypatch.setitem(OPERATIONS, "migrate", NEVER_RUN)  # only its gate is looked at
     reason = engine.gate("p3.migrate")[1]
     assert f"{len(breaking)} breaking migration lint finding(s) not acknowledged" in reason
     assert engine.acknowledge("lint", note="backfill revisado con el equipo") == [
@@ -399,9 +406,7 @@ async def test_failed_migration_on_staging_shows_its_logs(world: World) -> None:
 async def test_lint_findings_block_phase3_migrate_until_acknowledged(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(
-        model._STEPS, "p3.migrate", replace(model.step("p3.migrate"), available=True)
-    )
+    monkeypatch.setitem(OPERATIONS, "migrate", NEVER_RUN)  # only its gate is looked at
     engine = world.engine()
     engine.override_gate("staging probado en otra máquina")  # does not lift acknowledgements
     for step_id in ("p1.connectivity", "p1.migrations", "p1.lint"):

@@ -67,3 +67,7 @@ class ConnectionLost(TransportError):
 
 class DatabaseError(VladError):
     """PostgreSQL could not be reached or a query failed."""
+
+
+class StepBusy(VladError):
+    """A step that changes the target was asked to start while another change runs."""

@@ -2,8 +2,14 @@
 
 Layout under the journal root (``paths.runs_dir()`` by default)::
 
-    <run_id>/events.jsonl          one JSON object per line, fsync'd after each event
+    <run_id>/events.jsonl          one JSON object per line
     <run_id>/steps/<step_id>.log   "ISO-timestamp stream text" per output line
+
+Every event is written and flushed to the kernel at once (so it survives the process being
+killed), and fsync'd by a background thread within :data:`SYNC_DELAY` seconds, many events per
+fsync: the event loop never waits for the disk, and high-rate events do not cost an fsync each.
+Before something that must be on disk first (a step that changes the target), the engine awaits
+:meth:`Run.durable`.
 
 Directories are 0700, files 0600, and everything written goes through
 :func:`vlad_tui.redact.scrub_obj` / :func:`~vlad_tui.redact.scrub` first. A run without a
@@ -14,6 +20,7 @@ middle of a write) is ignored when reading.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import getpass
 import json
@@ -52,6 +59,8 @@ EVENTS_FILE = "events.jsonl"
 STEPS_DIR = "steps"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _RESERVED = frozenset({"ts", "kind"})
+#: How long the background syncer gathers writes before one fsync (seconds).
+SYNC_DELAY = 0.05
 
 
 class RunNotFound(VladError, KeyError):
@@ -218,11 +227,59 @@ def summarize(run_id: str, events: list[dict[str, Any]]) -> RunSummary:
     return summary
 
 
+class _Syncer:
+    """A daemon thread that fsyncs the files a run wrote, a batch at a time."""
+
+    def __init__(self, collect: Any) -> None:
+        self._collect = collect  # () -> list of duplicated fds to fsync and close
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._mutex = threading.Lock()
+
+    def request(self) -> None:
+        with self._mutex:
+            if self._thread is None or not self._thread.is_alive():
+                self._stop = False
+                self._thread = threading.Thread(
+                    target=self._loop, name="vlad-tui-journal-sync", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def stop(self) -> None:
+        with self._mutex:
+            thread, self._thread = self._thread, None
+            self._stop = True
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait()
+            if not self._stop:
+                time.sleep(SYNC_DELAY)  # gather a batch
+            self._wake.clear()
+            sync_fds(self._collect())
+            if self._stop:
+                return
+
+
+def sync_fds(fds: list[int]) -> None:
+    """fsync and close duplicated file descriptors (errors of a closed file are ignored)."""
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 class Run:
     """A run being written. Obtain one from :meth:`Journal.start_run` or :meth:`Journal.open_run`.
 
-    Every method writes synchronously and durably (each event is fsync'd: a few milliseconds),
-    so callers on the event loop may call them directly.
+    Writes return at once (flushed to the kernel); a background thread fsyncs them. Callers on
+    the event loop may call every method directly; :meth:`durable` waits for the disk.
     """
 
     def __init__(self, run_dir: Path, *, run_id: str, target: str, operator: str) -> None:
@@ -233,6 +290,10 @@ class Run:
         self._lock = threading.RLock()
         self._events: IO[str] | None = None
         self._logs: dict[str, IO[str]] = {}
+        #: Files written since the last fsync (by fd), and duplicates of closed ones.
+        self._dirty: set[int] = set()
+        self._closed_fds: list[int] = []
+        self._syncer = _Syncer(self._take_dirty)
 
     def __repr__(self) -> str:
         return f"Run({self.run_id!r}, target={self.target!r})"
@@ -246,7 +307,7 @@ class Run:
     # events
 
     def record(self, kind: str, /, **data: Any) -> dict[str, Any]:
-        """Append one event (``ts`` and ``kind`` added), scrubbed, flushed and fsync'd."""
+        """Append one event (``ts`` and ``kind`` added), scrubbed and flushed (fsync'd soon)."""
         if clash := _RESERVED & data.keys():
             raise ValueError(f"reserved event keys: {sorted(clash)}")
         event: dict[str, Any] = {"ts": time.time(), "kind": kind, **data}
@@ -256,7 +317,8 @@ class Run:
             handle = self._events_handle()
             handle.write(line + "\n")
             handle.flush()
-            os.fsync(handle.fileno())
+            self._dirty.add(handle.fileno())
+        self._syncer.request()
         return event
 
     def step_started(self, step_id: str, *, title: str, command: str | None = None) -> None:
@@ -265,13 +327,15 @@ class Run:
         self.record("step_started", step=step_id, title=title, command=command)
 
     def step_output(self, step_id: str, line: OutputLine) -> None:
-        """Append one output line to the step's log (flushed; fsync'd when the step ends)."""
+        """Append one output line to the step's log (flushed; fsync'd soon)."""
         text = redact.scrub(line.text).replace("\r", "\\r").replace("\n", "\\n")
         entry = f"{iso(line.ts)} {line.stream} {text}\n"
         with self._lock:
             handle = self._log_handle(step_id)
             handle.write(entry)
             handle.flush()
+            self._dirty.add(handle.fileno())
+        self._syncer.request()
 
     def step_finished(
         self,
@@ -288,9 +352,7 @@ class Run:
         with self._lock:
             handle = self._logs.pop(step_id, None)
             if handle is not None:
-                handle.flush()
-                os.fsync(handle.fileno())
-                handle.close()
+                self._close_later(handle)
         self.record(
             "step_finished",
             step=step_id,
@@ -326,6 +388,16 @@ class Run:
         _check_status(status, RUN_STATUSES, "run status")
         self.record("run_finished", status=status, operator=self.operator)
 
+    def sync(self) -> None:
+        """fsync everything written so far (blocking: call it off the event loop)."""
+        sync_fds(self._take_dirty())
+
+    async def durable(self) -> None:
+        """Wait until everything written so far is on disk (the fsync runs in a thread)."""
+        fds = self._take_dirty()
+        if fds:
+            await asyncio.to_thread(sync_fds, fds)
+
     def close(self) -> None:
         """Flush, fsync and close the files (a later write reopens them)."""
         with self._lock:
@@ -333,10 +405,26 @@ class Run:
             self._logs.clear()
             self._events = None
             for handle in handles:
-                with contextlib.suppress(OSError, ValueError):
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                handle.close()
+                self._close_later(handle)
+        self._syncer.stop()
+        self.sync()
+
+    def _close_later(self, handle: IO[str]) -> None:
+        """Close ``handle`` now and fsync a duplicate of its descriptor with the next batch."""
+        with contextlib.suppress(OSError, ValueError):
+            handle.flush()
+            self._dirty.discard(handle.fileno())
+            self._closed_fds.append(os.dup(handle.fileno()))
+        handle.close()
+
+    def _take_dirty(self) -> list[int]:
+        """Duplicates of the descriptors to fsync (the caller closes them), and reset."""
+        with self._lock:
+            fds = [os.dup(fd) for fd in self._dirty]
+            fds.extend(self._closed_fds)
+            self._dirty.clear()
+            self._closed_fds = []
+        return fds
 
     # files
 

@@ -5,9 +5,14 @@ UI-free. The UI (or a test, or the headless CLI) drives it and receives
 callback, which returns what the operator typed (``None`` when cancelled). A destructive step
 runs only when the typed text equals the target's name exactly.
 
-Status of a step that has not run: ``unavailable`` (its operation arrives later), ``locked``
-(the production gate, an unmet ``needs`` or a finding not acknowledged; :meth:`Engine.gate` says
-why) or ``pending``.
+Status of a step that has not run: ``unavailable`` (no operation is registered for it in this
+version), ``locked`` (the production gate, an unmet ``needs`` or a finding not acknowledged;
+:func:`vlad_tui.runbook.gate.gate` says why) or ``pending``.
+
+Steps that change the target never overlap: one of them (or one "run the phase") holds the engine
+at a time, and another is refused with :class:`StepBusy`. Look-ups (operations registered
+``read_only``) run beside anything, so a palette ``pm2 logs`` or a dashboard never waits for a
+two-hour step.
 
 Findings the operator must acknowledge (breaking lint findings before Phase 3 migrates, tables
 that lost rows on staging before any production step) come from step artifacts; the operator
@@ -20,25 +25,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from vlad_tui import redact
 from vlad_tui.config import Config, Target
-from vlad_tui.errors import VladError
+from vlad_tui.errors import StepBusy, VladError
 from vlad_tui.events import OutputLine
 from vlad_tui.journal import Journal, Run, RunRecord
-from vlad_tui.runbook import model
+from vlad_tui.runbook import artifacts, model
+from vlad_tui.runbook import gate as gates
 from vlad_tui.runbook.events import (
     ArtifactAdded,
     ChecklistChanged,
     EngineEvent,
     FactsUpdated,
     GateChanged,
+    PhaseFinished,
     StepOutput,
     StepStatusChanged,
 )
@@ -50,23 +59,24 @@ from vlad_tui.runbook.operations import (
     Operation,
     StepContext,
 )
+from vlad_tui.runbook.operations.context import StepPort
+from vlad_tui.runbook.progress import PhaseProgress, phase_progress
 from vlad_tui.transport.base import Transport
 
 if TYPE_CHECKING:
     from vlad_tui.db import DatabaseUrl
 
-__all__ = ["ConfirmFn", "ConfirmRequest", "Engine", "StepContext"]
+__all__ = ["ConfirmFn", "ConfirmRequest", "Engine", "StepBusy", "StepContext"]
 
 #: Output lines kept in memory per step (the journal keeps all of them).
 LOG_CAP = 5000
 _DONE = ("ok", "failed", "skipped", "interrupted")
 #: A step in one of these statuses has run (at least partly): its effect may be in place.
 _TOUCHED = ("ok", "failed", "interrupted")
-#: How gate reasons name what needs acknowledging.
-_ACK_SUBJECTS = {
-    "lint": "breaking migration lint finding(s)",
-    "integrity": "table(s) with fewer rows on staging than in production's snapshot",
-}
+#: The phase whose "run the phase" the current task is inside (its steps share its hold).
+_PHASE_RUN: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "vlad_tui_phase_run", default=None
+)
 
 
 class Engine:
@@ -93,7 +103,7 @@ class Engine:
         self._sink = sink
         self._operations = OPERATIONS if operations is None else operations
         self.statuses: dict[str, StepStatus] = {
-            s.id: ("pending" if s.available else "unavailable") for s in model.all_steps()
+            s.id: ("pending" if self.available(s) else "unavailable") for s in model.all_steps()
         }
         self.checklist: dict[str, bool] = {item.id: False for item in CHECKLIST}
         #: Who ticked each manual item last, and their note: ``{item: (by, note)}``.
@@ -112,6 +122,8 @@ class Engine:
         self._gates: dict[str, tuple[bool, str]] = {}
         self._db_url: DatabaseUrl | None = None
         self._earlier_backups: list[dict[str, Any]] | None = None
+        #: What holds the engine for changes (a phase run or a step), shown when refusing.
+        self._holder: str | None = None
         self._refresh_gates(emit=False)
 
     # read side
@@ -138,46 +150,71 @@ class Engine:
     def operator(self) -> str:
         return self.run.operator
 
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def operations(self) -> Mapping[str, Operation]:
+        """The registered operations (a step is available when its operation is one)."""
+        return MappingProxyType(self._operations)
+
+    def status(self, step_id: str) -> StepStatus:
+        """The step's current status."""
+        return self.statuses[step_id]
+
+    def checked(self, item_id: str) -> bool:
+        """Whether the checklist item is ticked."""
+        return bool(self.checklist.get(item_id))
+
+    def ticked_by(self, item_id: str) -> tuple[str, str]:
+        """Who ticked a manual item last and their note (``("", "")`` when nobody did)."""
+        return self.checklist_notes.get(item_id, ("", ""))
+
+    def available(self, step: Step | str) -> bool:
+        """This engine has an operation for the step."""
+        step = model.step(step) if isinstance(step, str) else step
+        return gates.available(step, self._operations)
+
+    def run_state(self) -> gates.RunState:
+        """The run as the gate sees it, now."""
+        backup = self.latest_verified_backup()
+        return gates.RunState(
+            statuses=dict(self.statuses),
+            operations=frozenset(self._operations),
+            newest_verified_backup=artifacts.created_at(backup) if backup else None,
+            pending_acks={s: len(self.pending_acknowledgements(s)) for s in gates.ACK_SUBJECTS},
+            override=self._override,
+            backup_max_age_hours=self.config.project.backup_max_age_hours,
+            now=time.time(),
+        )
+
     def gate(self, step_id: str) -> tuple[bool, str]:
         """``(locked, reason)`` for running ``step_id`` now."""
-        step = model.step(step_id)
-        if not step.available:
-            return True, step.unavailable_reason
-        reasons = []
-        if step.production_gate and self._override is None:
-            reasons.extend(self._production_gate_reasons())
-        if step.production_gate:
-            # Not lifted by the gate override: acknowledging is one explicit, journaled step.
-            reasons.extend(self._ack_reasons("integrity"))
-        for subject in step.acknowledge:
-            reasons.extend(self._ack_reasons(subject))
-        for need in step.needs:
-            if self.statuses.get(need) != "ok":
-                other = model.step(need)
-                reasons.append(f"needs «{other.title}» ({need}) ok first")
-        return (True, "; ".join(reasons)) if reasons else (False, "")
+        return gates.gate(model.step(step_id), self.run_state())
 
-    def _production_gate_reasons(self) -> list[str]:
-        reasons = []
-        not_ok = [
-            s.id for s in model.phase(2).steps if not s.optional and self.statuses.get(s.id) != "ok"
-        ]
-        if not_ok:
-            reasons.append(
-                f"Phase 2 has not passed in this run ({len(not_ok)} step(s) not ok: "
-                f"{', '.join(not_ok[:3])}{'…' if len(not_ok) > 3 else ''})"
-            )
-        max_age = self.config.project.backup_max_age_hours
-        backup = self.latest_verified_backup()
-        if backup is None:
-            reasons.append("no verified backup (this run or earlier runs of this target)")
-        else:
-            age_h = (time.time() - float(backup.get("created_at") or 0)) / 3600
-            if age_h > max_age:
-                reasons.append(
-                    f"the newest verified backup is {age_h:.1f} h old (max {max_age:g} h)"
-                )
-        return reasons
+    def progress(self, number: int) -> PhaseProgress:
+        """How far phase ``number`` got in this run (never "passed" for steps that did not run)."""
+        return phase_progress(number, self.statuses, self._operations)
+
+    def busy_reason(self, step_id: str) -> str | None:
+        """Why ``step_id`` cannot start now (another change is running), ``None`` when it can."""
+        step = model.step(step_id)
+        if self.statuses.get(step_id) in ("running", "needs_confirmation"):
+            return f"«{step.title}» is already running"
+        if self._read_only(step) or self._holder is None or _PHASE_RUN.get() is not None:
+            return None
+        return f"{self._holder} is running; steps that change the target never overlap"
+
+    def phase_busy_reason(self) -> str | None:
+        """Why "run the phase" cannot start now, ``None`` when it can."""
+        if self._holder is None:
+            return None
+        return f"{self._holder} is running; steps that change the target never overlap"
+
+    def _read_only(self, step: Step) -> bool:
+        operation = self._operations.get(step.operation)
+        return operation is not None and operation.read_only
 
     def latest_verified_backup(self) -> dict[str, Any] | None:
         """The newest ``backup`` artifact with ``verified`` true, from this run or earlier runs
@@ -185,18 +222,18 @@ class Engine:
         found = [
             data
             for _step, kind, data, _ts in self._run_artifacts
-            if kind == "backup" and data.get("verified")
+            if kind == artifacts.BACKUP and data.get("verified")
         ]
         found.extend(self._earlier_verified_backups())
         if not found:
             return None
-        return max(found, key=lambda d: float(d.get("created_at") or 0))
+        return max(found, key=artifacts.created_at)
 
     def _earlier_verified_backups(self) -> list[dict[str, Any]]:
         if self._earlier_backups is None:
             try:
                 found = self.journal.artifacts(
-                    self.target.name, "backup", exclude_run=self.run.run_id
+                    self.target.name, artifacts.BACKUP, exclude_run=self.run.run_id
                 )
             except OSError:
                 found = []
@@ -223,22 +260,12 @@ class Engine:
         """
         done = self._acknowledged.get(subject, set())
         items: list[dict[str, str]] = []
-        for artifacts in self._artifacts.values():
-            for _kind, data in artifacts:
-                ack = data.get("acknowledge")
-                if not isinstance(ack, dict) or ack.get("subject") != subject:
-                    continue
-                for item in ack.get("items") or ():
-                    if isinstance(item, dict) and str(item.get("key")) not in done:
-                        items.append({"key": str(item.get("key")), "text": str(item.get("text"))})
+        for attempt in self._artifacts.values():
+            for _kind, data in attempt:
+                items.extend(
+                    dict(i) for i in artifacts.ack_items(data, subject) if i["key"] not in done
+                )
         return items
-
-    def _ack_reasons(self, subject: str) -> list[str]:
-        pending = self.pending_acknowledgements(subject)
-        if not pending:
-            return []
-        what = _ACK_SUBJECTS.get(subject, subject)
-        return [f"{len(pending)} {what} not acknowledged by the operator"]
 
     # write side
 
@@ -328,9 +355,18 @@ class Engine:
     async def run_phase(self, number: int) -> bool:
         """Run the phase's remaining steps in order; stop at the first step that does not end
         ok (failure, lock, refused or cancelled confirmation). Steps that are unavailable (or
-        need one that is) and optional steps are passed over. True when every runnable step is
-        ok. When it stops early (or is cancelled), the phase's cleanup steps run (journaled)."""
+        need one that is) and optional steps are passed over. When it stops early (or is
+        cancelled), the phase's cleanup steps run (journaled).
+
+        True only when the phase passed (:meth:`progress`): a phase whose essential steps could
+        not run is incomplete, not passed. Emits :class:`PhaseFinished` either way. Raises
+        :class:`StepBusy` while another change holds the engine.
+        """
         phase = model.phase(number)
+        if busy := self.phase_busy_reason():
+            raise StepBusy(busy)
+        self._holder = f"Phase {number}" if number else "The rollback"
+        token = _PHASE_RUN.set(number)
         try:
             for step in phase.steps:
                 if step.optional or self.statuses[step.id] in ("ok", "skipped"):
@@ -339,13 +375,21 @@ class Engine:
                     continue
                 if await self.run_step(step.id) != "ok":
                     await self._cleanup(phase)
-                    return False
+                    break
         except asyncio.CancelledError:
             # Shielded: a second cancel must not leave the cleanup half done.
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._cleanup(phase))
             raise
-        return True
+        finally:
+            _PHASE_RUN.reset(token)
+            self._holder = None
+        progress = self.progress(number)
+        self.run.record(
+            "phase_finished", phase=number, state=progress.state, reason=progress.reason
+        )
+        self._emit(PhaseFinished(progress))
+        return progress.passed
 
     async def _cleanup(self, phase: model.Phase) -> None:
         """Run the phase's cleanup steps whose effect may be in place (their ``resets`` ran)."""
@@ -361,7 +405,7 @@ class Engine:
 
     def _blocked_for_good(self, step: Step) -> bool:
         """Unavailable, or needs (transitively) a step that is unavailable."""
-        if not step.available:
+        if not self.available(step):
             return True
         return any(self._blocked_for_good(model.step(n)) for n in step.needs)
 
@@ -369,33 +413,56 @@ class Engine:
         """Run one step (after a typed confirmation when destructive) and journal everything.
 
         Returns the step's new status. Operation errors become ``failed`` (never raised);
-        cancellation marks the step ``interrupted`` in the journal and re-raises.
+        cancellation marks the step ``interrupted`` in the journal and re-raises. Raises
+        :class:`StepBusy` when the step changes the target and another change is running.
         """
         step = model.step(step_id)
         current = self.statuses[step_id]
         if current in ("running", "needs_confirmation"):
             return current
-        if not step.available:
-            self._set_status(step_id, "unavailable", error=step.unavailable_reason)
+        if not self.available(step):
+            self._set_status(step_id, "unavailable", error=gates.unavailable_reason(step))
             return "unavailable"
+        if busy := self.busy_reason(step_id):
+            raise StepBusy(busy)
         locked, reason = self.gate(step_id)
         if locked:
             self.run.record("step_refused", step=step_id, reason=reason)
             self._set_status(step_id, "locked", error=reason)
             return "locked"
-        operation = self._operations.get(step.operation)
-        ctx = StepContext(
+        holds = not self._read_only(step) and self._holder is None
+        if holds:
+            self._holder = f"«{step.title}»"
+        try:
+            return await self._confirm_and_execute(step, current, dict(params or {}))
+        finally:
+            if holds:
+                self._holder = None
+
+    def _context(self, step: Step, params: dict[str, Any]) -> StepContext:
+        def output(line: OutputLine) -> None:
+            self._step_output(step.id, line)
+
+        def artifact(kind: str, data: dict[str, Any]) -> None:
+            self._step_artifact(step.id, kind, data)
+
+        return StepContext(
             config=self.config,
             target=self.target,
             transport=self.transport,
-            run=self.run,
             step=step,
-            engine=self,
-            confirm=self._confirm,
-            params=dict(params or {}),
+            run=self,
+            port=StepPort(output, artifact, self._emit, self.database_url),
+            params=params,
         )
+
+    async def _confirm_and_execute(
+        self, step: Step, current: StepStatus, params: dict[str, Any]
+    ) -> StepStatus:
+        operation = self._operations[step.operation]
+        ctx = self._context(step, params)
         commands: list[str] = []
-        if step.destructive and operation is not None:
+        if step.destructive:
             try:
                 request = await operation.confirm_request(ctx)
             except VladError as exc:
@@ -404,7 +471,7 @@ class Engine:
                 return self._fail_before_start(step, _error_line(exc))
             if request is not None:
                 if not await self._ask(step, request, previous=current):
-                    return self.statuses[step_id]
+                    return self.statuses[step.id]
                 commands = request.commands
                 ctx.state["confirmed"] = True
         return await self._execute(step, operation, ctx, commands)
@@ -438,7 +505,7 @@ class Engine:
         return accepted
 
     async def _execute(
-        self, step: Step, operation: Operation | None, ctx: StepContext, commands: list[str]
+        self, step: Step, operation: Operation, ctx: StepContext, commands: list[str]
     ) -> StepStatus:
         step_id = step.id
         started_at = time.time()
@@ -454,8 +521,9 @@ class Engine:
         status: StepStatus = "ok"
         error: str | None = None
         try:
-            if operation is None:
-                raise VladError(f"unknown operation {step.operation!r}")
+            if not operation.read_only:
+                # Journaled durably before anything changes: a crash now still shows it started.
+                await self.run.durable()
             await operation(ctx)
         except asyncio.CancelledError:
             duration = time.monotonic() - t0
@@ -553,7 +621,7 @@ class Engine:
             gate = self.gate(step.id)
             if self._gates.get(step.id) != gate:
                 self._gates[step.id] = gate
-                if emit and step.available:
+                if emit and self.available(step):
                     self._emit(GateChanged(step.id, gate[0], gate[1] or self._unlock_note(step)))
             status = self.statuses[step.id]
             if status in ("pending", "locked"):
@@ -641,7 +709,7 @@ class Engine:
                 lines = [_parse_log_line(raw) for raw in record.step_log(step_id)]
                 self._logs[step_id] = deque(lines, maxlen=LOG_CAP)
         for step in model.all_steps():
-            if not step.available:
+            if not self.available(step):
                 self.statuses[step.id] = "unavailable"
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from vlad_tui.events import OutputLine
 from vlad_tui.runbook.model import StepStatus
+from vlad_tui.runbook.progress import PhaseProgress
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,19 @@ class FactsUpdated:
     facts: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class PhaseFinished:
+    """ "Run the phase" ended; ``progress`` says how far the phase got, honestly."""
+
+    progress: PhaseProgress
+
+
 EngineEvent = (
-    StepStatusChanged | StepOutput | ArtifactAdded | ChecklistChanged | GateChanged | FactsUpdated
+    StepStatusChanged
+    | StepOutput
+    | ArtifactAdded
+    | ChecklistChanged
+    | GateChanged
+    | FactsUpdated
+    | PhaseFinished
 )

@@ -1,8 +1,9 @@
 """The deploy plan (``seed/deploy-plan.es.md``) as data: phases, steps, checklists.
 
 Titles keep the plan's (Spanish) wording. A step names the operation it runs (a key of
-:data:`vlad_tui.runbook.operations.OPERATIONS`); operations that arrive with a later issue are
-declared ``available=False`` with the reason, so the UI shows them and never fakes a success.
+:data:`vlad_tui.runbook.operations.OPERATIONS`). A step whose operation is not registered is
+unavailable (:func:`vlad_tui.runbook.gate.available`): the UI shows it with its ``description``
+and the engine never runs it, so nothing fakes a success.
 
 vlad-tui never sends the plan's rollback command (``npx prisma migrate reset --force``): on a
 target it drops the whole schema and re-applies every migration, destroying all data, including
@@ -56,8 +57,8 @@ class Step:
     needs: tuple[str, ...] = ()
     production_gate: bool = False
     satisfies: tuple[str, ...] = ()
-    available: bool = True
-    unavailable_reason: str = ""
+    #: What the step does, in a few words (shown when this version cannot run it).
+    description: str = ""
     #: Not run by "run the phase" and not needed for the phase to pass (e.g. off-box copy).
     optional: bool = False
     #: Steps whose effect this step undoes (stopping the staging instance undoes starting it):
@@ -82,15 +83,6 @@ class Phase:
 
 
 ROLLBACK = 0
-
-_DEPLOY = "arrives with the production-deploy issue ({})"
-_MONITOR = "arrives with the monitoring issue ({})"
-_ROLLBACK = "arrives with the rollback issue ({})"
-
-
-def _later(reason: str) -> dict[str, object]:
-    return {"available": False, "unavailable_reason": reason}
-
 
 # fmt: off
 CHECKLIST: tuple[ChecklistItem, ...] = (
@@ -186,29 +178,33 @@ PLAN: tuple[Phase, ...] = (
              needs=("p3.lock",), production_gate=True),
         Step("p3.validate", 3, "Valida el schema", "validate_schema",
              needs=("p3.status",), production_gate=True,
-             **_later(_DEPLOY.format("prisma validate"))),
+             description="checks prisma/schema.prisma with `prisma validate`"),
         Step("p3.migrate", 3, "Aplica migraciones pendientes", "migrate",
              destructive=True, needs=("p3.verify_backup", "p3.validate"), production_gate=True,
              satisfies=("during.migrations",), acknowledge=("lint",),
-             **_later(_DEPLOY.format("detached migrate deploy"))),
+             description="runs `prisma migrate deploy` on production, detached on the server"),
         Step("p3.integrity", 3, "Verifica integridad", "integrity_compare",
              needs=("p3.migrate",), production_gate=True, satisfies=("success.no_data_loss",)),
         Step("p3.build", 3, "Construye la aplicación", "build",
              needs=("p3.migrate",), production_gate=True, satisfies=("during.build",),
-             **_later(_DEPLOY.format("build"))),
+             description="checks that the build tested on staging is the one that ships"),
         Step("p3.deploy", 3, "Despliega la aplicación", "deploy",
              destructive=True, needs=("p3.build",), production_gate=True,
              satisfies=("during.deployed",),
-             **_later(_DEPLOY.format("pm2 reload with downtime measurement"))),
+             description="switches production to the new release with `pm2 reload`, "
+                         "measuring downtime"),
+        # The post-deploy checks need the deploy: a health check of code that was not deployed
+        # is not a post-deploy check.
         Step("p3.post_checks", 3, "Verifica post-despliegue (curl /health)", "health",
-             needs=("p3.lock",), production_gate=True, satisfies=("during.post_checks",)),
+             needs=("p3.deploy",), production_gate=True, satisfies=("during.post_checks",)),
         Step("p3.logs", 3, "Verificar logs de la aplicación (pm2 logs)", "pm2_logs",
-             production_gate=True),
+             needs=("p3.deploy",), production_gate=True),
         Step("p3.migrations", 3, "Verificar estado de migraciones", "migration_status",
-             production_gate=True, satisfies=("success.migrations",)),
+             needs=("p3.migrate",), production_gate=True, satisfies=("success.migrations",)),
+        # Also run when the phase stops early (Phase.cleanup): the lock is never left behind.
         Step("p3.unlock", 3, "Liberar el lock de despliegue", "lock_release",
-             needs=("p3.lock",), production_gate=True),
-    )),
+             needs=("p3.lock",), production_gate=True, resets=("p3.lock",)),
+    ), cleanup=("p3.unlock",)),
     Phase(4, "4 Monitoreo", (
         Step("p4.health", 4, "La aplicación responde correctamente", "health",
              satisfies=("p4.responds",)),
@@ -219,21 +215,22 @@ PLAN: tuple[Phase, ...] = (
         Step("p4.database", 4, "La base de datos está accesible", "connectivity",
              satisfies=("p4.database",)),
         Step("p4.metrics", 4, "Métricas: tiempo de respuesta, errores, memoria/CPU, conexiones",
-             "monitor", **_later(_MONITOR.format("live dashboard"))),
+             "monitor",
+             description="a live dashboard of latency, errors, memory/CPU and connections"),
     )),
     Phase(ROLLBACK, "Rollback", (
         Step("rb.pick", 0, "Elegir un backup verificado", "rollback_pick",
-             **_later(_ROLLBACK.format("backup picker"))),
+             description="lists the verified backups to restore from"),
         Step("rb.stop", 0, "Detener la aplicación (pm2 stop)", "pm2_stop", destructive=True),
         Step("rb.restore", 0, "Restaurar el backup en una base nueva, al lado de producción",
              "rollback_restore", destructive=True, needs=("rb.pick",),
-             **_later(_ROLLBACK.format("pg_restore into a new database"))),
+             description="restores the backup into a new database beside production"),
         Step("rb.swap", 0, "Intercambiar las bases por rename (la fallida se conserva)",
              "rollback_swap", destructive=True, needs=("rb.stop", "rb.restore"),
-             **_later(_ROLLBACK.format("database swap by rename"))),
+             description="swaps the databases by renaming them, keeping the failed one"),
         Step("rb.code", 0, "Restaurar la versión anterior del código", "rollback_code",
              destructive=True, needs=("rb.stop",),
-             **_later(_ROLLBACK.format("previous release"))),
+             description="switches the code back to the previous release"),
         Step("rb.start", 0, "Reiniciar la aplicación (pm2 start)", "pm2_start",
              destructive=True),
         Step("rb.health", 0, "Verificar que la aplicación responde", "health",

@@ -20,6 +20,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.worker import Worker, WorkerState
 
+from vlad_tui.errors import StepBusy
 from vlad_tui.tui.commands import VladCommands
 from vlad_tui.tui.screens.overview import OverviewScreen
 from vlad_tui.tui.screens.phase import PhaseScreen
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from vlad_tui.journal import Journal
     from vlad_tui.runbook.engine import ConfirmRequest, Engine
     from vlad_tui.runbook.events import EngineEvent
+    from vlad_tui.runbook.model import Step
     from vlad_tui.transport.base import Transport
 
 STEPS_GROUP = "steps"
@@ -334,43 +336,76 @@ class VladApp(App[None]):
 
     # ----------------------------------------------------------------- running steps
 
+    def gate(self, step: Step) -> tuple[bool, str]:
+        """``(locked, reason)`` for ``step``: the engine's, or before any run the same gate over
+        a run where nothing ran yet."""
+        if self.engine is not None:
+            return self.engine.gate(step.id)
+        from vlad_tui.runbook import gate as gates
+        from vlad_tui.runbook.operations import OPERATIONS
+
+        state = gates.RunState.before_run(
+            OPERATIONS,
+            newest_verified_backup=None,
+            backup_max_age_hours=self.config.project.backup_max_age_hours,
+            now=time.time(),
+        )
+        return gates.gate(step, state)
+
     def run_step(self, step_id: str, params: dict[str, Any] | None = None) -> Worker[Any] | None:
-        """Run one step in a worker (refused while another one runs)."""
+        """Run one step in a worker (refused while it runs, or while another change runs and
+        the step changes the target too)."""
         return self._start(
-            lambda engine: engine.run_step(step_id, params=params), f"step {step_id}"
+            lambda engine: engine.run_step(step_id, params=params),
+            f"step {step_id}",
+            lambda engine: engine.busy_reason(step_id),
         )
 
     def run_command(self, step_id: str, params: dict[str, Any] | None = None) -> None:
-        """Run a palette action (a ``cmd.*`` step) and show its output."""
+        """Run a palette action (a ``cmd.*`` step) and show its output; look-ups run beside a
+        running step."""
         from vlad_tui.runbook.model import step as get_step
         from vlad_tui.tui.screens.action import ActionScreen
 
-        if self.busy:
-            self.notify("A step is already running.", severity="warning")
-            return
         title = get_step(step_id).title
         if params and "lines" in params:
             title = f"{title} ({params['lines']})"
+        if self.engine is not None and (busy := self.engine.busy_reason(step_id)):
+            self.notify(busy, title=title, severity="warning")
+            return
         self.push_screen(ActionScreen(step_id, title))
         if self.run_step(step_id, params) is None:
             self.pop_screen()
 
     def run_phase(self, number: int) -> Worker[Any] | None:
         """Run the rest of a phase in a worker."""
-        return self._start(lambda engine: engine.run_phase(number), f"phase {number}")
+        return self._start(
+            lambda engine: engine.run_phase(number),
+            f"phase {number}",
+            lambda engine: engine.phase_busy_reason(),
+        )
 
-    def _start(self, call: Callable[[Engine], Any], name: str) -> Worker[Any] | None:
-        if self.busy:
-            self.notify("A step is already running.", severity="warning")
-            return None
+    def _start(
+        self,
+        call: Callable[[Engine], Any],
+        name: str,
+        busy: Callable[[Engine], str | None],
+    ) -> Worker[Any] | None:
         try:
             engine = self.ensure_engine()
         except Exception as exc:
             self.notify(str(exc), title="Cannot run", severity="error")
             return None
+        if reason := busy(engine):
+            self.notify(reason, title="Not started", severity="warning")
+            return None
 
         async def job() -> Any:
-            return await call(engine)
+            try:
+                return await call(engine)
+            except StepBusy as exc:  # lost a race with another start: say so, do not crash
+                self.notify(str(exc), title="Not started", severity="warning")
+                return None
 
         return self.run_worker(job(), group=STEPS_GROUP, name=name, exit_on_error=False)
 

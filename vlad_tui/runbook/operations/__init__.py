@@ -9,29 +9,17 @@ typed target name before running. ``None`` means "nothing destructive this time"
 database does not exist yet, so creating it drops nothing): the step runs without asking, and
 ``ctx.state["confirmed"]`` stays unset.
 
-Artifact conventions other parts rely on:
+The artifact kinds other parts rely on, and their fields, are typed in
+:mod:`vlad_tui.runbook.artifacts`.
 
-- ``backup``: ``path``, ``size``, ``sha256``, ``created_at`` (epoch seconds), ``verified`` (bool)
-  — Phase 3's gate looks for a verified one younger than ``project.backup_max_age_hours``.
-- ``migrations``: :meth:`MigrationStatus.to_dict` (+ ``database``, ``prisma_version``);
-  ``health``: :meth:`HealthResult.to_dict`; ``lock``: :meth:`LockInfo.to_dict`;
-  ``facts``: ``Facts.to_dict()``.
-- ``snapshot``: :meth:`Snapshot.to_dict` + ``label`` (``production``/``staging``) and ``stage``
-  (``before``, ``restored``, ``migrated``, ``after_migrate``); ``integrity_compare``: the diffs.
-- ``lint_finding``: :meth:`LintFinding.to_dict`; ``lint``: the summary.
-- ``smoke_check``: :meth:`SmokeResult.to_dict`.
-- Any artifact may carry ``acknowledge = {"subject": "lint" | "integrity", "items": [{"key",
-  "text"}]}``: findings the operator must acknowledge (:meth:`Engine.acknowledge`) before the
-  steps that wait for that subject may run (``lint``: Phase 3's migrate; ``integrity``: every
-  production-gated step).
-
-Operations that arrive with later issues are registered as :func:`_not_yet` so every plan step
-names a known operation; the engine never runs them (their steps are ``available=False``).
+A step is available exactly when its operation is registered here; steps of the plan whose
+operation this version does not have are shown as unavailable and never run. Look-ups are
+registered ``read_only``: they run beside any other step, while steps that change something
+never overlap each other.
 """
 
 from __future__ import annotations
 
-from vlad_tui.errors import VladError
 from vlad_tui.runbook.operations.backup import _backup, _backup_offbox, _verify_backup
 from vlad_tui.runbook.operations.checks import _connectivity, _facts, _health
 from vlad_tui.runbook.operations.context import (
@@ -78,62 +66,40 @@ from vlad_tui.runbook.operations.staging_app import (
 __all__ = ["OPERATIONS", "ConfirmFn", "ConfirmRequest", "Describe", "Operation", "StepContext"]
 
 
-def _not_yet(name: str) -> Operation:
-    async def run(ctx: StepContext) -> None:
-        raise VladError(
-            f"{ctx.step.title}: not available yet ({ctx.step.unavailable_reason or name})"
-        )
-
-    return Operation(run)
-
-
-_LATER = (
-    "validate_schema",
-    "migrate",
-    "build",
-    "deploy",
-    "monitor",
-    "rollback_pick",
-    "rollback_restore",
-    "rollback_swap",
-    "rollback_code",
-)
-
 OPERATIONS: dict[str, Operation] = {
-    "connectivity": Operation(_connectivity),
-    "facts": Operation(_facts),
-    "migration_status": Operation(_migration_status),
-    "pm2_status": Operation(_pm2_status),
-    "pm2_logs": Operation(_pm2_logs),
-    "pm2_show": Operation(_pm2_show),
+    "connectivity": Operation(_connectivity, read_only=True),
+    "facts": Operation(_facts, read_only=True),
+    "migration_status": Operation(_migration_status, read_only=True),
+    "pm2_status": Operation(_pm2_status, read_only=True),
+    "pm2_logs": Operation(_pm2_logs, read_only=True),
+    "pm2_show": Operation(_pm2_show, read_only=True),
     "pm2_restart": _pm2_action("restart"),
     "pm2_reload": _pm2_action("reload"),
     "pm2_stop": _pm2_action("stop"),
     "pm2_start": _pm2_action("start"),
-    "log_errors": Operation(_log_errors),
-    "health": Operation(_health),
+    "log_errors": Operation(_log_errors, read_only=True),
+    "health": Operation(_health, read_only=True),
     "lock_acquire": Operation(_lock_acquire),
     "lock_release": Operation(_lock_release),
-    "lock_status": Operation(_lock_status),
+    "lock_status": Operation(_lock_status, read_only=True),
     "lock_break": Operation(_lock_break, _lock_break_describe),
     "backup": Operation(_backup),
-    "verify_backup": Operation(_verify_backup),
+    "verify_backup": Operation(_verify_backup, read_only=True),
     "backup_offbox": Operation(_backup_offbox),
-    "migration_lint": Operation(_migration_lint),
-    "integrity_snapshot": Operation(_integrity_snapshot),
+    "migration_lint": Operation(_migration_lint, read_only=True),
+    "integrity_snapshot": Operation(_integrity_snapshot, read_only=True),
     "staging_create": Operation(_staging_create, _staging_create_describe),
     "staging_restore": Operation(_staging_restore, _staging_restore_describe),
-    "staging_snapshot": Operation(_staging_snapshot),
-    "staging_migration_status": Operation(_staging_migration_status),
+    "staging_snapshot": Operation(_staging_snapshot, read_only=True),
+    "staging_migration_status": Operation(_staging_migration_status, read_only=True),
     "staging_migrate": Operation(_staging_migrate),
     "staging_generate": _staging_command("generate"),
     "staging_build": _staging_command("build"),
     "staging_start": Operation(_staging_start),
-    "staging_smoke_checks": Operation(_staging_smoke_checks),
-    "smoke_checks": Operation(_smoke_checks),
+    "staging_smoke_checks": Operation(_staging_smoke_checks, read_only=True),
+    "smoke_checks": Operation(_smoke_checks, read_only=True),
     "manual_checks": Operation(_manual_checks),
-    "staging_integrity": Operation(_staging_integrity),
+    "staging_integrity": Operation(_staging_integrity, read_only=True),
     "staging_stop": Operation(_staging_stop),
-    "integrity_compare": Operation(_integrity_compare),
-    **{name: _not_yet(name) for name in _LATER},
+    "integrity_compare": Operation(_integrity_compare, read_only=True),
 }

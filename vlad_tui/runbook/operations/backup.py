@@ -31,16 +31,16 @@ class _ProgressLines:
         self.ctx.output(f"{self.what}: {_mib(done)}{suffix}")
 
 
-def _backup_from(ctx: StepContext, *, verified: bool) -> Backup:
+def backup_from(ctx: StepContext, *, verified: bool) -> Backup:
     """The backup this step works on: the newest (verified) ``backup`` artifact of the steps it
     needs, else of this run, else (verified only) of an earlier run of this target."""
     from vlad_tui.ops.backup import Backup
 
     match = {"verified": True} if verified else {}
-    data = ctx.engine.latest_artifact("backup", steps=ctx.step.needs, **match)
-    data = data or ctx.engine.latest_artifact("backup", **match)
+    data = ctx.run.latest_artifact("backup", steps=ctx.step.needs, **match)
+    data = data or ctx.run.latest_artifact("backup", **match)
     if data is None and verified:
-        data = ctx.engine.latest_verified_backup()
+        data = ctx.run.latest_verified_backup()
     if data is None:
         what = "verified backup" if verified else "backup"
         raise VladError(f"no {what} in this run: run «Backup completo de producción» first")
@@ -69,7 +69,7 @@ async def _verify_backup(ctx: StepContext) -> None:
     """The verification ladder; a ``backup`` artifact with ``verified=True`` when it passes."""
     from vlad_tui.ops import backup as backup_ops
 
-    backup = _backup_from(ctx, verified=False)
+    backup = backup_from(ctx, verified=False)
     url = await ctx.database_url()
     ctx.output(f"verifying {backup.path}")
     try:
@@ -94,7 +94,7 @@ async def _backup_offbox(ctx: StepContext) -> None:
     from vlad_tui import paths
     from vlad_tui.ops import backup as backup_ops
 
-    backup = _backup_from(ctx, verified=True)
+    backup = backup_from(ctx, verified=True)
     local_dir = ctx.params.get("local_dir") or paths.backups_dir() / ctx.target.name
     ctx.output(f"copying {backup.path} from {ctx.transport.label} to {local_dir}")
     copy = await backup_ops.copy_off_box(

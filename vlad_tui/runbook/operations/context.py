@@ -6,18 +6,16 @@ import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vlad_tui import redact
 from vlad_tui.config import Config, Target
 from vlad_tui.events import OutputLine, Stream
-from vlad_tui.journal import Run
 from vlad_tui.runbook.model import Step
 from vlad_tui.transport.base import Transport
 
 if TYPE_CHECKING:
     from vlad_tui.db import Database, DatabaseUrl
-    from vlad_tui.runbook.engine import Engine
 
 
 @dataclass(frozen=True)
@@ -36,17 +34,68 @@ class ConfirmRequest:
 ConfirmFn = Callable[[ConfirmRequest], Awaitable[str | None]]
 
 
+class RunView(Protocol):
+    """The read-only view of the run an operation may consult (the engine implements it)."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def operator(self) -> str: ...
+
+    def status(self, step_id: str) -> str:
+        """The step's current status."""
+        ...
+
+    def checked(self, item_id: str) -> bool:
+        """Whether the checklist item is ticked."""
+        ...
+
+    def ticked_by(self, item_id: str) -> tuple[str, str]:
+        """Who ticked a manual item last and their note (``("", "")`` when nobody did)."""
+        ...
+
+    def latest_artifact(
+        self, kind: str, *, steps: tuple[str, ...] | None = None, **match: Any
+    ) -> dict[str, Any] | None:
+        """The newest artifact ``kind`` of this run (optionally from ``steps`` only)."""
+        ...
+
+    def latest_verified_backup(self) -> dict[str, Any] | None:
+        """The newest verified ``backup`` artifact of this run or earlier runs of the target."""
+        ...
+
+    async def wait_for_items(
+        self, item_ids: tuple[str, ...] | list[str], on_tick: Callable[[str], None] | None = None
+    ) -> None:
+        """Wait until the operator ticked every item (``on_tick`` as each one is)."""
+        ...
+
+
+@dataclass(frozen=True)
+class StepPort:
+    """Where a step's output, artifacts and events go, and how it reaches the database URL.
+
+    Built by the engine for each step; operations only see it through :class:`StepContext`.
+    """
+
+    output: Callable[[OutputLine], None]
+    artifact: Callable[[str, dict[str, Any]], None]
+    emit: Callable[[Any], None]
+    database_url: Callable[[], Awaitable[DatabaseUrl]]
+
+
 @dataclass
 class StepContext:
-    """Everything an operation may use; output and artifacts go through the engine."""
+    """Exactly what an operation may use: the target, its transport, a read-only view of the
+    run, and the step's output, artifacts, events and database."""
 
     config: Config
     target: Target
     transport: Transport
-    run: Run
     step: Step
-    engine: Engine
-    confirm: ConfirmFn
+    run: RunView
+    port: StepPort = field(repr=False)
     params: dict[str, Any] = field(default_factory=dict)
     #: Shared between ``describe`` and the run (e.g. the lock holder the operator saw).
     state: dict[str, Any] = field(default_factory=dict)
@@ -61,7 +110,7 @@ class StepContext:
         """One output line of the step (strings are scrubbed here)."""
         if isinstance(line, str):
             line = OutputLine(redact.scrub(line), stream)
-        self.engine._step_output(self.step.id, line)
+        self.port.output(line)
 
     @property
     def sink(self) -> Callable[[OutputLine], None]:
@@ -70,15 +119,15 @@ class StepContext:
 
     def artifact(self, kind: str, **data: Any) -> None:
         """Record an artifact of this step (journal + ArtifactAdded event)."""
-        self.engine._step_artifact(self.step.id, kind, data)
+        self.port.artifact(kind, data)
 
     def emit(self, event: Any) -> None:
         """Send an engine event (e.g. FactsUpdated) to the sink."""
-        self.engine._emit(event)
+        self.port.emit(event)
 
     async def database_url(self) -> DatabaseUrl:
         """The target's database URL (resolved once per engine; secrets taught to redact)."""
-        return await self.engine.database_url()
+        return await self.port.database_url()
 
     @contextlib.asynccontextmanager
     async def database(self, *, read_only: bool = True) -> AsyncIterator[Database]:
@@ -99,6 +148,9 @@ class Operation:
 
     run: Callable[[StepContext], Awaitable[None]]
     describe: Describe | None = None
+    #: Changes nothing on the target (a look-up): it may run beside any other step. Steps that
+    #: change something never overlap each other.
+    read_only: bool = False
 
     async def __call__(self, ctx: StepContext) -> None:
         await self.run(ctx)

@@ -12,7 +12,9 @@ if TYPE_CHECKING:
     from vlad_tui.ops.integrity import Snapshot, TableDiff
 
 
-async def _snapshot(ctx: StepContext, url: DatabaseUrl, *, label: str, stage: str) -> Snapshot:
+async def record_snapshot(
+    ctx: StepContext, url: DatabaseUrl, *, label: str, stage: str
+) -> Snapshot:
     """Fingerprint the critical tables of ``url``'s database; a ``snapshot`` artifact."""
     from vlad_tui.db import Database
     from vlad_tui.ops.integrity import take_snapshot
@@ -31,11 +33,11 @@ async def _snapshot(ctx: StepContext, url: DatabaseUrl, *, label: str, stage: st
     return snapshot
 
 
-def _baseline(ctx: StepContext) -> Snapshot:
+def production_baseline(ctx: StepContext) -> Snapshot:
     """Production's snapshot from before the changes (``p1.snapshot``)."""
     from vlad_tui.ops.integrity import Snapshot
 
-    data = ctx.engine.latest_artifact("snapshot", label="production", stage="before")
+    data = ctx.run.latest_artifact("snapshot", label="production", stage="before")
     if data is None:
         raise VladError(
             "no snapshot of production in this run: run «Snapshot de integridad de producción» "
@@ -44,13 +46,13 @@ def _baseline(ctx: StepContext) -> Snapshot:
     return Snapshot.from_dict(data)
 
 
-def _compare(
+def record_comparison(
     ctx: StepContext, before: Snapshot, after: Snapshot, *, what: str, ack: bool
 ) -> list[TableDiff]:
     """Show and journal the comparison; the tables with fewer rows (``decreased``)."""
-    from vlad_tui.ops.integrity import compare
+    from vlad_tui.ops import integrity as integrity_ops
 
-    diffs = compare(before, after)
+    diffs = integrity_ops.compare(before, after)
     for diff in diffs:
         ctx.output(diff.describe(), "stderr" if diff.decreased else "stdout")
     decreased = [d for d in diffs if d.decreased]
@@ -81,16 +83,16 @@ def _compare(
 async def _integrity_snapshot(ctx: StepContext) -> None:
     """Production's critical tables before anything changes (taken before the backup, so the
     staging clone restored from it can be compared)."""
-    await _snapshot(ctx, await ctx.database_url(), label="production", stage="before")
+    await record_snapshot(ctx, await ctx.database_url(), label="production", stage="before")
 
 
 async def _integrity_compare(ctx: StepContext) -> None:
     """Production now against production before the changes: no table may lose rows."""
-    before = _baseline(ctx)
-    after = await _snapshot(
+    before = production_baseline(ctx)
+    after = await record_snapshot(
         ctx, await ctx.database_url(), label="production", stage="after_migrate"
     )
-    decreased = _compare(ctx, before, after, what="production", ack=False)
+    decreased = record_comparison(ctx, before, after, what="production", ack=False)
     if decreased:
         raise VladError(
             f"data loss: {len(decreased)} table(s) have fewer rows than before: "

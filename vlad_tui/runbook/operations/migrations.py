@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from vlad_tui.ops.migrations import MigrationStatus
 
 
-async def _report_migrations(ctx: StepContext, url: DatabaseUrl) -> MigrationStatus:
+async def report_migrations(ctx: StepContext, url: DatabaseUrl) -> MigrationStatus:
     """Classify the migrations of ``url``'s database, show them, warn about Prisma's version,
     run the optional ``prisma_status_command``; journal a ``migrations`` artifact."""
     from vlad_tui.db import Database
@@ -45,7 +45,7 @@ async def _report_migrations(ctx: StepContext, url: DatabaseUrl) -> MigrationSta
 
 async def _migration_status(ctx: StepContext) -> None:
     """Applied / pending / failed / modified / missing, read from the database and the folder."""
-    status = await _report_migrations(ctx, await ctx.database_url())
+    status = await report_migrations(ctx, await ctx.database_url())
     if not status.ok:
         raise VladError("; ".join(status.problems()))
 

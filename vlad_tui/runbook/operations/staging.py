@@ -7,10 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from vlad_tui.errors import VladError
 from vlad_tui.ops import migrations as migration_ops
-from vlad_tui.runbook.operations.backup import _backup_from
+from vlad_tui.runbook.operations.backup import backup_from
 from vlad_tui.runbook.operations.context import ConfirmRequest, StepContext, _mib
-from vlad_tui.runbook.operations.integrity import _baseline, _compare, _snapshot
-from vlad_tui.runbook.operations.migrations import _report_migrations
+from vlad_tui.runbook.operations.integrity import (
+    production_baseline,
+    record_comparison,
+    record_snapshot,
+)
+from vlad_tui.runbook.operations.migrations import report_migrations
 
 if TYPE_CHECKING:
     from vlad_tui.db import DatabaseUrl
@@ -81,7 +85,7 @@ async def _staging_restore_describe(ctx: StepContext) -> ConfirmRequest:
     from vlad_tui.ops import staging as staging_ops
 
     url = await _staging_url(ctx)
-    backup = _backup_from(ctx, verified=True)
+    backup = backup_from(ctx, verified=True)
     production = await ctx.database_url()
     return ConfirmRequest(
         step_id=ctx.step.id,
@@ -106,7 +110,7 @@ async def _staging_restore(ctx: StepContext) -> None:
     from vlad_tui.ops import staging as staging_ops
 
     url = await _staging_url(ctx)
-    backup = _backup_from(ctx, verified=True)
+    backup = backup_from(ctx, verified=True)
     production = await ctx.database_url()
 
     def started(job: Any) -> None:
@@ -141,9 +145,9 @@ async def _staging_snapshot(ctx: StepContext) -> None:
     Writes to production between that snapshot and the dump can explain small differences, so
     fewer rows need the operator's acknowledgement; a missing table fails.
     """
-    before = _baseline(ctx)
-    after = await _snapshot(ctx, await _staging_url(ctx), label="staging", stage="restored")
-    decreased = _compare(ctx, before, after, what="staging (restored)", ack=True)
+    before = production_baseline(ctx)
+    after = await record_snapshot(ctx, await _staging_url(ctx), label="staging", stage="restored")
+    decreased = record_comparison(ctx, before, after, what="staging (restored)", ack=True)
     missing = [d.table for d in decreased if d.after.missing]
     if missing:
         raise VladError(f"table(s) missing on staging after the restore: {', '.join(missing)}")
@@ -161,7 +165,7 @@ async def _staging_migration_status(ctx: StepContext) -> None:
 
     url = await _staging_url(ctx)
     try:
-        status = await _report_migrations(ctx, url)
+        status = await report_migrations(ctx, url)
     except DatabaseError as exc:
         if "does not exist" not in str(exc):
             raise
@@ -240,9 +244,9 @@ async def _staging_migrate(ctx: StepContext) -> None:
 async def _staging_integrity(ctx: StepContext) -> None:
     """Staging after the migrations against production before: fewer rows in a table need
     the operator's acknowledgement before Phase 3."""
-    before = _baseline(ctx)
-    after = await _snapshot(ctx, await _staging_url(ctx), label="staging", stage="migrated")
-    decreased = _compare(ctx, before, after, what="staging (migrated)", ack=True)
+    before = production_baseline(ctx)
+    after = await record_snapshot(ctx, await _staging_url(ctx), label="staging", stage="migrated")
+    decreased = record_comparison(ctx, before, after, what="staging (migrated)", ack=True)
     if decreased:
         ctx.output(
             f"{len(decreased)} table(s) lost rows on staging after the migrations: acknowledge "

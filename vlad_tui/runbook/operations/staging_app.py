@@ -46,14 +46,14 @@ async def _manual_checks(ctx: StepContext) -> None:
     from vlad_tui.runbook.model import CHECKLIST
 
     items = [i for i in CHECKLIST if i.phase == ctx.step.phase and i.manual]
-    engine = ctx.engine
+    run = ctx.run
 
     def line(item_id: str) -> str:
         item = next(i for i in items if i.id == item_id)
-        by, note = engine.checklist_notes.get(item_id, ("", ""))
+        by, note = run.ticked_by(item_id)
         return f"✓ {item.text}" + (f" ({by})" if by else "") + (f": {note}" if note else "")
 
-    unticked = [i for i in items if not engine.checklist.get(i.id)]
+    unticked = [i for i in items if not run.checked(i.id)]
     if unticked:
         if not ctx.params.get("wait", True):
             raise VladError("not verified yet: " + ", ".join(i.text for i in unticked))
@@ -67,19 +67,19 @@ async def _manual_checks(ctx: StepContext) -> None:
                 f"(tunnelled to {health.hostname}:{ctx.target.staging_port} on the server)"
             )
         for item in items:
-            ctx.output(line(item.id) if engine.checklist.get(item.id) else f"… {item.text}")
+            ctx.output(line(item.id) if run.checked(item.id) else f"… {item.text}")
         ctx.output("tick each item once checked on the staging instance (a note is optional)")
     else:
         ctx.output("every critical feature is already ticked")
-    await engine.wait_for_items([i.id for i in items], on_tick=lambda i: ctx.output(line(i)))
+    await run.wait_for_items([i.id for i in items], on_tick=lambda i: ctx.output(line(i)))
     ctx.artifact(
         "manual_checks",
         items=[
             {
                 "id": i.id,
                 "text": i.text,
-                "by": engine.checklist_notes.get(i.id, ("", ""))[0],
-                "note": engine.checklist_notes.get(i.id, ("", ""))[1],
+                "by": run.ticked_by(i.id)[0],
+                "note": run.ticked_by(i.id)[1],
             }
             for i in items
         ],

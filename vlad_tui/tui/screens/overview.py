@@ -125,20 +125,21 @@ class OverviewScreen(Screen[None]):
 
     def _show_phases(self) -> None:
         from vlad_tui.runbook.model import PLAN
+        from vlad_tui.runbook.operations import OPERATIONS
+        from vlad_tui.runbook.progress import phase_progress
 
         engine = self.app.engine
         line = Text()
         for phase in PLAN:
-            statuses = [engine.statuses.get(s.id) if engine else None for s in phase.steps]
-            done = statuses.count("ok")
-            failed = statuses.count("failed")
-            runnable = sum(1 for s in phase.steps if s.available)
+            statuses = engine.statuses if engine else {}
+            operations = engine.operations if engine else OPERATIONS
+            progress = phase_progress(phase.number, statuses, operations)
             if line:
                 line.append("  ")
             line.append(str(phase.number) if phase.number else "r", style="bold reverse")
             line.append(f" {phase.title.split(' ', 1)[-1] if phase.number else phase.title} ")
-            style = "bold red" if failed else ("green" if runnable and done == runnable else "dim")
-            line.append(f"{done}/{runnable}", style=style)
+            style = {"passed": "green", "failed": "bold red", "incomplete": "yellow"}
+            line.append(progress.label(), style=style.get(progress.state, "dim"))
         self.query_one("#phases", Static).update(line)
 
     # ------------------------------------------------------------------ actions

@@ -12,6 +12,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header
 
 from vlad_tui.events import OutputLine
+from vlad_tui.runbook import gate as gates
+from vlad_tui.runbook.operations import OPERATIONS
 from vlad_tui.tui.widgets.checklist import Checklist
 from vlad_tui.tui.widgets.details import Details, render_details
 from vlad_tui.tui.widgets.log_pane import MAX_LINES, LogPane
@@ -23,29 +25,11 @@ if TYPE_CHECKING:
     from vlad_tui.tui.app import VladApp
 
 
-def preview_gate(step: Step) -> tuple[bool, str]:
-    """The gate before any run exists (nothing has run yet, so every ``needs`` is unmet)."""
-    from vlad_tui.runbook.model import step as get_step
-
-    if not step.available:
-        return True, step.unavailable_reason
-    reasons = ["Phase 2 has not passed in this run"] if step.production_gate else []
-    reasons += [f"needs «{get_step(n).title}» ({n}) ok first" for n in step.needs]
-    return (True, "; ".join(reasons)) if reasons else (False, "")
-
-
 #: Findings the engine holds steps for until the operator acknowledges them (``k``).
 ACK_SUBJECTS = {
     "lint": "Breaking migration lint findings (Phase 3 will not migrate until acknowledged)",
     "integrity": "Tables with fewer rows on staging than in production's snapshot",
 }
-
-
-def default_status(step: Step) -> str:
-    """What a step shows before any run exists."""
-    if not step.available:
-        return "unavailable"
-    return "locked" if preview_gate(step)[0] else "pending"
 
 
 class PhaseScreen(Screen[None]):
@@ -123,9 +107,11 @@ class PhaseScreen(Screen[None]):
 
     def status(self, step: Step) -> str:
         engine = self.app.engine
-        if engine is None:
-            return default_status(step)
-        return engine.statuses.get(step.id, default_status(step))
+        if engine is not None:
+            return engine.statuses[step.id]
+        if not gates.available(step, OPERATIONS):
+            return "unavailable"
+        return "locked" if self.app.gate(step)[0] else "pending"
 
     def reload(self) -> None:
         """Redraw every row, the checklist, the log and details from the engine's state."""
@@ -157,12 +143,11 @@ class PhaseScreen(Screen[None]):
 
         engine = self.app.engine
         step = get_step(step_id)
-        gate = engine.gate(step_id) if engine else preview_gate(step)
         self.query_one(Details).show(
             render_details(
                 step,
                 status=self.steps.status_of(step_id),
-                gate=gate,
+                gate=self.app.gate(step),
                 error=self._errors.get(step_id) or (engine.error(step_id) if engine else None),
                 artifacts=engine.artifacts(step_id) if engine else [],
             )
@@ -231,12 +216,9 @@ class PhaseScreen(Screen[None]):
         from vlad_tui.runbook.model import step as get_step
 
         step = get_step(step_id)
-        if not step.available:
-            self.notify(
-                step.unavailable_reason or "Not available yet.",
-                title=step.title,
-                severity="warning",
-            )
+        locked, reason = self.app.gate(step)
+        if locked and not gates.available(step, OPERATIONS):
+            self.notify(reason, title=step.title, severity="warning")
             return
         self.app.run_step(step_id)
 

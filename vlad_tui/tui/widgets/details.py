@@ -46,14 +46,14 @@ def render_details(
     if step.production_gate:
         out.append("\nProduction gate: phase 2 passed + a recent verified backup.")
     locked, reason = gate
-    if locked and step.available and status in ("locked", "pending"):
+    if status == "unavailable":
+        out.append(f"\nUnavailable: {reason}", style="italic")
+    elif locked and status in ("locked", "pending"):
         out.append(f"\nLocked: {reason}", style="cyan")
         if step.production_gate:
             out.append("\n(override: ctrl+p → Override production gate)", style="dim")
         if "not acknowledged" in reason:
             out.append("\n(acknowledge the findings: k)", style="dim")
-    if not step.available:
-        out.append(f"\nUnavailable: {step.unavailable_reason}", style="italic")
     if error:
         out.append(f"\nError: {error}", style="bold red")
     for kind, data in artifacts or []:
