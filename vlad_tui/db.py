@@ -1,9 +1,10 @@
 """PostgreSQL access: database URLs, where they come from, and read-only facts over asyncpg.
 
 The database host in the app's ``DATABASE_URL`` (e.g. ``postgres`` on a Docker network) usually
-resolves only on the server, so :class:`Database` connects through ``transport.forward``: an SSH
-port forward for remote targets, the address itself for local ones. The password is handed to
-asyncpg in-process; it never appears in argv, and every message is scrubbed.
+resolves only on the server, so :class:`Database` connects through ``transport.forward``: for
+remote targets a private Unix socket forwarded over SSH (asyncpg takes its directory as host),
+the address itself for local ones. The password is handed to asyncpg in-process; it never
+appears in argv, and every message is scrubbed.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Host keys are always verified (``target.known_hosts`` or the user's known_hosts files, never
 disabled); the agent, ``identity_file`` and ``~/.ssh/config`` are honoured. A dropped
-connection is noticed (keepalives) and the next call reconnects.
+connection is noticed (keepalives) and the next call reconnects. Forwards listen on private
+Unix sockets (:mod:`vlad_tui.transport.tunnels`), never on a TCP port.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from vlad_tui.transport.shell import (
     quote,
     short,
 )
+from vlad_tui.transport.tunnels import PrivateSockets
 
 T = TypeVar("T")
 
@@ -101,7 +103,8 @@ class SshTransport(Transport):
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
         self._forwards: dict[tuple[str, int], asyncssh.SSHListener] = {}
-        self._ports: dict[tuple[str, int], int] = {}  # last local port, reused on reconnect
+        self._sockets = PrivateSockets()
+        self._forward_lock = asyncio.Lock()
         self._lock = asyncio.Lock()
         self._sftp_lock = asyncio.Lock()
         self._marker = pgid_marker()
@@ -446,24 +449,25 @@ class SshTransport(Transport):
 
     async def forward(self, host: str, port: int) -> Endpoint:
         key = (host, port)
-        listener = self._forwards.get(key)
-        if listener is not None and self._alive(self._conn):
-            return Endpoint("127.0.0.1", listener.get_port())
+        async with self._forward_lock:  # one listener per socket path, even when racing
+            path = self._sockets.path_for(host, port)
+            endpoint = Endpoint(os.path.dirname(path), port, path)
+            if key in self._forwards and self._alive(self._conn):
+                return endpoint
 
-        async def listen(conn: asyncssh.SSHClientConnection) -> asyncssh.SSHListener:
-            previous = self._ports.get(key, 0)
-            if previous:
-                with contextlib.suppress(OSError):
-                    return await conn.forward_local_port("127.0.0.1", previous, host, port)
-            return await conn.forward_local_port("127.0.0.1", 0, host, port)
+            async def listen(conn: asyncssh.SSHClientConnection) -> asyncssh.SSHListener:
+                self._sockets.clear(path)  # left by the listener of a dropped connection
+                return await conn.forward_local_path_to_port(path, host, port)
 
-        try:
-            listener = await self._retrying(listen)
-        except OSError as exc:
-            raise TransportError(f"{self.label}: cannot forward to {host}:{port}: {exc}") from None
-        self._forwards[key] = listener
-        self._ports[key] = listener.get_port()
-        return Endpoint("127.0.0.1", listener.get_port())
+            try:
+                listener = await self._retrying(listen)
+            except OSError as exc:
+                raise TransportError(
+                    f"{self.label}: cannot forward to {host}:{port}: {exc}"
+                ) from None
+            os.chmod(path, 0o600)  # the 0700 directory already keeps everyone else out
+            self._forwards[key] = listener
+            return endpoint
 
     # -- detached jobs --------------------------------------------------------------------
 
@@ -524,6 +528,7 @@ class SshTransport(Transport):
 
     async def close(self) -> None:
         conn = self._forget()
+        self._sockets.close()
         if conn is not None:
             conn.close()
             with contextlib.suppress(Exception):
