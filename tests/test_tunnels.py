@@ -4,6 +4,8 @@ Real sshd on loopback, real PostgreSQL, and a real second user (``nobody``, via 
 while a transport holds a database forward, ``psql`` run as that user fails on the tunnel's
 socket with "Permission denied", although the same user reaches a TCP port on loopback (which
 is what the tunnel used to be); vlad-tui itself queries through it; no TCP listener appears.
+And TLS still reaches a database that insists on it (a cluster with ``hostssl`` only), with
+``sslmode`` checks as libpq's.
 """
 
 from __future__ import annotations
@@ -12,15 +14,21 @@ import asyncio
 import os
 import shutil
 import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.rig.postgres import PgServer
-from tests.rig.services import missing
+from tests.rig.services import free_port, missing
 from tests.rig.sshd import SshdServer
 from vlad_tui.config import Target
 from vlad_tui.db import Database, parse_database_url
+from vlad_tui.demo.cluster import PgCluster, find_bin_dir
+from vlad_tui.errors import DatabaseError
 from vlad_tui.transport import LocalTransport, SshTransport
 
 pytestmark = pytest.mark.integration
@@ -58,6 +66,18 @@ def _own_socket_inodes() -> set[str]:
 
 def _own_tcp_listeners() -> set[str]:
     return _listening_tcp_inodes() & _own_socket_inodes()
+
+
+def _own_unix_listeners() -> list[Path]:
+    """Paths of the Unix sockets this process listens on (``/proc/net/unix``, flag 0x10000)."""
+    ours = _own_socket_inodes()
+    found = []
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        listening = len(fields) > 7 and int(fields[3], 16) & 0x10000 and fields[6] in ours
+        if listening and fields[7].startswith("/"):
+            found.append(Path(fields[7]))
+    return found
 
 
 async def _psql_as(user: str, psql: Path, conninfo: str, password: str) -> tuple[int, str]:
@@ -118,10 +138,14 @@ async def test_another_user_cannot_reach_the_database_through_a_running_tunnel(
                 assert stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == os.geteuid()
             assert _own_tcp_listeners() == listeners_before  # nothing new listens on TCP
 
-            through = f"host={socket_dir} port={url.port} user={pg.user} dbname=postgres"
-            code, out = await _psql_as(other_user, psql, through, pg.password)
-            assert code != 0
-            assert "Permission denied" in out, out
+            # The tunnel's socket, and any other this process listens on (the TLS relay's).
+            sockets = _own_unix_listeners()
+            assert endpoint.path in map(str, sockets)
+            for path in sockets:
+                through = f"host={path.parent} port={url.port} user={pg.user} dbname=postgres"
+                code, out = await _psql_as(other_user, psql, through, pg.password)
+                assert code != 0
+                assert "Permission denied" in out, out
             assert await db.connection.fetchval("select 1") == 1  # vlad-tui itself still can
     finally:
         await transport.close()
@@ -137,3 +161,116 @@ async def test_a_local_target_connects_directly_and_opens_no_listener(pg: PgServ
         async with Database(Target(name="local"), transport, url) as db:
             assert (await db.ping()).startswith("PostgreSQL")
             assert _own_tcp_listeners() == listeners_before
+
+
+# --- TLS to a database that refuses plain text -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TlsCluster:
+    cluster: PgCluster
+    ca: Path  # signed the server's certificate (SAN DNS:localhost only)
+    other_ca: Path  # trusted by nobody here
+
+    def url(self, host: str, sslmode: str | None) -> str:
+        url = self.cluster.url().replace("@127.0.0.1:", f"@{host}:")
+        return url + (f"?sslmode={sslmode}" if sslmode else "")
+
+
+def _openssl(*args: str | Path, cwd: Path) -> None:
+    subprocess.run(["openssl", *map(str, args)], cwd=cwd, check=True, capture_output=True)
+
+
+_EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+
+
+def _make_ca(work: Path, name: str) -> None:
+    subject = f"/CN={name}"
+    _openssl("req", "-x509", *_EC_KEY, "-keyout", f"{name}.key", "-out", f"{name}.crt",
+             "-days", "2", "-subj", subject, cwd=work)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tls_pg() -> Iterator[TlsCluster]:
+    bin_dir = find_bin_dir()
+    if bin_dir is None or shutil.which("openssl") is None:
+        missing("PostgreSQL server binaries and openssl", "apt-get install postgresql openssl")
+    assert bin_dir is not None
+    root = Path(tempfile.mkdtemp(prefix="vlad-pg-tls-"))
+    root.chmod(0o755)
+    certs = root / "certs"
+    certs.mkdir()
+    _make_ca(certs, "ca")
+    _make_ca(certs, "other-ca")
+    _openssl("req", *_EC_KEY, "-keyout", "server.key", "-out", "server.csr",
+             "-subj", "/CN=localhost", cwd=certs)  # fmt: skip
+    (certs / "san.ext").write_text("subjectAltName=DNS:localhost\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext",
+             cwd=certs)  # fmt: skip
+    cluster = PgCluster(root=root / "cluster", port=free_port(), bin_dir=bin_dir)
+    try:
+        cluster.init()
+        for name in ("server.crt", "server.key"):
+            shutil.copy(certs / name, cluster.data_dir / name)
+            (cluster.data_dir / name).chmod(0o600)
+            shutil.chown(cluster.data_dir / name, *_owner(cluster.data_dir))
+        with (cluster.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+        (cluster.data_dir / "pg_hba.conf").write_text(
+            "local all all scram-sha-256\n"
+            "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+            "hostnossl all all 127.0.0.1/32 reject\n"
+        )
+        cluster.start()
+        yield TlsCluster(cluster, certs / "ca.crt", certs / "other-ca.crt")
+    finally:
+        cluster.stop(mode="immediate")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _owner(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_uid, st.st_gid
+
+
+async def _query_ssl(sshd: SshdServer, url: str) -> bool:
+    target = sshd.target("production")
+    database = parse_database_url(url)
+    async with SshTransport(target) as transport, Database(target, transport, database) as db:
+        query = "select ssl from pg_stat_ssl where pid = pg_backend_pid()"
+        return bool(await db.connection.fetchval(query))
+
+
+@pytest.mark.parametrize(
+    ("host", "sslmode"),
+    [("127.0.0.1", None), ("127.0.0.1", "prefer"), ("127.0.0.1", "require"),
+     ("127.0.0.1", "verify-ca"), ("localhost", "verify-full")],
+)  # fmt: skip
+async def test_tls_reaches_a_database_that_requires_it_through_the_tunnel(
+    sshd: SshdServer, tls_pg: TlsCluster, monkeypatch: pytest.MonkeyPatch, host: str,
+    sslmode: str | None,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("PGSSLROOTCERT", str(tls_pg.ca))
+    assert await _query_ssl(sshd, tls_pg.url(host, sslmode)) is True
+
+
+async def test_tls_checks_fail_clearly(
+    sshd: SshdServer, tls_pg: TlsCluster, pg: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGSSLROOTCERT", str(tls_pg.other_ca))
+    with pytest.raises(
+        DatabaseError, match=r"TLS: certificate not trusted: unable to get local issuer"
+    ):
+        await _query_ssl(sshd, tls_pg.url("localhost", "verify-full"))
+    monkeypatch.setenv("PGSSLROOTCERT", str(tls_pg.ca))
+    with pytest.raises(DatabaseError, match=r"TLS: certificate not trusted: .*mismatch"):
+        await _query_ssl(sshd, tls_pg.url("127.0.0.1", "verify-full"))  # cert names localhost
+    with pytest.raises(DatabaseError, match=r"no pg_hba\.conf entry|rejects connection"):
+        await _query_ssl(sshd, tls_pg.url("127.0.0.1", "disable"))  # the server wants TLS
+    plain_only = pg.url("postgres") + "?sslmode=require"
+    with pytest.raises(
+        DatabaseError, match=r"TLS: the server does not accept SSL connections \(sslmode=require"
+    ):
+        await _query_ssl(sshd, plain_only)
+    assert await _query_ssl(sshd, pg.url("postgres")) is False  # prefer: plain when declined
