@@ -16,7 +16,7 @@ import pytest
 
 from tests.rig.sshd import SshdServer
 from vlad_tui.config import Target
-from vlad_tui.errors import HostKeyUnknown, Unreachable
+from vlad_tui.errors import HostKeyUnknown, TransportError, Unreachable
 from vlad_tui.transport import CommandResult, SshTransport
 
 pytestmark = pytest.mark.integration
@@ -133,4 +133,10 @@ async def test_a_target_port_overrides_the_config(
     opened.append(transport)
     assert transport.label == "vlad-prod:1"
     with pytest.raises(Unreachable, match=r"vlad-prod \(127\.0\.0\.1:1\): connection refused"):
+        await transport.connect()
+
+
+async def test_a_missing_ssh_config_is_one_clear_line(tmp_path: Path) -> None:
+    transport = SshTransport(_target("vlad-prod", tmp_path / "no-such-config"))
+    with pytest.raises(TransportError, match=r"^vlad-prod: cannot load SSH settings: .*no-such"):
         await transport.connect()

@@ -759,7 +759,8 @@ host = "prod.example.com"
 # and 22. HostName, IdentityFile, ProxyJump and UserKnownHostsFile come from there too.
 user = "deploy"
 # port = 22
-# Host keys are always verified. Default: ~/.ssh/config's UserKnownHostsFile, ~/.ssh/known_hosts.
+# Host keys are always verified: against this file if set, else ~/.ssh/config's
+# UserKnownHostsFile, else ~/.ssh/known_hosts.
 # known_hosts = "~/.ssh/known_hosts"
 # Optional: a private key file. ssh-agent and ~/.ssh/config are honoured otherwise.
 # identity_file = "~/.ssh/id_ed25519"
