@@ -30,8 +30,7 @@ from vlad_tui.db import Database, parse_database_url
 from vlad_tui.demo.cluster import PgCluster, find_bin_dir
 from vlad_tui.errors import DatabaseError
 from vlad_tui.transport import LocalTransport, SshTransport
-
-pytestmark = pytest.mark.integration
+from vlad_tui.transport.tunnels import PrivateSockets
 
 OTHER_USER = "nobody"
 
@@ -107,12 +106,56 @@ async def _psql_as(user: str, psql: Path, conninfo: str, password: str) -> tuple
 
 
 @pytest.fixture
+def runtime_dir() -> Iterator[Path]:
+    """A short private directory, as ``XDG_RUNTIME_DIR`` (socket paths must stay short)."""
+    path = Path(tempfile.mkdtemp(prefix="vt-run-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_private_sockets_live_in_a_0700_directory_removed_on_close(
+    runtime_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = runtime_dir
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    sockets = PrivateSockets()
+    db = sockets.path_for("postgres", 5432)
+    app = sockets.path_for("127.0.0.1", 3335)
+    assert sockets.path_for("postgres", 5432) == db  # stable per destination
+    assert Path(db).name == ".s.PGSQL.5432" and Path(db).parent != Path(app).parent
+    root = sockets.root
+    assert root is not None and Path(root).parent == runtime
+    for d in (Path(root), Path(db).parent, Path(app).parent):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    sockets.close()
+    assert not Path(root).exists()
+
+
+def test_a_runtime_dir_open_to_others_or_too_long_is_not_used(
+    runtime_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime_dir.chmod(0o777)
+    long = tmp_path / ("x" * 80)
+    long.mkdir(mode=0o700)
+    for shared in (runtime_dir, long):
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(shared))
+        sockets = PrivateSockets()
+        path = sockets.path_for("postgres", 5432)
+        try:
+            assert not path.startswith(str(shared)) and len(path) <= 100
+            assert stat.S_IMODE(Path(path).parent.parent.stat().st_mode) == 0o700
+        finally:
+            sockets.close()
+
+
+@pytest.fixture
 def other_user() -> str:
     if os.geteuid() != 0 or shutil.which("runuser") is None:
         missing(f"a second local user ({OTHER_USER})", "run the tests as root, with runuser")
     return OTHER_USER
 
 
+@pytest.mark.integration
 async def test_another_user_cannot_reach_the_database_through_a_running_tunnel(
     sshd: SshdServer, pg: PgServer, other_user: str
 ) -> None:
@@ -152,6 +195,7 @@ async def test_another_user_cannot_reach_the_database_through_a_running_tunnel(
     assert not private.exists()  # the socket directory went with the transport
 
 
+@pytest.mark.integration
 async def test_a_local_target_connects_directly_and_opens_no_listener(pg: PgServer) -> None:
     url = parse_database_url(pg.url("postgres"))
     listeners_before = _own_tcp_listeners()
@@ -242,6 +286,7 @@ async def _query_ssl(sshd: SshdServer, url: str) -> bool:
         return bool(await db.connection.fetchval(query))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("host", "sslmode"),
     [("127.0.0.1", None), ("127.0.0.1", "prefer"), ("127.0.0.1", "require"),
@@ -255,6 +300,7 @@ async def test_tls_reaches_a_database_that_requires_it_through_the_tunnel(
     assert await _query_ssl(sshd, tls_pg.url(host, sslmode)) is True
 
 
+@pytest.mark.integration
 async def test_tls_checks_fail_clearly(
     sshd: SshdServer, tls_pg: TlsCluster, pg: PgServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
