@@ -62,8 +62,10 @@ def test_template_round_trip(tmp_path: Path) -> None:
     assert config.path == path
     assert set(config.targets) == {"production", "staging"}
     prod = config.target("production")
-    assert (prod.host, prod.user, prod.port) == ("prod.example.com", "deploy", 22)
-    assert prod.known_hosts == Path.home() / ".ssh" / "known_hosts"
+    # Port, known_hosts and the rest fall through to ~/.ssh/config unless set.
+    assert (prod.host, prod.user, prod.port) == ("prod.example.com", "deploy", None)
+    assert prod.known_hosts is None and prod.ssh_config is None
+    assert prod.ssh_label == "deploy@prod.example.com"
     assert prod.database_ref.kind == "dotenv"
     assert prod.database_ref.dotenv_path(prod.app_dir) == "/srv/backend-vlad/.env"
     assert prod.health_url == "http://127.0.0.1:3335/health"
@@ -184,6 +186,7 @@ def test_wrong_type_names_key_line_and_expected_type(tmp_path: Path) -> None:
         ('staging_database = "a b"\n', "staging_database", "database name"),
         ("connect_timeout = -1\n", "connect_timeout", "greater than 0"),
         ('known_hosts = ["a"]\n', "known_hosts", "expected a string, got an array"),
+        ("ssh_config = 1\n", "ssh_config", "expected a string, got an integer"),
         ('migrate_command = ""\n', "migrate_command", "must not be empty"),
         ('build_command = "npm run\\nbuild"\n', "build_command", "single line"),
         ("generate_command = 1\n", "generate_command", "expected a string, got an integer"),
@@ -204,6 +207,20 @@ def test_target_validation(tmp_path: Path, extra: str, key: str, fragment: str) 
     assert err.line == 4
     assert fragment in str(err)
     assert str(path) in str(err)
+
+
+def test_ssh_settings_fall_through_unless_set(tmp_path: Path) -> None:
+    path = write(tmp_path, '[targets.production]\nhost = "prod-alias"\n')
+    prod = load_config(path).target("production")
+    assert (prod.user, prod.port, prod.ssh_config) == (None, None, None)
+    assert prod.ssh_label == "prod-alias"
+    path = write(tmp_path, MINIMAL + 'port = 2222\nssh_config = "~/ssh/vlad.conf"\n')
+    prod = load_config(path).target("production")
+    assert prod.ssh_label == "deploy@prod.example.com:2222"
+    assert prod.ssh_config == Path.home() / "ssh" / "vlad.conf"
+    path = write(tmp_path, '[targets.production]\nhost = "local"\nssh_config = "x"\n')
+    err = error_of(path)
+    assert err.key == "targets.production.ssh_config" and "does not use SSH" in str(err)
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,7 @@ async def test_health_through_ssh_forward(ssh: tuple[Target, SshTransport]) -> N
     app_port = urlsplit(target.health_url).port
     assert app_port is not None
     endpoint = await transport.forward("127.0.0.1", app_port)
-    assert endpoint.port != app_port
+    assert endpoint.path is not None and endpoint.port == app_port
 
 
 async def test_http_error_is_not_ok(ssh: tuple[Target, SshTransport]) -> None:

@@ -488,7 +488,8 @@ async def test_aborted_phase2_stops_the_staging_instance(world: World) -> None:
     log = _log(engine, "p2.features")
     assert "✓ Login del dashboard (ana@bastion): login ok" in log
     assert "… Creación de medallas virgin" in log
-    assert f"tunnelled to 127.0.0.1:{world.target.staging_port}" in log
+    assert "through a private tunnel (only your user can use it): curl --unix-socket /" in log
+    assert f" http://127.0.0.1:{world.target.staging_port}/" in log
     assert world.target.staging_name in await world.staging_names()
 
     phase2.cancel()

@@ -261,7 +261,7 @@ async def test_forward_reaches_a_tcp_server_on_the_target(transport: Transport) 
         endpoint = await transport.forward("127.0.0.1", port)
         assert await transport.forward("127.0.0.1", port) == endpoint  # cached
         for _ in range(2):
-            reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+            reader, writer = await endpoint.open_connection()
             writer.write(b"ping\n")
             await writer.drain()
             assert await reader.read() == b"echo:ping\n"
@@ -420,12 +420,12 @@ async def test_forward_is_restored_after_a_reconnect(ssh: SshTransport, sshd: Ss
     port = server.sockets[0].getsockname()[1]
     try:
         endpoint = await ssh.forward("127.0.0.1", port)
-        assert endpoint.host == "127.0.0.1" and endpoint.port != port
+        assert endpoint.path is not None and endpoint.path.endswith(f"/.s.PGSQL.{port}")
         sshd.drop_connections()
         await ssh.run("true")
         again = await ssh.forward("127.0.0.1", port)
-        assert again == endpoint  # same local port when it is still free
-        reader, writer = await asyncio.open_connection(again.host, again.port)
+        assert again == endpoint  # the same socket path
+        reader, writer = await again.open_connection()
         assert await reader.read() == b"hi\n"
         writer.close()
     finally:

@@ -113,11 +113,16 @@ class Target:
     """One place vlad-tui deploys to (``[targets.NAME]``)."""
 
     name: str
+    #: An SSH host name or a ``Host`` alias of the SSH config, or ``local``.
     host: str = LOCAL_HOST
+    #: Unset: the SSH config's ``User`` (or the login name).
     user: str | None = None
-    port: int = 22
+    #: Unset: the SSH config's ``Port`` (or 22).
+    port: int | None = None
     known_hosts: Path | None = None
     identity_file: Path | None = None
+    #: The OpenSSH client config to read instead of ``~/.ssh/config``.
+    ssh_config: Path | None = None
     app_dir: str = "/srv/backend-vlad"
     pm2_name: str = "backend-vlad"
     pm2_bin: str = "pm2"
@@ -147,6 +152,12 @@ class Target:
     @property
     def is_local(self) -> bool:
         return self.host == LOCAL_HOST
+
+    @property
+    def ssh_label(self) -> str:
+        """``user@host:port`` with what is set; unset parts come from the SSH config."""
+        who = f"{self.user}@" if self.user else ""
+        return f"{who}{self.host}" + (f":{self.port}" if self.port is not None else "")
 
     @property
     def staging_name(self) -> str:
@@ -236,6 +247,7 @@ _TARGET_KEYS = (
     "port",
     "known_hosts",
     "identity_file",
+    "ssh_config",
     "app_dir",
     "pm2_name",
     "pm2_bin",
@@ -525,10 +537,12 @@ class _Validator:
                 raise self.fail(f"{prefix}.port", f"port {port} is out of range (1-65535)")
             kw["port"] = port
 
-        for key in ("known_hosts", "identity_file"):
+        for key in ("known_hosts", "identity_file", "ssh_config"):
             value = self.text_value(table, key, prefix)
             if value is not None:
                 kw[key] = Path(value).expanduser()
+        if local and "ssh_config" in kw:
+            raise self.fail(f"{prefix}.ssh_config", 'a "local" target does not use SSH')
 
         for key in ("app_dir", "backup_dir"):
             value = self.text_value(table, key, prefix)
@@ -739,15 +753,19 @@ critical_tables = ["users", "medals", "virgin_medals", "partners", "medal_fronts
 backup_max_age_hours = 24
 
 [targets.production]
-# SSH host, or "local" when vlad-tui runs on the server itself.
+# SSH host (or a Host alias from ~/.ssh/config), or "local" when vlad-tui runs on the server.
 host = "prod.example.com"
-# SSH user; leave it out to use ~/.ssh/config or your login name.
+# SSH user and port; leave them out to use ~/.ssh/config (User, Port), else your login name
+# and 22. HostName, IdentityFile, ProxyJump and UserKnownHostsFile come from there too.
 user = "deploy"
-port = 22
-# Host keys are always verified. Default: ~/.ssh/known_hosts.
-known_hosts = "~/.ssh/known_hosts"
+# port = 22
+# Host keys are always verified: against this file if set, else ~/.ssh/config's
+# UserKnownHostsFile, else ~/.ssh/known_hosts.
+# known_hosts = "~/.ssh/known_hosts"
 # Optional: a private key file. ssh-agent and ~/.ssh/config are honoured otherwise.
 # identity_file = "~/.ssh/id_ed25519"
+# Optional: another OpenSSH client config to read instead of ~/.ssh/config.
+# ssh_config = "~/.ssh/config"
 # Where backend-vlad is checked out on the server (absolute path).
 app_dir = "/srv/backend-vlad"
 # The pm2 process name, the pm2 binary and (optionally) PM2_HOME on the server.
@@ -792,7 +810,6 @@ smoke_checks = [
 [targets.staging]
 host = "prod.example.com"
 user = "deploy"
-port = 22
 app_dir = "/srv/backend-vlad-staging"
 pm2_name = "backend-vlad-staging"
 health_url = "http://127.0.0.1:3336/health"

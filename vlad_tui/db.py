@@ -1,9 +1,10 @@
 """PostgreSQL access: database URLs, where they come from, and read-only facts over asyncpg.
 
 The database host in the app's ``DATABASE_URL`` (e.g. ``postgres`` on a Docker network) usually
-resolves only on the server, so :class:`Database` connects through ``transport.forward``: an SSH
-port forward for remote targets, the address itself for local ones. The password is handed to
-asyncpg in-process; it never appears in argv, and every message is scrubbed.
+resolves only on the server, so :class:`Database` connects through ``transport.forward``: for
+remote targets a private Unix socket forwarded over SSH (asyncpg takes its directory as host),
+the address itself for local ones. The password is handed to asyncpg in-process; it never
+appears in argv, and every message is scrubbed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
@@ -19,6 +21,7 @@ import asyncpg
 
 from vlad_tui import redact
 from vlad_tui.config import Target
+from vlad_tui.db_tls import TlsRefused, TlsRelay, describe
 from vlad_tui.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -246,6 +249,7 @@ class Database:
         self.command_timeout = command_timeout
         self.read_only = read_only
         self._conn: asyncpg.Connection | None = None
+        self._relay: TlsRelay | None = None
 
     @property
     def connection(self) -> asyncpg.Connection:
@@ -264,18 +268,24 @@ class Database:
             raise DatabaseError(
                 f"{url.display()}: a unix-socket host is only reachable on a local target"
             )
+        kwargs: dict[str, Any] = {}
+        sslmode = url.params.get("sslmode")
         if socket_dir:
             host, port = url.host, url.port
         else:
             endpoint = await self.transport.forward(url.host, url.port)
+            if endpoint.path is not None and sslmode != "disable":
+                # asyncpg does no TLS on a socket: the relay does it, libpq's default "prefer"
+                # when the URL names no sslmode, as asyncpg would over TCP.
+                await self._close_relay()
+                self._relay = TlsRelay(endpoint, sslmode or "prefer", url.host)
+                endpoint = await self._relay.start()
+            elif sslmode in _SSL_MODES:
+                kwargs["ssl"] = sslmode
             host, port = endpoint.host, endpoint.port
         settings = {"application_name": "vlad-tui"}
         if self.read_only:
             settings["default_transaction_read_only"] = "on"
-        kwargs: dict[str, Any] = {}
-        sslmode = url.params.get("sslmode")
-        if sslmode in _SSL_MODES:
-            kwargs["ssl"] = sslmode
         try:
             self._conn = await asyncpg.connect(
                 host=host,
@@ -289,7 +299,20 @@ class Database:
                 **kwargs,
             )
         except Exception as exc:  # CancelledError is a BaseException and passes through
+            error = self._relay.error if self._relay is not None else None
+            await self._close_relay()
+            if isinstance(error, TlsRefused | ssl.SSLError):
+                where = f"PostgreSQL {url.host}:{url.port}"
+                raise DatabaseError(redact.scrub(f"{where}: TLS: {describe(error)}")) from None
             raise self._error(exc, connecting=True) from None
+        except BaseException:
+            await self._close_relay()
+            raise
+
+    async def _close_relay(self) -> None:
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            await relay.close()
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -298,6 +321,7 @@ class Database:
                 await asyncio.wait_for(conn.close(), timeout=5)
             except (TimeoutError, OSError, asyncpg.PostgresError):
                 conn.terminate()
+        await self._close_relay()
 
     async def __aenter__(self) -> Database:
         await self.connect()

@@ -79,9 +79,7 @@ async def check_health(
     try:
         endpoint = await transport.forward(host, port)
         status, body = await asyncio.wait_for(
-            http.request(
-                endpoint.host, endpoint.port, host, port, "GET", path, parts.scheme == "https"
-            ),
+            http.request(endpoint, host, port, "GET", path, parts.scheme == "https"),
             timeout,
         )
     except TimeoutError:

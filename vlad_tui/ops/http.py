@@ -1,7 +1,8 @@
 """A minimal asyncio HTTP/1.1 client for health and smoke checks through the SSH tunnel.
 
-No blocking library: the request goes over a port forward of the target's connection, so
-``host:port`` is what the server sees while ``connect_host:connect_port`` is the local end.
+No blocking library: the request goes over a forward of the target's connection, so
+``host:port`` is what the server sees while the :class:`Endpoint` is the local end (a private
+Unix socket over SSH, the address itself on a local target).
 """
 
 from __future__ import annotations
@@ -9,19 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vlad_tui.transport.base import Endpoint
 
 MAX_BODY = 64 * 1024
 
 
 async def request(
-    connect_host: str, connect_port: int, host: str, port: int, method: str, path: str, tls: bool
+    endpoint: Endpoint, host: str, port: int, method: str, path: str, tls: bool
 ) -> tuple[int, bytes]:
-    """One HTTP/1.1 request to ``host:port`` (reached at ``connect_host:connect_port``, usually
-    a forward through the SSH connection); the status and up to :data:`MAX_BODY` of the body."""
+    """One HTTP/1.1 request to ``host:port`` (reached at ``endpoint``, usually a forward
+    through the SSH connection); the status and up to :data:`MAX_BODY` of the body."""
     context = ssl.create_default_context() if tls else None
-    reader, writer = await asyncio.open_connection(
-        connect_host, connect_port, ssl=context, server_hostname=host if tls else None
-    )
+    reader, writer = await endpoint.open_connection(tls=context, server_hostname=host)
     try:
         body_header = "Content-Length: 0\r\n" if method in ("POST", "PUT", "PATCH") else ""
         request = (

@@ -121,7 +121,7 @@ async def _one(
     try:
         endpoint = await transport.forward(host, port)
         status, body = await asyncio.wait_for(
-            http.request(endpoint.host, endpoint.port, host, port, check.method, check.path, tls),
+            http.request(endpoint, host, port, check.method, check.path, tls),
             timeout,
         )
     except TimeoutError:

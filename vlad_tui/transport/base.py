@@ -8,11 +8,16 @@ for when vlad-tui runs on the server itself). Nothing here imports Textual.
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from vlad_tui.events import Sink
+
+if TYPE_CHECKING:
+    import ssl
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +45,32 @@ class FileStat:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """Where to connect locally to reach ``host:port`` as seen from the target."""
+    """Where to connect locally to reach ``host:port`` as seen from the target.
+
+    A TCP address (a local target: the address itself), or a private Unix socket ``path``
+    (an SSH tunnel). Then ``host`` is the socket's directory and ``port`` the destination
+    port, the socket being named ``.s.PGSQL.<port>``: asyncpg and libpq take them as they are.
+    """
 
     host: str
     port: int
+    path: str | None = None
+
+    async def open_connection(
+        self, *, tls: ssl.SSLContext | None = None, server_hostname: str | None = None
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Open a stream to the endpoint (TLS with ``tls``, checked against
+        ``server_hostname``)."""
+        extra: dict[str, Any] = {}
+        if tls is not None:
+            extra = {"ssl": tls, "server_hostname": server_hostname}
+        if self.path is not None:
+            return await asyncio.open_unix_connection(self.path, **extra)
+        return await asyncio.open_connection(self.host, self.port, **extra)
+
+    def describe(self) -> str:
+        """For messages: the socket path or ``host:port``."""
+        return self.path if self.path is not None else f"{self.host}:{self.port}"
 
 
 @dataclass(slots=True)
@@ -68,7 +95,8 @@ class Transport(abc.ABC):
     with a one-line message.
     """
 
-    #: Short description for screens and the journal, e.g. ``deploy@prod.example.com:22``.
+    #: Short description for screens and the journal, e.g. ``deploy@prod.example.com:2222``
+    #: or, when the SSH config supplies user and port, the ``Host`` alias itself.
     label: str
 
     @abc.abstractmethod
@@ -127,8 +155,9 @@ class Transport(abc.ABC):
     async def forward(self, host: str, port: int) -> Endpoint:
         """A local endpoint that reaches ``host:port`` as the target sees it.
 
-        SSH: a local port forward over the target's connection (cached per host/port).
-        Local: the address itself.
+        SSH: a Unix socket forwarded over the target's connection, in a ``0700`` directory so
+        no other local user can use it (cached per host/port, same path after a reconnect,
+        removed by :meth:`close`). Local: the address itself; nothing new listens.
         """
 
     @abc.abstractmethod

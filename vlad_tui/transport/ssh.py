@@ -2,7 +2,8 @@
 
 Host keys are always verified (``target.known_hosts`` or the user's known_hosts files, never
 disabled); the agent, ``identity_file`` and ``~/.ssh/config`` are honoured. A dropped
-connection is noticed (keepalives) and the next call reconnects.
+connection is noticed (keepalives) and the next call reconnects. Forwards listen on private
+Unix sockets (:mod:`vlad_tui.transport.tunnels`), never on a TCP port.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from vlad_tui.transport.shell import (
     quote,
     short,
 )
+from vlad_tui.transport.tunnels import PrivateSockets
 
 T = TypeVar("T")
 
@@ -96,12 +98,12 @@ class SshTransport(Transport):
         self.target = target
         self.kill_grace = kill_grace
         self.keepalive_interval = keepalive_interval
-        who = f"{target.user}@" if target.user else ""
-        self.label = f"{who}{target.host}:{target.port}"
+        self.label = target.ssh_label
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
         self._forwards: dict[tuple[str, int], asyncssh.SSHListener] = {}
-        self._ports: dict[tuple[str, int], int] = {}  # last local port, reused on reconnect
+        self._sockets = PrivateSockets()
+        self._forward_lock = asyncio.Lock()
         self._lock = asyncio.Lock()
         self._sftp_lock = asyncio.Lock()
         self._marker = pgid_marker()
@@ -149,23 +151,34 @@ class SshTransport(Transport):
             return [os.path.expanduser(str(p)) for p in configured]
         return [os.path.expanduser(_DEFAULT_KNOWN_HOSTS)]
 
-    async def _open_connection(self) -> asyncssh.SSHClientConnection:
+    def _config(self) -> list[str] | tuple[()]:
+        """The SSH config files to read: ``ssh_config``, else asyncssh's ``~/.ssh/config``."""
+        return [str(self.target.ssh_config)] if self.target.ssh_config is not None else ()
+
+    async def _options(self) -> asyncssh.SSHClientConnectionOptions:
+        """Connection options: the target's keys where set, the SSH config for the rest."""
         t = self.target
         kwargs: dict[str, Any] = {
             "connect_timeout": t.connect_timeout,
             "keepalive_interval": self.keepalive_interval,
             "keepalive_count_max": KEEPALIVE_COUNT_MAX,
+            "config": self._config(),
         }
+        if t.port is not None:
+            kwargs["port"] = t.port
         if t.user:
             kwargs["username"] = t.user
         if t.identity_file is not None:
             kwargs["client_keys"] = [str(t.identity_file)]
         try:
-            options = await asyncssh.SSHClientConnectionOptions.construct(
-                host=t.host, port=t.port, **kwargs
-            )
+            return await asyncssh.SSHClientConnectionOptions.construct(host=t.host, **kwargs)
         except (OSError, ValueError, asyncssh.Error) as exc:
             raise TransportError(f"{self.label}: cannot load SSH settings: {exc}") from None
+
+    async def _open_connection(self) -> asyncssh.SSHClientConnection:
+        t = self.target
+        options = await self._options()
+        where = _where(t.host, options)
         files = self._known_hosts_files(options)
         readable = [f for f in files if os.path.isfile(f) and os.access(f, os.R_OK)]
         # An empty SSHKnownHosts trusts nothing; asyncssh would treat an empty value as
@@ -174,13 +187,13 @@ class SshTransport(Transport):
         try:
             conn = await asyncssh.connect(
                 t.host,
-                t.port,
                 options=options,
+                config=self._config(),  # also for ProxyJump hosts, which it names
                 known_hosts=known,
                 client_factory=lambda: _Client(self._on_lost),
             )
         except asyncssh.HostKeyNotVerifiable:
-            raise await self._host_key_error(files, readable) from None
+            raise await self._host_key_error(options, files, readable) from None
         except asyncssh.PermissionDenied:
             how = f"key {t.identity_file}" if t.identity_file else "agent and default keys"
             raise AuthenticationFailed(
@@ -189,18 +202,16 @@ class SshTransport(Transport):
             ) from None
         except TimeoutError:
             raise Unreachable(
-                f"{t.host}:{t.port}: no SSH answer within {t.connect_timeout:g}s (timed out)"
+                f"{where}: no SSH answer within {t.connect_timeout:g}s (timed out)"
             ) from None
         except socket.gaierror as exc:
-            raise Unreachable(
-                f"{t.host}:{t.port}: cannot resolve host name ({exc.strerror})"
-            ) from None
+            raise Unreachable(f"{where}: cannot resolve host name ({exc.strerror})") from None
         except ConnectionRefusedError:
             raise Unreachable(
-                f"{t.host}:{t.port}: connection refused (is sshd running on that port?)"
+                f"{where}: connection refused (is sshd running on that port?)"
             ) from None
         except OSError as exc:
-            raise Unreachable(f"{t.host}:{t.port}: {exc.strerror or exc}") from None
+            raise Unreachable(f"{where}: {exc.strerror or exc}") from None
         except asyncssh.Error as exc:
             raise TransportError(
                 f"{self._who(options)}: SSH connection failed: {exc.reason}"
@@ -209,34 +220,41 @@ class SshTransport(Transport):
 
     def _who(self, options: asyncssh.SSHClientConnectionOptions) -> str:
         user = getattr(options, "username", None) or self.target.user
-        return f"{user}@{self.target.host}:{self.target.port}" if user else self.label
+        where = _where(self.target.host, options)
+        return f"{user}@{where}" if user else where
 
-    async def _host_key_error(self, files: list[str], readable: list[str]) -> TransportError:
+    async def _host_key_error(
+        self, options: asyncssh.SSHClientConnectionOptions, files: list[str], readable: list[str]
+    ) -> TransportError:
         t = self.target
+        host, port = options.host, options.port
+        where = _where(t.host, options)
         fingerprint = "unknown fingerprint"
         with contextlib.suppress(OSError, asyncssh.Error, TimeoutError):
             key = await asyncio.wait_for(
-                asyncssh.get_server_host_key(t.host, t.port), t.connect_timeout
+                asyncssh.get_server_host_key(t.host, options=options, config=self._config()),
+                t.connect_timeout,
             )
             if key is not None:
                 fingerprint = f"{key.get_algorithm()} {key.get_fingerprint('sha256')}"
         known_keys: list[Any] = []
         if readable:
             with contextlib.suppress(OSError, ValueError, asyncssh.Error):
-                addr = await asyncio.to_thread(_resolve, t.host)
-                port = t.port if t.port != 22 else None
-                matched = asyncssh.read_known_hosts(readable).match(t.host, addr, port)
+                addr = await asyncio.to_thread(_resolve, host)
+                matched = asyncssh.read_known_hosts(readable).match(
+                    host, addr, port if port != 22 else None
+                )
                 known_keys = [*matched[0], *matched[1]]
-        where = files[0] if files else _DEFAULT_KNOWN_HOSTS
+        known_file = files[0] if files else _DEFAULT_KNOWN_HOSTS
         if known_keys:
             return HostKeyChanged(
-                f"{t.host}:{t.port}: HOST KEY CHANGED, now {fingerprint}, which does not match "
-                f"{where}; possible man-in-the-middle: confirm the new key with the server's "
-                "administrator before updating known_hosts"
+                f"{where}: HOST KEY CHANGED, now {fingerprint}, which does not match "
+                f"{known_file}; possible man-in-the-middle: confirm the new key with the "
+                "server's administrator before updating known_hosts"
             )
         return HostKeyUnknown(
-            f"{t.host}:{t.port}: unknown host key {fingerprint}; check it out of band, then "
-            f"accept it with: ssh-keyscan -p {t.port} {quote(t.host)} >> {quote(where)}"
+            f"{where}: unknown host key {fingerprint}; check it out of band, then "
+            f"accept it with: ssh-keyscan -p {port} {quote(host)} >> {quote(known_file)}"
         )
 
     async def _retrying(self, op: Callable[[asyncssh.SSHClientConnection], Awaitable[T]]) -> T:
@@ -446,24 +464,25 @@ class SshTransport(Transport):
 
     async def forward(self, host: str, port: int) -> Endpoint:
         key = (host, port)
-        listener = self._forwards.get(key)
-        if listener is not None and self._alive(self._conn):
-            return Endpoint("127.0.0.1", listener.get_port())
+        async with self._forward_lock:  # one listener per socket path, even when racing
+            path = self._sockets.path_for(host, port)
+            endpoint = Endpoint(os.path.dirname(path), port, path)
+            if key in self._forwards and self._alive(self._conn):
+                return endpoint
 
-        async def listen(conn: asyncssh.SSHClientConnection) -> asyncssh.SSHListener:
-            previous = self._ports.get(key, 0)
-            if previous:
-                with contextlib.suppress(OSError):
-                    return await conn.forward_local_port("127.0.0.1", previous, host, port)
-            return await conn.forward_local_port("127.0.0.1", 0, host, port)
+            async def listen(conn: asyncssh.SSHClientConnection) -> asyncssh.SSHListener:
+                self._sockets.clear(path)  # left by the listener of a dropped connection
+                return await conn.forward_local_path_to_port(path, host, port)
 
-        try:
-            listener = await self._retrying(listen)
-        except OSError as exc:
-            raise TransportError(f"{self.label}: cannot forward to {host}:{port}: {exc}") from None
-        self._forwards[key] = listener
-        self._ports[key] = listener.get_port()
-        return Endpoint("127.0.0.1", listener.get_port())
+            try:
+                listener = await self._retrying(listen)
+            except OSError as exc:
+                raise TransportError(
+                    f"{self.label}: cannot forward to {host}:{port}: {exc}"
+                ) from None
+            os.chmod(path, 0o600)  # the 0700 directory already keeps everyone else out
+            self._forwards[key] = listener
+            return endpoint
 
     # -- detached jobs --------------------------------------------------------------------
 
@@ -524,10 +543,17 @@ class SshTransport(Transport):
 
     async def close(self) -> None:
         conn = self._forget()
+        self._sockets.close()
         if conn is not None:
             conn.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.wait_closed(), 5)
+
+
+def _where(name: str, options: asyncssh.SSHClientConnectionOptions) -> str:
+    """``host:port`` really dialled, after the alias ``name`` when the SSH config renamed it."""
+    dialled = f"{options.host}:{options.port}"
+    return dialled if name == options.host else f"{name} ({dialled})"
 
 
 def _resolve(host: str) -> str:

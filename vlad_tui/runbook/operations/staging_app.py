@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
 from urllib.parse import urlsplit
 
 from vlad_tui.errors import VladError
@@ -59,13 +60,16 @@ async def _manual_checks(ctx: StepContext) -> None:
             raise VladError("not verified yet: " + ", ".join(i.text for i in unticked))
         health = urlsplit(staging_app.staging_health_url(ctx.target))
         with contextlib.suppress(VladError, OSError):
-            endpoint = await ctx.transport.forward(
-                health.hostname or "127.0.0.1", ctx.target.staging_port
-            )
-            ctx.output(
-                f"the staging instance answers here at http://{endpoint.host}:{endpoint.port} "
-                f"(tunnelled to {health.hostname}:{ctx.target.staging_port} on the server)"
-            )
+            host = health.hostname or "127.0.0.1"
+            endpoint = await ctx.transport.forward(host, ctx.target.staging_port)
+            server_url = f"http://{host}:{ctx.target.staging_port}/"
+            if endpoint.path is None:
+                ctx.output(f"the staging instance answers at {server_url}")
+            else:
+                ctx.output(
+                    "the staging instance answers through a private tunnel (only your user "
+                    f"can use it): curl --unix-socket {shlex.quote(endpoint.path)} {server_url}"
+                )
         for item in items:
             ctx.output(line(item.id) if run.checked(item.id) else f"… {item.text}")
         ctx.output("tick each item once checked on the staging instance (a note is optional)")

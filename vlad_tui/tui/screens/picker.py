@@ -18,10 +18,8 @@ if TYPE_CHECKING:
 
 def describe(target: Target) -> Text:
     text = Text(target.name, style="bold")
-    where = (
-        "this machine" if target.is_local else f"{target.user or ''}@{target.host}:{target.port}"
-    )
-    text.append(f"  {where.lstrip('@')}  {target.app_dir}", style="dim")
+    where = "this machine" if target.is_local else target.ssh_label
+    text.append(f"  {where}  {target.app_dir}", style="dim")
     return text
 
 
