@@ -292,8 +292,8 @@ async def read_backups(
             disk = await list_backups(target, transport)
             listed = {b.path.rstrip("/") for b in disk}
             looked = await paths_exist(transport, sorted({r.path for r in records} - listed - {""}))
-        except VladError as exc:
-            errors.append(f"{target.backup_dir}: {exc}")
+        except (OSError, VladError) as exc:
+            errors.append(str(exc) or type(exc).__name__)
     error = redact.scrub("; ".join(errors)) if errors else None
     return Part(merge_backups(records, disk, exists=looked), error)
 
@@ -301,7 +301,7 @@ async def read_backups(
 async def _attempt(call: Awaitable[T]) -> Part[T]:
     try:
         return Part(await call)
-    except VladError as exc:
+    except (OSError, VladError) as exc:
         return Part.failed(exc)
 
 
@@ -315,7 +315,7 @@ async def _read_database(
 
     try:
         url = await resolve_database_url(target, transport)
-    except VladError as exc:
+    except (OSError, VladError) as exc:
         return Part.failed(exc), Part.failed(f"not read: {exc}")
     try:
         async with Database(target, transport, url) as db:
@@ -326,12 +326,12 @@ async def _read_database(
                         url=url.display(), database=url.database, row_counts=counts, **found
                     )
                 )
-            except VladError as exc:
+            except (OSError, VladError) as exc:
                 database = Part.failed(exc)
             migrations: Part[MigrationStatus] = await _attempt(
                 migration_status(target, transport, db)
             )
-    except VladError as exc:  # could not connect at all
+    except (OSError, VladError) as exc:  # could not connect at all
         return Part.failed(exc), Part.failed(f"not read: {exc}")
     return database, migrations
 
@@ -467,7 +467,7 @@ class TargetState:
                 f" · verified (run {latest.run_id})"
             )
         elif self.backups.value is not None:
-            lines.append(f"backup     no verified backup of {self.target.name} in the journal")
+            lines.append(f"backup     no usable verified backup of {self.target.name}")
         gone = [b for b in self.backups.value or () if b.verified and b.exists is False]
         if gone:
             lines.append(f"backups    {len(gone)} verified backup(s) deleted since: {gone[0].path}")
@@ -494,7 +494,7 @@ async def read_state(
     findings: list[str] = []
     try:
         server, server_problems = await server_facts(target, transport)
-    except VladError as exc:
+    except (OSError, VladError) as exc:
         unread = Part.failed(f"not read: {target.name} unreachable")
         backups = await read_backups(target, None, journal)
         return TargetState(
