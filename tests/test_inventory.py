@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ from vlad_tui.ops.inventory import (
 from vlad_tui.transport import LocalTransport, open_transport
 
 NOW = 1_795_867_200.0
+WHEN = datetime(2025, 3, 14, 9, 26, 53)
 DIR = "/srv/backups"
 CONFIG = Config(path=Path("config.toml"), project=Project(critical_tables=CRITICAL_TABLES))
 
@@ -322,3 +324,49 @@ async def test_unreachable_target_is_one_problem_and_the_journal_still_answers(
     known = state.backups.value or []
     assert [(b.name, b.exists) for b in known] == [("backup_produccion_1.dump", None)]
     assert state.to_dict()["backup"]["path"] == f"{DIR}/backup_produccion_1.dump"
+
+
+@pytest.mark.integration
+async def test_overview_and_rollback_picker_render_the_inventory(
+    tmp_path: Path, pg: PgServer, sample_app: SampleApp
+) -> None:
+    """The app on a local target: the picker shows a directory backup and a deleted one."""
+    from textual.widgets import DataTable
+
+    from vlad_tui.tui.app import make_app
+
+    target = sample_app.target(backup_dir=str(tmp_path / "backups"))
+    journal = Journal(tmp_path / "runs")
+    run = journal.start_run("production")
+    async with LocalTransport() as transport:
+        url = await resolve_database_url(target, transport)
+        kept = await create_backup(target, transport, url, fmt="directory")
+        # Made outside any journaled run: only the disk listing knows it.
+        stray = await create_backup(target, transport, url, fmt="directory", now=WHEN)
+        run.artifact("p1.verify_backup", "backup", **{**kept.to_artifact(), "verified": True})
+    gone = artifact("backup_produccion_20200101_000000.dump", hours=1, verified=True)
+    run.artifact("p1.backup", "backup", **{**gone, "path": str(tmp_path / "backups" / "x.dump")})
+    run.finish("ok")
+    run.close()
+    config = Config(tmp_path / "config.toml", Project(), {"production": target})
+
+    app = make_app(config, target=target, journal=journal, environ={})
+    async with app.run_test(size=(100, 30)) as pilot:
+        for _ in range(200):
+            if app.state is not None:
+                break
+            await pilot.pause(0.1)
+        assert app.state is not None and app.facts is not None
+        assert app.facts["backup"]["path"] == kept.path  # the newest usable one
+        await pilot.press("r")
+        table = app.screen.query_one("#backups", DataTable)
+        for _ in range(100):
+            if table.row_count == 3:
+                break
+            await pilot.pause(0.1)
+        rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+    by_mark = {row[2]: row for row in rows}
+    assert set(by_mark) == {"yes", "gone", "?"}
+    assert by_mark["yes"][3] == kept.name + "/"  # directory-format backups are listed
+    assert by_mark["?"][3] == stray.name + "/"  # ... also when no journaled run knows them
+    assert by_mark["gone"][3] == "x.dump"
