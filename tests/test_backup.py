@@ -42,6 +42,8 @@ from vlad_tui.ops.backup import (
 )
 from vlad_tui.transport import LocalTransport, open_transport
 
+pytestmark = pytest.mark.integration
+
 WHEN = datetime(2025, 3, 14, 9, 26, 53)
 
 

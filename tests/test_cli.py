@@ -17,6 +17,8 @@ from tests.rig.sshd import SshdServer
 from vlad_tui import __version__
 from vlad_tui.config import Project, Target, dump_config
 
+pytestmark = pytest.mark.integration
+
 
 def vlad(tmp_path: Path, *args: str, config: Path | None = None) -> subprocess.CompletedProcess:
     env = {

@@ -26,6 +26,8 @@ from vlad_tui.demo.seed import CRITICAL_TABLES, applied_migrations
 from vlad_tui.errors import ConfigError, DatabaseError
 from vlad_tui.transport import open_transport
 
+pytestmark = pytest.mark.integration
+
 # --- URL parsing (pure) -------------------------------------------------------------------------
 
 

@@ -19,6 +19,8 @@ from vlad_tui.demo import sandbox as sandbox_mod
 from vlad_tui.demo.cluster import find_bin_dir
 from vlad_tui.demo.sandbox import MissingTool, Sandbox
 
+pytestmark = pytest.mark.integration
+
 
 def demo_env() -> dict[str, str]:
     pm2 = find_pm2()

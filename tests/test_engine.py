@@ -34,6 +34,8 @@ from vlad_tui.runbook.events import (
 from vlad_tui.runbook.operations import Operation, StepContext
 from vlad_tui.transport import LocalTransport
 
+pytestmark = pytest.mark.integration
+
 
 @dataclass
 class Rig:

@@ -20,6 +20,8 @@ from vlad_tui.demo.seed import CRITICAL_TABLES
 from vlad_tui.ops.facts import Facts, format_bytes, format_duration, gather_facts
 from vlad_tui.transport import open_transport
 
+pytestmark = pytest.mark.integration
+
 CONFIG = Config(path=Path("config.toml"), project=Project(critical_tables=CRITICAL_TABLES))
 
 

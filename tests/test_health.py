@@ -15,6 +15,8 @@ from vlad_tui.errors import VladError
 from vlad_tui.ops.health import check_health
 from vlad_tui.transport import LocalTransport, SshTransport
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 async def ssh(

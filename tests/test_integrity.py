@@ -10,6 +10,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from tests.rig.postgres import PgServer, SeededDatabase
 from vlad_tui.config import Target
 from vlad_tui.db import Database, parse_database_url
@@ -17,6 +19,8 @@ from vlad_tui.demo.seed import CRITICAL_TABLES
 from vlad_tui.ops.backup import create_backup
 from vlad_tui.ops.integrity import Snapshot, TableSnapshot, compare, take_snapshot
 from vlad_tui.transport import LocalTransport
+
+pytestmark = pytest.mark.integration
 
 LOCAL = Target("production", host="local")
 

@@ -15,6 +15,8 @@ from vlad_tui.errors import VladError
 from vlad_tui.ops import lock
 from vlad_tui.transport import LocalTransport, SshTransport, Transport
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(params=["local", "ssh"])
 async def place(

@@ -36,6 +36,8 @@ from vlad_tui.ops.migrations import (
 from vlad_tui.transport import LocalTransport, Transport, open_transport, quote, with_secrets
 from vlad_tui.transport.base import CommandResult
 
+pytestmark = pytest.mark.integration
+
 ALL = [*APPLIED_MIGRATIONS, *PENDING_MIGRATIONS]
 STATUS_COMMAND = "npm run --silent migrate:status"
 

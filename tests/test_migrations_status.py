@@ -18,6 +18,8 @@ from vlad_tui.errors import VladError
 from vlad_tui.ops.migrations import MigrationFile, classify, migration_status
 from vlad_tui.transport import LocalTransport
 
+pytestmark = pytest.mark.integration
+
 BACKEND_MIGRATIONS = Path(__file__).resolve().parents[1] / "vlad_tui/demo/backend/prisma/migrations"
 DB_NAME = "vlad_migstatus"
 

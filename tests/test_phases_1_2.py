@@ -35,6 +35,8 @@ from vlad_tui.runbook.engine import Engine
 from vlad_tui.runbook.operations import OPERATIONS, Operation, StepContext
 from vlad_tui.transport import SshTransport
 
+pytestmark = pytest.mark.integration
+
 TABLES = ("users", "medals", "virgin_medals", "partners", "medal_fronts")
 #: The sample backend has no Prisma client to generate (real servers: `npx prisma generate`).
 GENERATE = "node -e \"console.log('prisma generate: nothing to generate in the sample')\""

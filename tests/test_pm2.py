@@ -12,6 +12,8 @@ from vlad_tui.config import Target
 from vlad_tui.ops.pm2 import Pm2Error, parse_jlist, pm2_command, pm2_list, pm2_status
 from vlad_tui.transport import open_transport
 
+pytestmark = pytest.mark.integration
+
 # `pm2 jlist` from pm2 6.0.14: backend-vlad in cluster mode (2 instances) and a stopped fork
 # process, trimmed to the fields that matter (the real output also carries the whole env).
 JLIST = r"""

@@ -15,6 +15,8 @@ from vlad_tui.events import OutputLine
 from vlad_tui.ops.smoke import base_url_of, order_checks, run_smoke_checks
 from vlad_tui.transport import SshTransport
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 async def ssh(

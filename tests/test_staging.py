@@ -36,6 +36,8 @@ from vlad_tui.ops.staging import (
 from vlad_tui.transport import LocalTransport, SshTransport, Transport, quote, with_secrets
 from vlad_tui.transport.base import CommandResult
 
+pytestmark = pytest.mark.integration
+
 TABLES = (*CRITICAL_TABLES, "_prisma_migrations")
 
 

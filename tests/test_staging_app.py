@@ -21,6 +21,8 @@ from vlad_tui.ops import staging_app
 from vlad_tui.ops.pm2 import pm2_list, pm2_status
 from vlad_tui.transport import SshTransport
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 async def ssh(

@@ -43,3 +43,23 @@ async def test_batches_caps_and_filters() -> None:
         pane.focus_log()
         await pilot.press("slash", "escape")
         assert pane.filter_text == "" and view.line_count == 50
+
+
+async def test_step_list_title_column_follows_the_width() -> None:
+    """The title column is re-measured on resize through public DataTable API only."""
+    from vlad_tui.runbook.model import phase
+    from vlad_tui.tui.widgets.step_list import StepList
+
+    class Steps(App[None]):
+        def compose(self) -> ComposeResult:
+            yield StepList(phase(1).steps)
+
+    app = Steps()
+    async with app.run_test(size=(60, 20)) as pilot:
+        await pilot.pause(0.1)
+        table = app.query_one(StepList)
+        narrow = table.virtual_size.width
+        await pilot.resize_terminal(120, 20)
+        await pilot.pause(0.2)
+        assert table.virtual_size.width - narrow == 60  # the table grew with the terminal
+        assert table.virtual_size.width <= table.size.width  # and still fits: no h-scroll

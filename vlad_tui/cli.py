@@ -118,14 +118,15 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 async def cmd_check(args: argparse.Namespace) -> int:
-    from vlad_tui.ops.facts import gather_facts
+    from vlad_tui.journal import Journal
+    from vlad_tui.ops.inventory import read_state
     from vlad_tui.transport import open_transport
 
     config = _load(args)
     target = config.target(args.check_target)
     transport = open_transport(target)
     try:
-        facts = await gather_facts(config, target, transport)
+        facts = await read_state(config, target, transport, Journal.default())
     finally:
         await transport.close()
     if args.json:

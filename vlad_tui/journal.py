@@ -559,7 +559,8 @@ class Journal:
     ) -> list[tuple[RunSummary, dict[str, Any]]]:
         """Every ``kind`` artifact journaled for ``target``: (run, data), newest run first.
 
-        Unreadable runs are passed over: one damaged run must not hide every other backup.
+        ``data`` also holds the event's ``ts`` and the ``step`` that wrote it. Unreadable runs
+        are passed over: one damaged run must not hide every other backup.
         """
         found: list[tuple[RunSummary, dict[str, Any]]] = []
         for summary in self.list_runs():
@@ -572,5 +573,7 @@ class Journal:
             for event in record.events_of("artifact"):
                 data = event.get("data")
                 if event.get("artifact") == kind and isinstance(data, dict):
-                    found.append((summary, {"ts": event.get("ts"), **data}))
+                    found.append(
+                        (summary, {"ts": event.get("ts"), "step": event.get("step"), **data})
+                    )
         return found

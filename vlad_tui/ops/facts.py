@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from vlad_tui import redact
 from vlad_tui.config import Config, Target
 from vlad_tui.db import Database, resolve_database_url
 from vlad_tui.errors import VladError
-from vlad_tui.ops.pm2 import pm2_status
+from vlad_tui.ops.pm2 import Pm2Process, pm2_status
 from vlad_tui.transport.base import Transport
 
 SERVER_TIMEOUT = 20.0
@@ -64,8 +65,8 @@ class Facts:
         data["ok"] = self.ok
         return redact.scrub_obj(data)
 
-    def render_text(self) -> str:
-        """Human lines for ``vlad-tui check``."""
+    def render_text(self, extra: Sequence[str] = ()) -> str:
+        """Human lines for ``vlad-tui check`` (``extra`` lines go before the problems)."""
         lines = [f"target     {self.target} ({self.transport})"]
         s = self.server
         if s:
@@ -105,6 +106,7 @@ class Facts:
                 f" · mem {format_bytes(proc['memory'])} · cpu {proc['cpu']:g}%"
                 + (f" · up {format_duration(proc['uptime'])}" if proc["uptime"] else "")
             )
+        lines.extend(extra)
         if self.problems:
             lines.extend(f"PROBLEM    {p}" for p in self.problems)
         else:
@@ -184,28 +186,45 @@ async def postgres_facts(
     config: Config, target: Target, transport: Transport
 ) -> tuple[dict[str, Any], dict[str, int | None], list[str]]:
     """Version, size, connections and critical-table counts over one connection."""
-    tables = list(config.project.critical_tables)
     postgres: dict[str, Any] = {}
     try:
         url = await resolve_database_url(target, transport)
         postgres.update(database=url.database, url=url.display())
         async with Database(target, transport, url) as db:
-            await db.ping()
-            postgres["version"] = await db.server_version()
-            postgres["size_bytes"] = await db.database_size()
-            postgres["connections"] = await db.connections()
-            counts = await db.row_counts(tables)
+            found, counts = await read_postgres(config, db)
     except VladError as exc:
         message = redact.scrub(str(exc))
         postgres["error"] = message
-        line = message if message.startswith("PostgreSQL") else f"PostgreSQL: {message}"
-        return postgres, {}, [line]
-    problems = [
-        f'PostgreSQL: critical table "{t}" is missing in database {url.database}'
+        return postgres, {}, [postgres_problem(message)]
+    postgres.update(found)
+    return postgres, counts, missing_tables(counts, url.database)
+
+
+async def read_postgres(
+    config: Config, db: Database
+) -> tuple[dict[str, Any], dict[str, int | None]]:
+    """Version, size, connections and critical-table counts over an open connection."""
+    await db.ping()
+    postgres = {
+        "version": await db.server_version(),
+        "size_bytes": await db.database_size(),
+        "connections": await db.connections(),
+    }
+    return postgres, await db.row_counts(list(config.project.critical_tables))
+
+
+def postgres_problem(message: str) -> str:
+    """A database error as one ``problems`` line."""
+    return message if message.startswith("PostgreSQL") else f"PostgreSQL: {message}"
+
+
+def missing_tables(counts: dict[str, int | None], database: str) -> list[str]:
+    """One ``problems`` line per critical table that does not exist."""
+    return [
+        f'PostgreSQL: critical table "{t}" is missing in database {database}'
         for t, n in counts.items()
         if n is None
     ]
-    return postgres, counts, problems
 
 
 async def pm2_facts(target: Target, transport: Transport) -> tuple[list[dict[str, Any]], list[str]]:
@@ -214,27 +233,30 @@ async def pm2_facts(target: Target, transport: Transport) -> tuple[list[dict[str
         processes = await pm2_status(target, transport)
     except VladError as exc:
         return [], [f"pm2: {redact.scrub(str(exc))}"]
+    return [pm2_row(p) for p in processes], pm2_problems(target, processes)
+
+
+def pm2_row(p: Pm2Process) -> dict[str, Any]:
+    """One pm2 instance as ``check`` and the overview show it."""
+    return {
+        "name": p.name,
+        "pm_id": p.pm_id,
+        "status": p.status,
+        "pid": p.pid,
+        "mode": p.mode,
+        "instances": p.instances,
+        "restarts": p.restarts,
+        "memory": p.memory_bytes,
+        "cpu": p.cpu_percent,
+        "uptime": p.uptime_s,
+    }
+
+
+def pm2_problems(target: Target, processes: list[Pm2Process]) -> list[str]:
+    """No process at all, or instances that are not online."""
     if not processes:
-        return [], [f'pm2: no process named "{target.pm2_name}" on {target.name}']
-    rows = [
-        {
-            "name": p.name,
-            "pm_id": p.pm_id,
-            "status": p.status,
-            "pid": p.pid,
-            "mode": p.mode,
-            "instances": p.instances,
-            "restarts": p.restarts,
-            "memory": p.memory_bytes,
-            "cpu": p.cpu_percent,
-            "uptime": p.uptime_s,
-        }
-        for p in processes
-    ]
-    problems = [
-        f"pm2: {p.name}#{p.pm_id} is {p.status}, not online" for p in processes if not p.online
-    ]
-    return rows, problems
+        return [f'pm2: no process named "{target.pm2_name}" on {target.name}']
+    return [f"pm2: {p.name}#{p.pm_id} is {p.status}, not online" for p in processes if not p.online]
 
 
 async def gather_facts(config: Config, target: Target, transport: Transport) -> Facts:

@@ -29,13 +29,14 @@ from vlad_tui.tui.screens.rollback import RollbackScreen
 if TYPE_CHECKING:
     from vlad_tui.config import Config, Target
     from vlad_tui.journal import Journal
+    from vlad_tui.ops.inventory import TargetState
     from vlad_tui.runbook.engine import ConfirmRequest, Engine
     from vlad_tui.runbook.events import EngineEvent
     from vlad_tui.runbook.model import Step
     from vlad_tui.transport.base import Transport
 
 STEPS_GROUP = "steps"
-_EXTRA_KEYS = ("lock", "migrations", "backup")
+_EXTRA_KEYS = ("lock", "migrations", "backup", "backups", "backups_error")
 _GO = Binding.Group("Go", compact=True)
 
 
@@ -109,6 +110,8 @@ class VladApp(App[None]):
         self.transport: Transport | None = None
         self.engine: Engine | None = None
         self.facts: dict[str, Any] | None = None
+        #: The last :func:`~vlad_tui.ops.inventory.read_state` of the target (None until read).
+        self.state: TargetState | None = None
         self.connection_state = "not connected"
         self._listeners: list[EngineListener] = []
         if target is None and len(config.targets) == 1:
@@ -123,6 +126,14 @@ class VladApp(App[None]):
 
             self._journal = Journal.default()
         return self._journal
+
+    @property
+    def journal_or_none(self) -> Journal | None:
+        """The journal to read, or None when showing recorded facts without a journal given
+        (the user's real journal is then left alone)."""
+        if self._journal is None and self.injected_facts is not None:
+            return None
+        return self.journal
 
     def add_listener(self, listener: EngineListener) -> None:
         if listener not in self._listeners:
@@ -182,6 +193,7 @@ class VladApp(App[None]):
         self.target = target
         self.engine = None
         self.facts = None
+        self.state = None
         self.transport = None
         self.sub_title = f"{target.name} · {target.host}"
         if old is not None:
@@ -220,10 +232,12 @@ class VladApp(App[None]):
 
     def _all_screens(self) -> list[Any]:
         seen: list[Any] = []
-        for stack in self._screen_stacks.values():
-            for screen in stack:
-                if screen not in seen:
-                    seen.append(screen)
+        for mode in self.MODES:
+            try:
+                stack = self.get_screen_stack(mode)
+            except KeyError:  # a mode not opened yet has no screens to reload
+                continue
+            seen.extend(screen for screen in stack if screen not in seen)
         return seen
 
     def ensure_engine(self) -> Engine:
@@ -305,9 +319,8 @@ class VladApp(App[None]):
         )
 
     async def _gather_facts(self) -> None:
-        from vlad_tui.ops.facts import gather_facts
+        from vlad_tui.ops.inventory import read_state
         from vlad_tui.runbook.events import FactsUpdated
-        from vlad_tui.tui.overview_data import overview_extras
 
         assert self.target is not None and self.transport is not None
         target, transport = self.target, self.transport
@@ -317,15 +330,12 @@ class VladApp(App[None]):
         except Exception as exc:
             self._connection(f"cannot connect: {exc}", error=True)
             raise
-        facts = (await gather_facts(self.config, target, transport)).to_dict()
+        state = await read_state(self.config, target, transport, self.journal_or_none)
         if self.target is not target:
             return
+        self.state = state
         self.connection_state = f"connected · {transport.label}"
-        self.engine_sink(FactsUpdated(facts))
-        if facts.get("server"):  # reachable: the overview's extra rows
-            extras = await overview_extras(self.config, target, transport, self.journal)
-            if self.target is target:
-                self.engine_sink(FactsUpdated({**facts, **extras}))
+        self.engine_sink(FactsUpdated(state.to_dict()))
 
     def _connection(self, state: str, *, error: bool) -> None:
         self.connection_state = state

@@ -1,6 +1,6 @@
 """Recorded, deterministic state for snapshots and screenshots (no network, frozen clock).
 
-``SAMPLE_FACTS`` is what ``gather_facts`` + the overview extras return for a healthy target;
+``SAMPLE_FACTS`` is what ``read_state(...).to_dict()`` returns for a healthy target;
 ``sample_events`` replays a phase-1 run half way through. Both are real event/fact shapes fed
 through the app's normal paths (``make_app(facts=...)`` and ``VladApp.engine_sink``).
 """

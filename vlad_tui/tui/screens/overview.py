@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from vlad_tui.errors import VladError
 from vlad_tui.tui.widgets.facts import FactsPanel
 
 if TYPE_CHECKING:
@@ -34,6 +37,10 @@ class OverviewScreen(Screen[None]):
     ]
 
     app: VladApp  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._runs: list[Any] = []  # the target's unfinished runs, read off the event loop
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -75,6 +82,24 @@ class OverviewScreen(Screen[None]):
                 panel.show_state(app.connection_state)
         self._show_resume_offer()
         self._show_phases()
+        self.load_unfinished()
+
+    @work(group="unfinished", exclusive=True, exit_on_error=False)
+    async def load_unfinished(self) -> None:
+        """Read the target's unfinished runs from the journal in a thread, then redraw."""
+        app = self.app
+        journal, target = app.journal_or_none, app.target
+        runs: list[Any] = []
+        if target is not None and journal is not None:
+            try:
+                runs = await asyncio.to_thread(journal.unfinished, target.name)
+            except (OSError, VladError):
+                runs = []
+        if app.target is not target:
+            return
+        self._runs = runs
+        self._show_resume_offer()
+        self.refresh_bindings()
 
     def connection_changed(self, state: str, error: bool) -> None:
         if self.app.facts is None or error:
@@ -93,15 +118,8 @@ class OverviewScreen(Screen[None]):
             self._show_phases()
 
     def _unfinished(self) -> list[Any]:
-        app = self.app
-        if app.target is None or (app.injected_facts is not None and app._journal is None):
-            return []
-        try:
-            runs = app.journal.unfinished(app.target.name)
-        except Exception:
-            return []
-        current = getattr(getattr(app.engine, "run", None), "run_id", None)
-        return [r for r in runs if r.run_id != current]
+        current = getattr(getattr(self.app.engine, "run", None), "run_id", None)
+        return [r for r in self._runs if r.run_id != current]
 
     def _show_resume_offer(self) -> None:
         offer = self.query_one("#resume-offer", Static)

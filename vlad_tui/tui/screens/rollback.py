@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -13,20 +13,29 @@ from textual.widgets import DataTable
 from vlad_tui.tui.screens.phase import PhaseScreen
 from vlad_tui.tui.widgets.facts import _size
 
+if TYPE_CHECKING:
+    from vlad_tui.ops.inventory import KnownBackup
 
-def backup_cells(row: dict[str, Any]) -> tuple[Text, Text, Text, Text]:
-    """When, size, verified, file name."""
-    created = row.get("created_at")
+
+def backup_cells(backup: KnownBackup) -> tuple[Text, Text, Text, Text]:
+    """The table's cells in column order: when, size, verified ("gone": the file was deleted,
+    "chg": its size changed since), file name (a trailing ``/`` for a directory backup)."""
+    created = backup.created_at
     when = time.strftime("%m-%d %H:%M", time.localtime(created)) if created else "?"
-    verified = row.get("verified")
-    mark, style = {True: ("yes", "green"), False: ("NO", "bold red")}.get(verified, ("?", "dim"))
-    name = str(row.get("path", "?")).rsplit("/", 1)[-1]
-    size = _size(row["size"]) if isinstance(row.get("size"), int | float) else "?"
+    if backup.exists is False:
+        mark, style = "gone", "bold red"
+    elif backup.changed:
+        mark, style = "chg", "bold red"
+    else:
+        looks = {True: ("yes", "green"), False: ("NO", "bold red")}
+        mark, style = looks.get(backup.verified, ("?", "dim"))
+    name = backup.name + ("/" if backup.format == "directory" else "")
+    size = _size(backup.size) if backup.size is not None else "?"
     return (
         Text(when),
-        Text(name, overflow="ellipsis", no_wrap=True),
         Text(size),
         Text(mark, style=style),
+        Text(name, overflow="ellipsis", no_wrap=True),
     )
 
 
@@ -35,6 +44,8 @@ class RollbackScreen(PhaseScreen):
 
     def __init__(self) -> None:
         super().__init__(0)
+        #: The known backups as last listed (journal + disk), newest first.
+        self.backups: list[KnownBackup] = []
 
     def compose_side(self) -> ComposeResult:
         table: DataTable[Text] = DataTable(id="backups", cursor_type="row")
@@ -45,7 +56,7 @@ class RollbackScreen(PhaseScreen):
         table.border_title = "Backups"
         table.add_column("When", key="when", width=11)
         table.add_column("Size", key="size", width=9)
-        table.add_column("Ok", key="verified", width=3)
+        table.add_column("Ok", key="verified", width=4)
         table.add_column("File", key="file")
         super().on_mount()
 
@@ -57,16 +68,21 @@ class RollbackScreen(PhaseScreen):
     @work(group="backups", exclusive=True, exit_on_error=False)
     async def load_backups(self) -> None:
         """List the known backups (journal + the target's backup dir) in a worker."""
-        from vlad_tui.tui.overview_data import known_backups
+        from vlad_tui.ops.inventory import read_backups
 
         app = self.app
-        if app.target is None:
+        target = app.target
+        if target is None:
             return
         table = self.query_one("#backups", DataTable)
         table.border_subtitle = "loading…"
-        journal = app.journal if (app._journal is not None or app.injected_facts is None) else None
-        rows = await known_backups(app.target, app.transport, journal) if journal else []
+        journal = app.journal_or_none
+        part = await read_backups(target, app.transport, journal)
+        if app.target is not target:
+            return
+        self.backups = part.value or []
         table.clear()
-        for row in rows:
-            table.add_row(*backup_cells(row), key=str(row["path"]))
-        table.border_subtitle = f"{len(rows)} known" if rows else "none found"
+        for backup in self.backups:
+            table.add_row(*backup_cells(backup), key=backup.path)
+        shown = f"{len(self.backups)} known" if self.backups else "none found"
+        table.border_subtitle = f"{shown} · {part.error}" if part.error else shown

@@ -113,7 +113,9 @@ class StepList(DataTable):
         column = self.columns.get(ColumnKey("title"))
         if column is not None and column.width != self._title_width():
             column.width = self._title_width()
-            self._require_update_dimensions = True
+            if self.steps:  # re-measure through the public API (the table's size follows)
+                first = self.steps[0].id
+                self.update_cell(first, "title", self._cells(first)[1], update_width=True)
             self.refresh()
 
     @property
