@@ -14,6 +14,11 @@ that lost rows on staging before any production step) come from step artifacts; 
 acknowledges them with :meth:`Engine.acknowledge` (journaled with their name and note). The gate
 override does not lift them. Manual checklist items a step waits for are ticked with
 :meth:`Engine.tick` while the step runs (:meth:`Engine.wait_for_items`).
+
+A step whose detached job (:mod:`vlad_tui.ops.jobs`) has no known end (vlad-tui stopped, the
+step was cancelled, or the connection stayed down) is never started a second time: running it
+again re-attaches to that job (:meth:`Engine.unfinished_job`), in this session or after a
+resume. When the job's state cannot be read, the operator is asked before anything runs.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from vlad_tui.config import Config, Target
 from vlad_tui.errors import VladError
 from vlad_tui.events import OutputLine
 from vlad_tui.journal import Journal, Run, RunRecord
+from vlad_tui.ops import jobs as job_ops
 from vlad_tui.runbook import model
 from vlad_tui.runbook.events import (
     ArtifactAdded,
@@ -112,6 +118,10 @@ class Engine:
         self._gates: dict[str, tuple[bool, str]] = {}
         self._db_url: DatabaseUrl | None = None
         self._earlier_backups: list[dict[str, Any]] | None = None
+        #: Per step, the detached job it started whose end is not known yet (artifact data).
+        self._open_jobs: dict[str, dict[str, Any]] = {}
+        #: Bytes of each job's log already shown (job id → offset), journaled as it goes.
+        self._job_offsets: dict[str, int] = {}
         self._refresh_gates(emit=False)
 
     # read side
@@ -129,6 +139,15 @@ class Engine:
     def artifacts(self, step_id: str) -> list[tuple[str, dict[str, Any]]]:
         """Artifacts of the step's latest attempt, as ``(kind, data)``."""
         return list(self._artifacts.get(step_id, ()))
+
+    def unfinished_job(self, step_id: str) -> dict[str, Any] | None:
+        """The detached job ``step_id`` started whose end is not known (its journaled
+        ``detached_job`` data plus ``offset``, the bytes of its log already shown), else
+        ``None``. While there is one, running the step re-attaches to it."""
+        data = self._open_jobs.get(step_id)
+        if data is None:
+            return None
+        return {**data, "offset": self._job_offsets.get(str(data.get("job_id")), 0)}
 
     def log(self, step_id: str) -> list[OutputLine]:
         """The step's latest output (capped at :data:`LOG_CAP` lines; all in the journal)."""
@@ -394,6 +413,17 @@ class Engine:
             confirm=self._confirm,
             params=dict(params or {}),
         )
+        job = self.unfinished_job(step_id) if operation is not None else None
+        if job is not None:
+            refused = await self._check_open_job(step, job, current)
+            if refused is not None:
+                return refused
+            job = self.unfinished_job(step_id)  # None when the operator released it
+        if job is not None:
+            # Its start was confirmed (journaled) before; following it changes nothing new.
+            ctx.params[job_ops.RESUME_PARAM] = job
+            self.run.record("job_reattach", step=step_id, job_id=job.get("job_id"))
+            return await self._execute(step, operation, ctx, [], resume=job)
         commands: list[str] = []
         if step.destructive and operation is not None:
             try:
@@ -437,8 +467,59 @@ class Engine:
             self._set_status(step.id, back, error=f"not confirmed: {why}")
         return accepted
 
+    async def _check_open_job(
+        self, step: Step, job: dict[str, Any], current: StepStatus
+    ) -> StepStatus | None:
+        """Before re-attaching: ``None`` to go on (the job runs or finished, or the operator
+        released a job whose state cannot be read); otherwise the status to return."""
+        what = f"{job.get('label') or 'its job'} ({job.get('job_dir')})"
+        try:
+            state = await job_ops.status(self.transport, job_ops.from_artifact(job))
+        except VladError as exc:
+            return self._fail_before_start(
+                step,
+                redact.scrub(
+                    f"cannot tell whether {what} still runs on the server: {exc}; "
+                    "it is not started again"
+                ),
+            )
+        if state.state != "unknown":
+            return None
+        request = ConfirmRequest(
+            step_id=step.id,
+            title=f"{step.title}: the state of its job cannot be read",
+            commands=[f"ls -l {job.get('job_dir')}", "ps -ef"],
+            host=self.transport.label,
+            database="",
+            consequence=(
+                f"This step started {what} and vlad-tui cannot tell how it ended: "
+                f"{state.reason}. It may still be running on the server. Check there first "
+                "(the commands above). Typing the target's name records that you checked it is "
+                "not running; the step then starts from the beginning, after its own "
+                "confirmation. Cancel to leave it as it is."
+            ),
+            expected=self.target.name,
+        )
+        if not await self._ask(step, request, previous=current):
+            return self.statuses[step.id]
+        self.run.record(
+            "job_released",
+            step=step.id,
+            job_id=job.get("job_id"),
+            reason=state.reason,
+            operator=self.operator,
+        )
+        self._open_jobs.pop(step.id, None)
+        return None
+
     async def _execute(
-        self, step: Step, operation: Operation | None, ctx: StepContext, commands: list[str]
+        self,
+        step: Step,
+        operation: Operation | None,
+        ctx: StepContext,
+        commands: list[str],
+        *,
+        resume: dict[str, Any] | None = None,
     ) -> StepStatus:
         step_id = step.id
         started_at = time.time()
@@ -451,6 +532,10 @@ class Engine:
         self.run.step_started(step_id, title=step.title, command="; ".join(commands) or None)
         self.statuses[step_id] = "running"
         self._emit(StepStatusChanged(step_id, "running", started_at, None, None))
+        if resume is not None:
+            # This attempt owns the job now: a crash while following it finds it again.
+            data = {k: v for k, v in resume.items() if k != "offset"}
+            self._step_artifact(step_id, job_ops.JOB_ARTIFACT, {**data, "reattached": True})
         status: StepStatus = "ok"
         error: str | None = None
         try:
@@ -533,10 +618,31 @@ class Engine:
         data = redact.scrub_obj(data)
         self._artifacts.setdefault(step_id, []).append((kind, data))
         self._run_artifacts.append((step_id, kind, data, time.time()))
+        self._track_job(step_id, kind, data)
         self.run.artifact(step_id, kind, **data)
         self._emit(ArtifactAdded(step_id, kind, data))
         if kind == "backup":
             self._refresh_gates()
+
+    def record_step_event(self, step_id: str, kind: str, data: dict[str, Any]) -> None:
+        """Journal an event of a step that is not an artifact; ``job_offset`` (``job_id``,
+        ``offset``) says how much of a detached job's log the step has shown."""
+        self.run.record(kind, step=step_id, **data)
+        if kind == "job_offset":
+            self._note_offset(data)
+
+    def _note_offset(self, data: dict[str, Any]) -> None:
+        with contextlib.suppress(TypeError, ValueError):
+            self._job_offsets[str(data.get("job_id"))] = int(data.get("offset") or 0)
+
+    def _track_job(self, step_id: str, kind: str, data: dict[str, Any]) -> None:
+        """Keep :attr:`_open_jobs` in step with ``detached_job``/``detached_job_end``."""
+        if kind == job_ops.JOB_ARTIFACT:
+            self._open_jobs[step_id] = data
+        elif kind == job_ops.END_ARTIFACT:
+            open_job = self._open_jobs.get(step_id)
+            if open_job is not None and open_job.get("job_id") == data.get("job_id"):
+                del self._open_jobs[step_id]
 
     def _emit(self, event: EngineEvent) -> None:
         self._sink(event)
@@ -621,6 +727,13 @@ class Engine:
                 data = event["data"]
                 self._artifacts.setdefault(step_id, []).append((str(event.get("artifact")), data))
                 self._run_artifacts.append((step_id, str(event.get("artifact")), data, ts))
+                self._track_job(step_id, str(event.get("artifact")), data)
+            elif kind == "job_offset" and step_id in known:
+                self._note_offset(event)
+            elif kind == "job_released" and step_id in known:
+                open_job = self._open_jobs.get(step_id)
+                if open_job is not None and open_job.get("job_id") == event.get("job_id"):
+                    del self._open_jobs[step_id]
             elif kind == "checklist" and event.get("item") in self.checklist:
                 self.checklist[event["item"]] = bool(event.get("checked"))
                 if event.get("by") not in (None, "auto"):
@@ -637,6 +750,13 @@ class Engine:
             if status in ("running", "needs_confirmation"):
                 self.statuses[step_id] = "interrupted"
                 self._errors.setdefault(step_id, "interrupted: vlad-tui stopped while it ran")
+            if step_id in self._open_jobs and self.statuses[step_id] != "ok":
+                job = self._open_jobs[step_id]
+                self._errors[step_id] = (
+                    f"{self._errors.get(step_id) or 'interrupted'}; its job "
+                    f"({job.get('label') or job.get('job_dir')}) may still run on the server: "
+                    "run the step again to re-attach to it (it is not started twice)"
+                )
             if step_id in self._started or status in _DONE:
                 lines = [_parse_log_line(raw) for raw in record.step_log(step_id)]
                 self._logs[step_id] = deque(lines, maxlen=LOG_CAP)

@@ -72,6 +72,11 @@ class StepContext:
         """Record an artifact of this step (journal + ArtifactAdded event)."""
         self.engine._step_artifact(self.step.id, kind, data)
 
+    def record(self, kind: str, **data: Any) -> None:
+        """Journal an event of this step that is not an artifact (e.g. ``job_offset``: how
+        much of a detached job's log was shown, so a re-attach streams only the rest)."""
+        self.engine.record_step_event(self.step.id, kind, data)
+
     def emit(self, event: Any) -> None:
         """Send an engine event (e.g. FactsUpdated) to the sink."""
         self.engine._emit(event)
