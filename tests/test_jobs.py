@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from tests.rig.operator import Operator
-from vlad_tui.config import Config, Project, Target
-from vlad_tui.errors import ConnectionLost, VladError
+from vlad_tui.config import Config, Project, Target, load_config, render_template
+from vlad_tui.errors import ConfigError, ConnectionLost, VladError
 from vlad_tui.events import OutputLine
 from vlad_tui.journal import Journal
 from vlad_tui.ops import jobs
@@ -101,6 +101,27 @@ async def test_attach_retries_with_backoff_then_gives_up_without_stopping_the_jo
 def test_cleanup_script_only_matches_job_ids() -> None:
     script = cleanup_jobs_script("/tmp/a b", 60, keep="20250101T000000-deadbeef")
     assert "'/tmp/a b/vlad-tui-jobs'" in script and "-mmin -60" in script
+
+
+def test_config_keys_for_jobs_are_validated_and_documented(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    base = '[targets.production]\nhost = "prod.example.com"\n'
+    path.write_text(f'[project]\njobs_keep_days = 2.5\n{base}jobs_dir = "/var/lib/vlad"\n')
+    config = load_config(path)
+    assert config.project.jobs_keep_days == 2.5
+    assert config.target().jobs_dir == "/var/lib/vlad"
+    assert Project().jobs_keep_days == 7 and Target("t").jobs_dir == "/tmp"
+    for text, key in (
+        (f"[project]\njobs_keep_days = 0\n{base}", "project.jobs_keep_days"),
+        (f'[project]\njobs_keep_days = "week"\n{base}', "project.jobs_keep_days"),
+        (f'{base}jobs_dir = "jobs"\n', "targets.production.jobs_dir"),
+    ):
+        path.write_text(text)
+        with pytest.raises(ConfigError) as err:
+            load_config(path)
+        assert err.value.key == key
+    template = render_template()
+    assert "jobs_keep_days = 7" in template and '# jobs_dir = "/tmp"' in template
 
 
 # --- real job directories on this machine ------------------------------------------------------
