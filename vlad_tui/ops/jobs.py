@@ -262,7 +262,7 @@ async def attach(
             raise JobConnectionLost(
                 f"lost the connection to the server {failures - 1} times while following "
                 f"{job.label or job.job_id} ({error}); it goes on in {job.job_dir} on the "
-                "server: run the step again to re-attach (it is not started twice)"
+                "server"
             ) from None
         delay = backoff[failures - 1]
         if on_retry is not None:

@@ -57,6 +57,7 @@ from vlad_tui.runbook.operations import (
     StepContext,
 )
 from vlad_tui.transport.base import Transport
+from vlad_tui.transport.shell import quote
 
 if TYPE_CHECKING:
     from vlad_tui.db import DatabaseUrl
@@ -488,7 +489,7 @@ class Engine:
         request = ConfirmRequest(
             step_id=step.id,
             title=f"{step.title}: the state of its job cannot be read",
-            commands=[f"ls -l {job.get('job_dir')}", "ps -ef"],
+            commands=[f"ls -l {quote(str(job.get('job_dir')))}", "ps -ef"],
             host=self.transport.label,
             database="",
             consequence=(
@@ -509,7 +510,7 @@ class Engine:
             reason=state.reason,
             operator=self.operator,
         )
-        self._open_jobs.pop(step.id, None)
+        self._close_job(step.id, job.get("job_id"))
         return None
 
     async def _execute(
@@ -544,13 +545,15 @@ class Engine:
             await operation(ctx)
         except asyncio.CancelledError:
             duration = time.monotonic() - t0
-            self._finish(step_id, "interrupted", started_at, duration, ctx, "cancelled")
+            error = self._job_hint(step_id, "cancelled")
+            self._finish(step_id, "interrupted", started_at, duration, ctx, error)
             raise
         except VladError as exc:
             status, error = "failed", redact.scrub(str(exc)) or type(exc).__name__
         except Exception as exc:
             status, error = "failed", _error_line(exc)
         if error:
+            error = self._job_hint(step_id, error)
             ctx.output(OutputLine(error, "stderr"))
         self._finish(step_id, status, started_at, time.monotonic() - t0, ctx, error)
         for item in step.satisfies:
@@ -640,9 +643,23 @@ class Engine:
         if kind == job_ops.JOB_ARTIFACT:
             self._open_jobs[step_id] = data
         elif kind == job_ops.END_ARTIFACT:
-            open_job = self._open_jobs.get(step_id)
-            if open_job is not None and open_job.get("job_id") == data.get("job_id"):
-                del self._open_jobs[step_id]
+            self._close_job(step_id, data.get("job_id"))
+
+    def _close_job(self, step_id: str, job_id: Any) -> None:
+        open_job = self._open_jobs.get(step_id)
+        if open_job is not None and open_job.get("job_id") == job_id:
+            del self._open_jobs[step_id]
+
+    def _job_hint(self, step_id: str, error: str) -> str:
+        """``error`` plus, while the step's job may still run, how to get back to it."""
+        job = self._open_jobs.get(step_id)
+        if job is None:
+            return error
+        return (
+            f"{error}; its job ({job.get('label') or job.get('job_dir')}) may still run on "
+            "the server: running the step again re-attaches to it (or asks you when its state "
+            "cannot be read); it is never started twice"
+        )
 
     def _emit(self, event: EngineEvent) -> None:
         self._sink(event)
@@ -731,9 +748,7 @@ class Engine:
             elif kind == "job_offset" and step_id in known:
                 self._note_offset(event)
             elif kind == "job_released" and step_id in known:
-                open_job = self._open_jobs.get(step_id)
-                if open_job is not None and open_job.get("job_id") == event.get("job_id"):
-                    del self._open_jobs[step_id]
+                self._close_job(step_id, event.get("job_id"))
             elif kind == "checklist" and event.get("item") in self.checklist:
                 self.checklist[event["item"]] = bool(event.get("checked"))
                 if event.get("by") not in (None, "auto"):
@@ -751,11 +766,8 @@ class Engine:
                 self.statuses[step_id] = "interrupted"
                 self._errors.setdefault(step_id, "interrupted: vlad-tui stopped while it ran")
             if step_id in self._open_jobs and self.statuses[step_id] != "ok":
-                job = self._open_jobs[step_id]
-                self._errors[step_id] = (
-                    f"{self._errors.get(step_id) or 'interrupted'}; its job "
-                    f"({job.get('label') or job.get('job_dir')}) may still run on the server: "
-                    "run the step again to re-attach to it (it is not started twice)"
+                self._errors[step_id] = self._job_hint(
+                    step_id, self._errors.get(step_id) or "interrupted"
                 )
             if step_id in self._started or status in _DONE:
                 lines = [_parse_log_line(raw) for raw in record.step_log(step_id)]
