@@ -97,6 +97,15 @@ async def test_attach_retries_with_backoff_then_gives_up_without_stopping_the_jo
     with pytest.raises(jobs.JobConnectionLost, match="it goes on in"):
         await jobs.attach(_Flaky(drops=3), job, backoff=(0.0, 0.0))
 
+    class Progressing(_Flaky):
+        async def attach(self, job: DetachedJob, **kwargs: Any) -> int:  # type: ignore[override]
+            if self.calls < self.drops:
+                job.offset += 10  # output arrived before this drop
+            return await super().attach(job, **kwargs)
+
+    # Drops with output in between are not "in a row": the retries start over each time.
+    assert await jobs.attach(Progressing(drops=5), job, backoff=(0.0,)) == 7
+
 
 def test_cleanup_script_only_matches_job_ids() -> None:
     script = cleanup_jobs_script("/tmp/a b", 60, keep="20250101T000000-deadbeef")

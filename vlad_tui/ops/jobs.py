@@ -49,6 +49,8 @@ RESUME_PARAM = "resume_job"
 DEFAULT_ROOT = "/tmp"
 #: Waits between re-attach attempts after a dropped connection (seconds); then it gives up.
 BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0, 15.0)
+#: Seconds of following without a drop after which the retries start over.
+STEADY = 60.0
 
 State = Literal["running", "finished", "unknown"]
 
@@ -77,6 +79,8 @@ class JobState:
     state: State
     exit_status: int | None = None
     reason: str = ""
+    #: For ``unknown``: ``missing`` (no directory), ``nopid``, ``dead`` or ``garbled``.
+    why: str = ""
 
     def describe(self) -> str:
         if self.state == "finished":
@@ -142,7 +146,7 @@ def parse_status(line: str) -> JobState:
         rest = rest.strip()
         if rest.isdigit():
             return JobState("finished", int(rest))
-        return JobState("unknown", reason=f"its status file holds {rest[:40]!r}")
+        return JobState("unknown", reason=f"its status file holds {rest[:40]!r}", why="garbled")
     if word == "running":
         return JobState("running")
     reasons = {
@@ -150,7 +154,9 @@ def parse_status(line: str) -> JobState:
         "nopid": "it never wrote its process id (did it start?)",
         "dead": "its process is gone but it wrote no exit status (killed?)",
     }
-    return JobState("unknown", reason=reasons.get(word, f"unexpected answer {line.strip()[:60]!r}"))
+    if word in reasons:
+        return JobState("unknown", reason=reasons[word], why=word)
+    return JobState("unknown", reason=f"unexpected answer {line.strip()[:60]!r}", why="garbled")
 
 
 async def status(transport: Transport, job: DetachedJob) -> JobState:
@@ -208,7 +214,7 @@ async def start(
             raise JobStateUnknown(
                 f"{exc}; and its state on the server cannot be read now"
             ) from None
-        if state.state == "unknown" and "directory is gone" in state.reason:
+        if state.why == "missing":  # the launcher creates it before anything else
             raise JobNotStarted(str(exc)) from None
         if state.state == "unknown":
             raise JobStateUnknown(f"{exc}; {state.reason}") from None
@@ -232,13 +238,15 @@ async def attach(
     """Follow ``job`` from ``job.offset`` until it ends; return its real exit status.
 
     After a dropped connection (or while the server cannot be reached) it waits ``backoff``
-    seconds, reconnects and goes on from the last whole line; then gives up with
+    seconds, reconnects and goes on from the last whole line; after that many drops in a row
+    (without output or :data:`STEADY` s of following in between) it gives up with
     :class:`JobConnectionLost` (the job keeps running). A job whose state cannot be read
     raises :class:`JobStateUnknown`. ``on_offset(bytes read)`` lets the caller journal its
     progress so a restarted vlad-tui streams only the rest of the output.
     """
     failures = 0
     while True:
+        began, offset = time.monotonic(), job.offset
         try:
             return await transport.attach(job, sink=sink, poll=poll, on_offset=on_offset)
         except (ConnectionLost, Unreachable) as exc:
@@ -257,10 +265,12 @@ async def attach(
                 if state.state == "running":
                     raise JobError(f"cannot follow {job.job_dir}: {exc}") from None
                 error = exc  # finished meanwhile: read the rest once more
+        if job.offset > offset or time.monotonic() - began > STEADY:
+            failures = 0  # it was following fine until this drop: a fresh series of retries
         failures += 1
         if failures > len(backoff):
             raise JobConnectionLost(
-                f"lost the connection to the server {failures - 1} times while following "
+                f"lost the connection to the server {failures} times in a row while following "
                 f"{job.label or job.job_id} ({error}); it goes on in {job.job_dir} on the "
                 "server"
             ) from None
