@@ -110,11 +110,11 @@ async def _staging_restore(ctx: StepContext) -> None:
 
     url = await _staging_url(ctx)
     backup = _backup_from(ctx, verified=True)
-    production = await ctx.database_url()
     label = f"pg_restore of {backup.name} into {url.database}"
     if ctx.params.get(RESUME_PARAM):
         command, secrets = "", None  # re-attaching: nothing is started
     else:
+        production = await ctx.database_url()
         command, secrets = await staging_ops.prepare_restore(
             ctx.target,
             ctx.transport,
