@@ -448,7 +448,7 @@ async def test_rows_lost_on_staging_need_acknowledgement(world: World) -> None:
     assert locked
     assert reason == (
         "1 table(s) with fewer rows on staging than in production's snapshot not acknowledged "
-        "by the operator"
+        "by the operator (k)"
     )
     [item] = engine.pending_acknowledgements("integrity")
     assert item["text"] == "staging (migrated): partners: 12 → 10 rows (-2), DECREASED"

@@ -129,6 +129,9 @@ class Target:
     pm2_home: str | None = None
     health_url: str = "http://127.0.0.1:3335/health"
     backup_dir: str = "/var/backups/backend-vlad"
+    #: Where detached jobs (restores, migrations) keep their output and exit status on the
+    #: server: ``<jobs_dir>/vlad-tui-jobs/<job id>``.
+    jobs_dir: str = "/tmp"
     #: ``dotenv:PATH`` (relative to app_dir), ``env:VAR``, or a URL without a password
     #: (or with one, only when the config file is private).
     database: str = "dotenv:.env"
@@ -183,6 +186,8 @@ class Project:
     name: str = "backend-vlad"
     critical_tables: tuple[str, ...] = DEFAULT_CRITICAL_TABLES
     backup_max_age_hours: float = 24.0
+    #: Job directories on the server that nothing used for this many days are removed.
+    jobs_keep_days: float = 7.0
 
 
 @dataclass(frozen=True)
@@ -240,7 +245,7 @@ _TOML_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
 
 _TOP_KEYS = ("project", "targets", "contacts")
-_PROJECT_KEYS = ("name", "critical_tables", "backup_max_age_hours")
+_PROJECT_KEYS = ("name", "critical_tables", "backup_max_age_hours", "jobs_keep_days")
 _TARGET_KEYS = (
     "host",
     "user",
@@ -254,6 +259,7 @@ _TARGET_KEYS = (
     "pm2_home",
     "health_url",
     "backup_dir",
+    "jobs_dir",
     "database",
     "staging_database",
     "connect_timeout",
@@ -504,6 +510,9 @@ class _Validator:
         max_age = self.positive(table, "backup_max_age_hours", "project")
         if max_age is not None:
             kwargs["backup_max_age_hours"] = max_age
+        keep = self.positive(table, "jobs_keep_days", "project")
+        if keep is not None:
+            kwargs["jobs_keep_days"] = keep
         return Project(**kwargs)
 
     def target(self, name: str, table: Any) -> Target:
@@ -544,7 +553,7 @@ class _Validator:
         if local and "ssh_config" in kw:
             raise self.fail(f"{prefix}.ssh_config", 'a "local" target does not use SSH')
 
-        for key in ("app_dir", "backup_dir"):
+        for key in ("app_dir", "backup_dir", "jobs_dir"):
             value = self.text_value(table, key, prefix)
             if value is not None:
                 if local:
@@ -751,6 +760,11 @@ name = "backend-vlad"
 critical_tables = ["users", "medals", "virgin_medals", "partners", "medal_fronts"]
 # A backup older than this (hours) does not count as "fresh" for a deploy or a rollback.
 backup_max_age_hours = 24
+# Long commands that change a database (restores, migrations) run detached on the server, so a
+# dropped connection does not stop them and vlad-tui re-attaches; each keeps its output and exit
+# status in a directory under the target's jobs_dir. Those nothing used for this many days are
+# removed when the next job starts.
+jobs_keep_days = 7
 
 [targets.production]
 # SSH host (or a Host alias from ~/.ssh/config), or "local" when vlad-tui runs on the server.
@@ -776,6 +790,9 @@ pm2_bin = "pm2"
 health_url = "http://127.0.0.1:3335/health"
 # Where backups are written on the server.
 backup_dir = "/var/backups/backend-vlad"
+# Where detached jobs keep their output and exit status on the server (<jobs_dir>/vlad-tui-jobs;
+# a directory that survives a reboot lets vlad-tui tell how a job ended even after one).
+# jobs_dir = "/tmp"
 # See the top of this file. Never a password here.
 database = "dotenv:.env"
 # The staging copy restored from the backup; default "<database name>_staging".

@@ -9,20 +9,20 @@ password, for the confirmation modal.
 
 Hard guard: nothing here touches a database named like production's (read from the target's
 ``database`` setting unless given) or a system database (``postgres``, ``template0/1``).
-The restore runs detached on the server, so a dropped SSH connection does not kill it; the
-caller re-attaches (:func:`restore_into` does so by itself after a drop).
+The restore runs as a detached job on the server (:mod:`vlad_tui.ops.jobs`), so a dropped SSH
+connection does not kill it and vlad-tui re-attaches, in the same session or after a restart.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from vlad_tui import redact
 from vlad_tui.config import Target
 from vlad_tui.db import DatabaseUrl, resolve_database_url
-from vlad_tui.errors import ConnectionLost, VladError
+from vlad_tui.errors import VladError
 from vlad_tui.events import Sink
+from vlad_tui.ops import jobs as job_ops
 from vlad_tui.transport.base import CommandResult, DetachedJob, Transport
 from vlad_tui.transport.shell import env_prefix, quote, with_secrets
 
@@ -32,8 +32,6 @@ SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1"})
 #: pg_dump formats :func:`restore_commands` knows; pg_restore's ``-j`` needs custom/directory.
 FORMATS = ("custom", "directory", "tar", "plain")
 COMMAND_TIMEOUT = 120.0
-#: How many times :func:`restore_into` re-attaches after the connection dropped.
-ATTACH_ATTEMPTS = 5
 
 
 class StagingError(VladError):
@@ -186,6 +184,25 @@ async def create_database(
             raise _failed(f"{label} on {target.name}", result)
 
 
+async def prepare_restore(
+    target: Target,
+    transport: Transport,
+    url: DatabaseUrl,
+    backup_path: str,
+    *,
+    fmt: str = "custom",
+    jobs: int = 2,
+    production_database: str | None = None,
+) -> tuple[str, dict[str, str]]:
+    """The restore's command and the secrets it reads from stdin, after the guards: refuses
+    production's (or a system) database and a backup that is not on the target."""
+    check_not_production(url, await _production_name(target, transport, production_database))
+    commands = restore_commands(url, backup_path, jobs, fmt=fmt)
+    if await transport.stat(backup_path) is None:
+        raise StagingError(f"backup {backup_path} not found on {target.name}")
+    return " && ".join(commands), url.secret_env()
+
+
 async def restore_into(
     target: Target,
     transport: Transport,
@@ -202,29 +219,25 @@ async def restore_into(
 ) -> int:
     """Restore ``backup_path`` (on the target) into ``url.database``; pg_restore's exit status.
 
-    Runs detached (``transport.start_detached``) so a dropped connection does not kill it;
-    ``on_started(job)`` lets the caller journal the job to re-attach later; after a drop this
-    re-attaches by itself (up to :data:`ATTACH_ATTEMPTS` times). Refuses production's name.
+    Runs as a detached job (:mod:`vlad_tui.ops.jobs`) so a dropped connection does not kill
+    it, and re-attaches by itself after a drop. ``on_started(job)`` is called once it runs.
+    Refuses production's name. The runbook step journals the job before it starts instead
+    (:func:`vlad_tui.runbook.operations.detached.run_detached`).
     """
-    check_not_production(url, await _production_name(target, transport, production_database))
-    commands = restore_commands(url, backup_path, jobs, fmt=fmt)
-    if await transport.stat(backup_path) is None:
-        raise StagingError(f"backup {backup_path} not found on {target.name}")
-    wrapped, stdin = with_secrets(" && ".join(commands), url.secret_env())
-    if job_root is None:
-        job = await transport.start_detached(wrapped, stdin=stdin or None)
-    else:
-        job = await transport.start_detached(wrapped, stdin=stdin or None, job_root=job_root)
+    command, secrets = await prepare_restore(
+        target,
+        transport,
+        url,
+        backup_path,
+        fmt=fmt,
+        jobs=jobs,
+        production_database=production_database,
+    )
+    job = job_ops.new_job(f"pg_restore into {url.database}", job_root or job_ops.DEFAULT_ROOT)
+    await job_ops.start(transport, job, command, secrets=secrets)
     if on_started is not None:
         on_started(job)
-    for attempt in range(1, ATTACH_ATTEMPTS + 1):
-        try:
-            return await transport.attach(job, sink=sink, poll=poll)
-        except ConnectionLost:
-            if attempt == ATTACH_ATTEMPTS:
-                raise StagingError(
-                    f"lost the connection to {target.name} {attempt} times while restoring; "
-                    f"the restore goes on in {job.job_dir} on the server: re-attach later"
-                ) from None
-            await asyncio.sleep(min(2.0**attempt, 10.0))
-    raise AssertionError("unreachable")
+    try:
+        return await job_ops.attach(transport, job, sink=sink, poll=poll)
+    except job_ops.JobError as exc:
+        raise StagingError(f"restoring into {url.database} on {target.name}: {exc}") from None

@@ -19,6 +19,11 @@ that lost rows on staging before any production step) come from step artifacts; 
 acknowledges them with :meth:`Engine.acknowledge` (journaled with their name and note). The gate
 override does not lift them. Manual checklist items a step waits for are ticked with
 :meth:`Engine.tick` while the step runs (:meth:`Engine.wait_for_items`).
+
+A step whose detached job (:mod:`vlad_tui.ops.jobs`) has no known end (vlad-tui stopped, the
+step was cancelled, or the connection stayed down) is never started a second time: running it
+again re-attaches to that job (:meth:`Engine.unfinished_job`), in this session or after a
+resume. When the job's state cannot be read, the operator is asked before anything runs.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from vlad_tui.config import Config, Target
 from vlad_tui.errors import StepBusy, VladError
 from vlad_tui.events import OutputLine
 from vlad_tui.journal import Journal, Run, RunRecord
+from vlad_tui.ops import jobs as job_ops
 from vlad_tui.runbook import artifacts, model
 from vlad_tui.runbook import gate as gates
 from vlad_tui.runbook.events import (
@@ -62,6 +68,7 @@ from vlad_tui.runbook.operations import (
 from vlad_tui.runbook.operations.context import StepPort
 from vlad_tui.runbook.progress import PhaseProgress, phase_progress
 from vlad_tui.transport.base import Transport
+from vlad_tui.transport.shell import quote
 
 if TYPE_CHECKING:
     from vlad_tui.db import DatabaseUrl
@@ -121,9 +128,13 @@ class Engine:
         self._override: str | None = None
         self._gates: dict[str, tuple[bool, str]] = {}
         self._db_url: DatabaseUrl | None = None
-        self._earlier_backups: list[dict[str, Any]] | None = None
+        self._earlier_backups: list[Any] | None = None  # inventory.BackupRecord
         #: What holds the engine for changes (a phase run or a step), shown when refusing.
         self._holder: str | None = None
+        #: Per step, the detached job it started whose end is not known yet (artifact data).
+        self._open_jobs: dict[str, dict[str, Any]] = {}
+        #: Bytes of each job's log already shown (job id → offset), journaled as it goes.
+        self._job_offsets: dict[str, int] = {}
         self._refresh_gates(emit=False)
 
     # read side
@@ -141,6 +152,15 @@ class Engine:
     def artifacts(self, step_id: str) -> list[tuple[str, dict[str, Any]]]:
         """Artifacts of the step's latest attempt, as ``(kind, data)``."""
         return list(self._artifacts.get(step_id, ()))
+
+    def unfinished_job(self, step_id: str) -> dict[str, Any] | None:
+        """The detached job ``step_id`` started whose end is not known (its journaled
+        ``detached_job`` data plus ``offset``, the bytes of its log already shown), else
+        ``None``. While there is one, running the step re-attaches to it."""
+        data = self._open_jobs.get(step_id)
+        if data is None:
+            return None
+        return {**data, "offset": self._job_offsets.get(str(data.get("job_id")), 0)}
 
     def log(self, step_id: str) -> list[OutputLine]:
         """The step's latest output (capped at :data:`LOG_CAP` lines; all in the journal)."""
@@ -202,7 +222,16 @@ class Engine:
         step = model.step(step_id)
         if self.statuses.get(step_id) in ("running", "needs_confirmation"):
             return f"«{step.title}» is already running"
-        if self._read_only(step) or self._holder is None or _PHASE_RUN.get() is not None:
+        if self._read_only(step):
+            return None
+        for other, job in self._open_jobs.items():
+            if other != step_id and self.statuses.get(other) not in ("running",):
+                title = model.step(other).title
+                return (
+                    f"«{title}» started {job.get('label') or 'a job'} on the server that may "
+                    f"still be running: run «{title}» again to re-attach to it first"
+                )
+        if self._holder is None or _PHASE_RUN.get() is not None:
             return None
         return f"{self._holder} is running; steps that change the target never overlap"
 
@@ -217,27 +246,30 @@ class Engine:
         return operation is not None and operation.read_only
 
     def latest_verified_backup(self) -> dict[str, Any] | None:
-        """The newest ``backup`` artifact with ``verified`` true, from this run or earlier runs
-        of this target in the journal."""
-        found = [
-            data
-            for _step, kind, data, _ts in self._run_artifacts
-            if kind == artifacts.BACKUP and data.get("verified")
-        ]
-        found.extend(self._earlier_verified_backups())
-        if not found:
-            return None
-        return max(found, key=artifacts.created_at)
+        """The newest verified backup of this run or earlier runs of this target in the journal
+        (:func:`vlad_tui.ops.inventory.latest_verified_backup` over the journaled records, so a
+        later failed verification counts), as ``backup`` artifact data."""
+        from vlad_tui.ops import inventory
 
-    def _earlier_verified_backups(self) -> list[dict[str, Any]]:
+        records = [
+            inventory.BackupRecord(self.run_id, step, ts, data)
+            for step, kind, data, ts in self._run_artifacts
+            if kind == artifacts.BACKUP
+        ]
+        records.extend(self._earlier_backup_records())
+        best = inventory.latest_verified_backup(inventory.merge_backups(records), time.time())
+        return best.to_dict() if best is not None else None
+
+    def _earlier_backup_records(self) -> list[Any]:
         if self._earlier_backups is None:
+            from vlad_tui.ops import inventory
+
             try:
-                found = self.journal.artifacts(
-                    self.target.name, artifacts.BACKUP, exclude_run=self.run.run_id
+                self._earlier_backups = inventory.journal_backups(
+                    self.journal, self.target.name, exclude_run=self.run.run_id
                 )
             except OSError:
-                found = []
-            self._earlier_backups = [data for _, data in found if data.get("verified")]
+                self._earlier_backups = []
         return self._earlier_backups
 
     def latest_artifact(
@@ -392,11 +424,12 @@ class Engine:
         return progress.passed
 
     async def _cleanup(self, phase: model.Phase) -> None:
-        """Run the phase's cleanup steps whose effect may be in place (their ``resets`` ran)."""
+        """Run the phase's cleanup steps whose subject may be in place: what they undo
+        (``resets``) or what they need (releasing the lock needs taking it) ran."""
         for step_id in phase.cleanup:
             step = model.step(step_id)
-            undone = [s for s in step.resets if self.statuses.get(s) in _TOUCHED]
-            if step.resets and not undone:
+            subject = step.resets or step.needs
+            if subject and not any(self.statuses.get(s) in _TOUCHED for s in subject):
                 continue
             if self.statuses.get(step_id) in ("running", "needs_confirmation"):
                 continue
@@ -446,13 +479,16 @@ class Engine:
         def artifact(kind: str, data: dict[str, Any]) -> None:
             self._step_artifact(step.id, kind, data)
 
+        def record(kind: str, data: dict[str, Any]) -> None:
+            self.record_step_event(step.id, kind, data)
+
         return StepContext(
             config=self.config,
             target=self.target,
             transport=self.transport,
             step=step,
             run=self,
-            port=StepPort(output, artifact, self._emit, self.database_url),
+            port=StepPort(output, artifact, record, self._emit, self.database_url),
             params=params,
         )
 
@@ -461,6 +497,17 @@ class Engine:
     ) -> StepStatus:
         operation = self._operations[step.operation]
         ctx = self._context(step, params)
+        job = self.unfinished_job(step.id)
+        if job is not None:
+            refused = await self._check_open_job(step, job, current)
+            if refused is not None:
+                return refused
+            job = self.unfinished_job(step.id)  # None when the operator released it
+        if job is not None:
+            # Its start was confirmed (journaled) before; following it changes nothing new.
+            ctx.params[job_ops.RESUME_PARAM] = job
+            self.run.record("job_reattach", step=step.id, job_id=job.get("job_id"))
+            return await self._execute(step, operation, ctx, [], resume=job)
         commands: list[str] = []
         if step.destructive:
             try:
@@ -504,8 +551,59 @@ class Engine:
             self._set_status(step.id, back, error=f"not confirmed: {why}")
         return accepted
 
+    async def _check_open_job(
+        self, step: Step, job: dict[str, Any], current: StepStatus
+    ) -> StepStatus | None:
+        """Before re-attaching: ``None`` to go on (the job runs or finished, or the operator
+        released a job whose state cannot be read); otherwise the status to return."""
+        what = f"{job.get('label') or 'its job'} ({job.get('job_dir')})"
+        try:
+            state = await job_ops.status(self.transport, job_ops.from_artifact(job))
+        except VladError as exc:
+            return self._fail_before_start(
+                step,
+                redact.scrub(
+                    f"cannot tell whether {what} still runs on the server: {exc}; "
+                    "it is not started again"
+                ),
+            )
+        if state.state != "unknown":
+            return None
+        request = ConfirmRequest(
+            step_id=step.id,
+            title=f"{step.title}: the state of its job cannot be read",
+            commands=[f"ls -l {quote(str(job.get('job_dir')))}", "ps -ef"],
+            host=self.transport.label,
+            database="",
+            consequence=(
+                f"This step started {what} and vlad-tui cannot tell how it ended: "
+                f"{state.reason}. It may still be running on the server. Check there first "
+                "(the commands above). Typing the target's name records that you checked it is "
+                "not running; the step then starts from the beginning, after its own "
+                "confirmation. Cancel to leave it as it is."
+            ),
+            expected=self.target.name,
+        )
+        if not await self._ask(step, request, previous=current):
+            return self.statuses[step.id]
+        self.run.record(
+            "job_released",
+            step=step.id,
+            job_id=job.get("job_id"),
+            reason=state.reason,
+            operator=self.operator,
+        )
+        self._close_job(step.id, job.get("job_id"))
+        return None
+
     async def _execute(
-        self, step: Step, operation: Operation, ctx: StepContext, commands: list[str]
+        self,
+        step: Step,
+        operation: Operation,
+        ctx: StepContext,
+        commands: list[str],
+        *,
+        resume: dict[str, Any] | None = None,
     ) -> StepStatus:
         step_id = step.id
         started_at = time.time()
@@ -518,6 +616,10 @@ class Engine:
         self.run.step_started(step_id, title=step.title, command="; ".join(commands) or None)
         self.statuses[step_id] = "running"
         self._emit(StepStatusChanged(step_id, "running", started_at, None, None))
+        if resume is not None:
+            # This attempt owns the job now: a crash while following it finds it again.
+            data = {k: v for k, v in resume.items() if k != "offset"}
+            self._step_artifact(step_id, job_ops.JOB_ARTIFACT, {**data, "reattached": True})
         status: StepStatus = "ok"
         error: str | None = None
         try:
@@ -527,13 +629,15 @@ class Engine:
             await operation(ctx)
         except asyncio.CancelledError:
             duration = time.monotonic() - t0
-            self._finish(step_id, "interrupted", started_at, duration, ctx, "cancelled")
+            error = self._job_hint(step_id, "cancelled")
+            self._finish(step_id, "interrupted", started_at, duration, ctx, error)
             raise
         except VladError as exc:
             status, error = "failed", redact.scrub(str(exc)) or type(exc).__name__
         except Exception as exc:
             status, error = "failed", _error_line(exc)
         if error:
+            error = self._job_hint(step_id, error)
             ctx.output(OutputLine(error, "stderr"))
         self._finish(step_id, status, started_at, time.monotonic() - t0, ctx, error)
         for item in step.satisfies:
@@ -601,10 +705,45 @@ class Engine:
         data = redact.scrub_obj(data)
         self._artifacts.setdefault(step_id, []).append((kind, data))
         self._run_artifacts.append((step_id, kind, data, time.time()))
+        self._track_job(step_id, kind, data)
         self.run.artifact(step_id, kind, **data)
         self._emit(ArtifactAdded(step_id, kind, data))
         if kind == "backup":
             self._refresh_gates()
+
+    def record_step_event(self, step_id: str, kind: str, data: dict[str, Any]) -> None:
+        """Journal an event of a step that is not an artifact; ``job_offset`` (``job_id``,
+        ``offset``) says how much of a detached job's log the step has shown."""
+        self.run.record(kind, step=step_id, **data)
+        if kind == "job_offset":
+            self._note_offset(data)
+
+    def _note_offset(self, data: dict[str, Any]) -> None:
+        with contextlib.suppress(TypeError, ValueError):
+            self._job_offsets[str(data.get("job_id"))] = int(data.get("offset") or 0)
+
+    def _track_job(self, step_id: str, kind: str, data: dict[str, Any]) -> None:
+        """Keep :attr:`_open_jobs` in step with ``detached_job``/``detached_job_end``."""
+        if kind == job_ops.JOB_ARTIFACT:
+            self._open_jobs[step_id] = data
+        elif kind == job_ops.END_ARTIFACT:
+            self._close_job(step_id, data.get("job_id"))
+
+    def _close_job(self, step_id: str, job_id: Any) -> None:
+        open_job = self._open_jobs.get(step_id)
+        if open_job is not None and open_job.get("job_id") == job_id:
+            del self._open_jobs[step_id]
+
+    def _job_hint(self, step_id: str, error: str) -> str:
+        """``error`` plus, while the step's job may still run, how to get back to it."""
+        job = self._open_jobs.get(step_id)
+        if job is None:
+            return error
+        return (
+            f"{error}; its job ({job.get('label') or job.get('job_dir')}) may still run on "
+            "the server: running the step again re-attaches to it (or asks you when its state "
+            "cannot be read); it is never started twice"
+        )
 
     def _emit(self, event: EngineEvent) -> None:
         self._sink(event)
@@ -689,6 +828,11 @@ class Engine:
                 data = event["data"]
                 self._artifacts.setdefault(step_id, []).append((str(event.get("artifact")), data))
                 self._run_artifacts.append((step_id, str(event.get("artifact")), data, ts))
+                self._track_job(step_id, str(event.get("artifact")), data)
+            elif kind == "job_offset" and step_id in known:
+                self._note_offset(event)
+            elif kind == "job_released" and step_id in known:
+                self._close_job(step_id, event.get("job_id"))
             elif kind == "checklist" and event.get("item") in self.checklist:
                 self.checklist[event["item"]] = bool(event.get("checked"))
                 if event.get("by") not in (None, "auto"):
@@ -705,6 +849,10 @@ class Engine:
             if status in ("running", "needs_confirmation"):
                 self.statuses[step_id] = "interrupted"
                 self._errors.setdefault(step_id, "interrupted: vlad-tui stopped while it ran")
+            if step_id in self._open_jobs and self.statuses[step_id] != "ok":
+                self._errors[step_id] = self._job_hint(
+                    step_id, self._errors.get(step_id) or "interrupted"
+                )
             if step_id in self._started or status in _DONE:
                 lines = [_parse_log_line(raw) for raw in record.step_log(step_id)]
                 self._logs[step_id] = deque(lines, maxlen=LOG_CAP)

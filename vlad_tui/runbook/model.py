@@ -203,7 +203,7 @@ PLAN: tuple[Phase, ...] = (
              needs=("p3.migrate",), production_gate=True, satisfies=("success.migrations",)),
         # Also run when the phase stops early (Phase.cleanup): the lock is never left behind.
         Step("p3.unlock", 3, "Liberar el lock de despliegue", "lock_release",
-             needs=("p3.lock",), production_gate=True, resets=("p3.lock",)),
+             needs=("p3.lock",), production_gate=True),
     ), cleanup=("p3.unlock",)),
     Phase(4, "4 Monitoreo", (
         Step("p4.health", 4, "La aplicación responde correctamente", "health",

@@ -79,12 +79,15 @@ class DetachedJob:
 
     ``job_dir`` on the target holds ``log`` (stdout+stderr), ``pid`` and, once it ended,
     ``status`` (the exit status). ``offset`` is how far into ``log`` the caller has read.
+    ``label`` says what it does (for the operator); ``started_at`` is epoch seconds.
     """
 
     job_id: str
     job_dir: str
     offset: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+    label: str = ""
+    started_at: float = 0.0
 
 
 class Transport(abc.ABC):
@@ -162,9 +165,19 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def start_detached(
-        self, command: str, *, stdin: str | None = None, job_root: str = "/tmp"
+        self,
+        command: str,
+        *,
+        stdin: str | None = None,
+        job_root: str = "/tmp",
+        job_id: str | None = None,
     ) -> DetachedJob:
-        """Start ``command`` under ``setsid nohup`` so it survives a dropped connection."""
+        """Start ``command`` under ``setsid nohup`` so it survives a dropped connection.
+
+        ``job_id`` (from :func:`~vlad_tui.transport.shell.new_job_id`) lets the caller journal
+        the job directory (:func:`~vlad_tui.transport.shell.job_dir`) before it exists.
+        Use :mod:`vlad_tui.ops.jobs` rather than calling this directly.
+        """
 
     @abc.abstractmethod
     async def attach(
@@ -174,10 +187,12 @@ class Transport(abc.ABC):
         sink: Sink | None = None,
         poll: float = 0.5,
         timeout: float | None = None,
+        on_offset: Callable[[int], None] | None = None,
     ) -> int:
         """Stream ``job``'s log from ``job.offset`` until it ends; return its exit status.
 
-        Updates ``job.offset`` as it reads, so a caller can re-attach after a reconnect.
+        Updates ``job.offset`` as it reads (and calls ``on_offset`` with it), so a caller can
+        re-attach after a reconnect, or after a restart, without losing or repeating a line.
         """
 
     @abc.abstractmethod

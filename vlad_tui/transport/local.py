@@ -23,6 +23,7 @@ from vlad_tui.transport.shell import (
     command_failed,
     detached_launcher,
     follow_job,
+    job_dir,
     new_job_id,
     short,
 )
@@ -218,15 +219,19 @@ class LocalTransport(Transport):
         return Endpoint(host, port)
 
     async def start_detached(
-        self, command: str, *, stdin: str | None = None, job_root: str = "/tmp"
+        self,
+        command: str,
+        *,
+        stdin: str | None = None,
+        job_root: str = "/tmp",
+        job_id: str | None = None,
     ) -> DetachedJob:
-        job_id = new_job_id()
+        job_id = job_id or new_job_id()
         script = detached_launcher(command, job_root, job_id, has_stdin=stdin is not None)
         result = await self.run(script, stdin=stdin, timeout=30)
         if not result.ok:
             raise _launch_error(self.label, result)
-        job_dir = result.stdout.strip().splitlines()[-1]
-        return DetachedJob(job_id=job_id, job_dir=job_dir)
+        return DetachedJob(job_id=job_id, job_dir=job_dir(job_root, job_id))
 
     async def attach(
         self,
@@ -235,6 +240,7 @@ class LocalTransport(Transport):
         sink: Sink | None = None,
         poll: float = 0.5,
         timeout: float | None = None,
+        on_offset: Callable[[int], None] | None = None,
     ) -> int:
         log = Path(job.job_dir, "log")
         status_file = Path(job.job_dir, "status")
@@ -256,6 +262,8 @@ class LocalTransport(Transport):
 
         def set_offset(offset: int) -> None:
             job.offset = offset
+            if on_offset is not None:
+                on_offset(offset)
 
         return await follow_job(
             read,

@@ -6,7 +6,8 @@
 * :func:`killable` / :func:`detached_launcher` wrap commands so they can be stopped, or
   survive a dropped connection;
 * :class:`LineSplitter` and :class:`Capture` turn output bytes into redacted lines;
-* :func:`follow_job` tails a detached job's log (shared by both transports).
+* :func:`follow_job` tails a detached job's log (shared by both transports);
+  :func:`job_status_script` and :func:`cleanup_jobs_script` read and prune job directories.
 """
 
 from __future__ import annotations
@@ -32,10 +33,14 @@ __all__ = [
     "MAX_LINE",
     "Capture",
     "LineSplitter",
+    "cleanup_jobs_script",
     "command_failed",
     "detached_launcher",
     "env_prefix",
     "follow_job",
+    "job_dir",
+    "job_status_script",
+    "jobs_root",
     "kill_group_script",
     "killable",
     "new_job_id",
@@ -155,8 +160,12 @@ def kill_group_script(pgid: int, grace: float) -> str:
 
 def pid_alive_script(pid_file: str) -> str:
     """Shell that exits 0 while the process whose pid is in ``pid_file`` runs (not a zombie)."""
+    return _pid_alive(quote(pid_file))
+
+
+def _pid_alive(pid_file_word: str) -> str:
     return (
-        f"p=$(cat {quote(pid_file)}) || exit 1; "
+        f"p=$(cat {pid_file_word}) || exit 1; "
         'if s=$(ps -o stat= -p "$p" 2>/dev/null); then '
         'case "$s" in Z*|"") exit 1;; esac; exit 0; '
         'else kill -s 0 "$p" 2>/dev/null; fi'
@@ -168,27 +177,47 @@ def new_job_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + "-" + _secrets.token_hex(4)
 
 
+#: A job id names one directory: no slash, no leading dot or dash.
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+
+
+def jobs_root(job_root: str) -> str:
+    """The directory under ``job_root`` that holds the job directories."""
+    return f"{job_root.rstrip('/') or ''}/{JOBS_DIR}"
+
+
+def job_dir(job_root: str, job_id: str) -> str:
+    """Where job ``job_id`` lives on the target: known before it starts, so it can be
+    journaled first (a connection lost during the launch then leaves nothing untracked)."""
+    if not _JOB_ID.match(job_id):
+        raise ValueError(f"not a job id: {job_id!r}")
+    return f"{jobs_root(job_root)}/{job_id}"
+
+
 # Runs inside the job's new session: $1 is the command, $2 the job directory.
 _RUNNER = (
     'd=$2; echo $$ > "$d/pid.tmp" && mv -f "$d/pid.tmp" "$d/pid"; '
     'sh -c "$1"; s=$?; '
     'echo $s > "$d/status.tmp" && mv -f "$d/status.tmp" "$d/status"'
 )
+#: Seconds the launcher waits for the job to write its pid before it stops it.
+LAUNCH_WAIT = 10.0
 
 
 def detached_launcher(command: str, job_root: str, job_id: str, *, has_stdin: bool) -> str:
-    """Shell that starts ``command`` as a detached job in ``<job_root>/vlad-tui-jobs/<job_id>``.
+    """Shell that starts ``command`` as a detached job in :func:`job_dir`.
 
     The job runs under ``setsid nohup`` with output to ``log``; it writes ``pid`` at once
     and ``status`` (atomically) when it ends. With ``has_stdin``, our stdin (e.g. the
     secrets of :func:`with_secrets`) reaches the job through a FIFO in the private job
     directory, then the job sees end-of-file as if its stdin were ``/dev/null``; nothing is
     written to disk. The launcher returns once the job has written its pid and prints
-    ``<job_dir>``.
+    ``<job_dir>``. A job that did not write its pid within :data:`LAUNCH_WAIT` s is killed
+    before it can run the command, and gets status 255 (with the reason in its log).
     """
-    root = f"{job_root.rstrip('/') or ''}/{JOBS_DIR}"
-    job_dir = f"{root}/{job_id}"
-    r, d = quote(root), quote(job_dir)
+    root = jobs_root(job_root)
+    d_path = job_dir(job_root, job_id)
+    r, d = quote(root), quote(d_path)
     lines = [
         "umask 077",
         f"mkdir -p {r} || exit 1",
@@ -201,18 +230,64 @@ def detached_launcher(command: str, job_root: str, job_id: str, *, has_stdin: bo
         lines += [
             f"mkfifo {d}/stdin || exit 1",
             f"{start} <{d}/stdin >{d}/log 2>&1 &",
+            "job=$!",
             f"cat >{d}/stdin",
             f"rm -f {d}/stdin",
         ]
     else:
-        lines.append(f"{start} </dev/null >{d}/log 2>&1 &")
+        lines += [f"{start} </dev/null >{d}/log 2>&1 &", "job=$!"]
+    polls = int(LAUNCH_WAIT / 0.05)
     lines += [
         "i=0",
-        f"while [ ! -s {d}/pid ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done",
-        f"[ -s {d}/pid ] || {{ echo 'the detached job did not start' >&2; exit 1; }}",
+        f"while [ ! -s {d}/pid ] && [ $i -lt {polls} ]; do sleep 0.05; i=$((i+1)); done",
+        f"if [ ! -s {d}/pid ]; then kill -s KILL $job 2>/dev/null; "
+        f"echo 'vlad-tui: the job did not start in time and was stopped' >>{d}/log; "
+        f"echo 255 >{d}/status; echo 'the detached job did not start' >&2; exit 1; fi",
         f"echo {d}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def job_status_script(job_dir_path: str) -> str:
+    """Shell printing one line about a detached job: ``finished N``, ``running``, ``missing``
+    (no such directory), ``nopid`` (it never started) or ``dead`` (gone without a status).
+
+    ``status`` is read again after the liveness check: a job may end in between.
+    """
+    d = quote(job_dir_path)
+    alive = pid_alive_script(f"{job_dir_path}/pid")
+    return (
+        f"if [ ! -d {d} ]; then echo missing; exit 0; fi; "
+        f'st() {{ [ -f {d}/status ] && echo "finished $(cat {d}/status)"; }}; '
+        "st && exit 0; "
+        f"if [ ! -f {d}/pid ]; then st || echo nopid; exit 0; fi; "
+        f"if ( {alive} ); then echo running; exit 0; fi; "
+        "st || echo dead"
+    )
+
+
+def cleanup_jobs_script(job_root: str, keep_minutes: int, *, keep: str = "") -> str:
+    """Shell removing job directories under ``job_root`` whose process is not running and in
+    which nothing changed for ``keep_minutes``; prints each removed directory.
+
+    ``keep`` (a job id) is never removed. Symlinks and names that are not job ids are left
+    alone; so is a root that is not a private directory of this user.
+    """
+    root = quote(jobs_root(job_root))
+    alive = _pid_alive('"$d/pid"')
+    return (
+        f'r={root}; [ -d "$r" ] && [ ! -L "$r" ] && [ -O "$r" ] || exit 0; '
+        'for d in "$r"/*; do '
+        '[ -d "$d" ] && [ ! -L "$d" ] || continue; '
+        'n=${d##*/}; case "$n" in '
+        f"{quote(keep) if keep else '-'}) continue;; "
+        "[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]-*) ;; "
+        "*) continue;; esac; "
+        f'if [ -f "$d/pid" ] && [ ! -f "$d/status" ] && ( {alive} ); then continue; fi; '
+        f'[ -z "$(find "$d" -mmin -{int(keep_minutes)} 2>/dev/null | head -n 1)" ] || continue; '
+        'rm -rf -- "$d" && echo "$d"; '
+        "done; exit 0"
+    )
 
 
 class LineSplitter:

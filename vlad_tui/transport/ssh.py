@@ -39,6 +39,7 @@ from vlad_tui.transport.shell import (
     command_failed,
     detached_launcher,
     follow_job,
+    job_dir,
     kill_group_script,
     killable,
     new_job_id,
@@ -487,16 +488,20 @@ class SshTransport(Transport):
     # -- detached jobs --------------------------------------------------------------------
 
     async def start_detached(
-        self, command: str, *, stdin: str | None = None, job_root: str = "/tmp"
+        self,
+        command: str,
+        *,
+        stdin: str | None = None,
+        job_root: str = "/tmp",
+        job_id: str | None = None,
     ) -> DetachedJob:
-        job_id = new_job_id()
+        job_id = job_id or new_job_id()
         script = detached_launcher(command, job_root, job_id, has_stdin=stdin is not None)
         result = await self.run(script, stdin=stdin, timeout=60)
         if not result.ok:
             lines = result.stderr.strip().splitlines() or [f"exit status {result.exit_status}"]
             raise TransportError(f"{self.label}: could not start a detached job: {lines[-1]}")
-        job_dir = result.stdout.strip().splitlines()[-1]
-        return DetachedJob(job_id=job_id, job_dir=job_dir)
+        return DetachedJob(job_id=job_id, job_dir=job_dir(job_root, job_id))
 
     async def attach(
         self,
@@ -505,6 +510,7 @@ class SshTransport(Transport):
         sink: Sink | None = None,
         poll: float = 0.5,
         timeout: float | None = None,
+        on_offset: Callable[[int], None] | None = None,
     ) -> int:
         log = f"{job.job_dir}/log"
         status_path = f"{job.job_dir}/status"
@@ -529,6 +535,8 @@ class SshTransport(Transport):
 
         def set_offset(offset: int) -> None:
             job.offset = offset
+            if on_offset is not None:
+                on_offset(offset)
 
         return await follow_job(
             read,

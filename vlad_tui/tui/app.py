@@ -354,9 +354,10 @@ class VladApp(App[None]):
         from vlad_tui.runbook import gate as gates
         from vlad_tui.runbook.operations import OPERATIONS
 
+        backup = self.state.latest_verified_backup if self.state is not None else None
         state = gates.RunState.before_run(
             OPERATIONS,
-            newest_verified_backup=None,
+            newest_verified_backup=backup.created_at if backup is not None else None,
             backup_max_age_hours=self.config.project.backup_max_age_hours,
             now=time.time(),
         )

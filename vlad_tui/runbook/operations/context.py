@@ -81,6 +81,8 @@ class StepPort:
 
     output: Callable[[OutputLine], None]
     artifact: Callable[[str, dict[str, Any]], None]
+    #: Journal a step event that is not an artifact.
+    record: Callable[[str, dict[str, Any]], None]
     emit: Callable[[Any], None]
     database_url: Callable[[], Awaitable[DatabaseUrl]]
 
@@ -120,6 +122,11 @@ class StepContext:
     def artifact(self, kind: str, **data: Any) -> None:
         """Record an artifact of this step (journal + ArtifactAdded event)."""
         self.port.artifact(kind, data)
+
+    def record(self, kind: str, **data: Any) -> None:
+        """Journal an event of this step that is not an artifact (e.g. ``job_offset``: how
+        much of a detached job's log was shown, so a re-attach streams only the rest)."""
+        self.port.record(kind, data)
 
     def emit(self, event: Any) -> None:
         """Send an engine event (e.g. FactsUpdated) to the sink."""

@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from vlad_tui.errors import VladError
 from vlad_tui.ops import migrations as migration_ops
+from vlad_tui.ops.jobs import RESUME_PARAM
 from vlad_tui.runbook.operations.backup import backup_from
 from vlad_tui.runbook.operations.context import ConfirmRequest, StepContext, _mib
+from vlad_tui.runbook.operations.detached import run_detached
 from vlad_tui.runbook.operations.integrity import (
     production_baseline,
     record_comparison,
@@ -106,29 +108,27 @@ async def _staging_restore_describe(ctx: StepContext) -> ConfirmRequest:
 
 
 async def _staging_restore(ctx: StepContext) -> None:
-    """``pg_restore -j N --no-owner --exit-on-error`` of the verified backup into staging."""
+    """``pg_restore -j N --no-owner --exit-on-error`` of the verified backup into staging, as
+    a detached job; after a restart or a dropped connection it re-attaches to that job."""
     from vlad_tui.ops import staging as staging_ops
 
     url = await _staging_url(ctx)
     backup = backup_from(ctx, verified=True)
-    production = await ctx.database_url()
-
-    def started(job: Any) -> None:
-        ctx.output(f"restore running detached on the server: {job.job_dir}")
-        ctx.artifact("detached_job", job_id=job.job_id, job_dir=job.job_dir)
-
-    status = await staging_ops.restore_into(
-        ctx.target,
-        ctx.transport,
-        url,
-        backup.path,
-        fmt=backup.format,
-        jobs=ctx.target.backup_jobs,
-        sink=ctx.sink,
-        production_database=production.database,
-        on_started=started,
-    )
-    ctx.exit_status = status
+    label = f"pg_restore of {backup.name} into {url.database}"
+    if ctx.params.get(RESUME_PARAM):
+        command, secrets = "", None  # re-attaching: nothing is started
+    else:
+        production = await ctx.database_url()
+        command, secrets = await staging_ops.prepare_restore(
+            ctx.target,
+            ctx.transport,
+            url,
+            backup.path,
+            fmt=backup.format,
+            jobs=ctx.target.backup_jobs,
+            production_database=production.database,
+        )
+    status = await run_detached(ctx, label, command, secrets=secrets)
     if status != 0:
         raise VladError(
             f"restoring {backup.name} into {url.database} failed (exit status {status}); "

@@ -12,8 +12,6 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header
 
 from vlad_tui.events import OutputLine
-from vlad_tui.runbook import gate as gates
-from vlad_tui.runbook.operations import OPERATIONS
 from vlad_tui.tui.widgets.checklist import Checklist
 from vlad_tui.tui.widgets.details import Details, render_details
 from vlad_tui.tui.widgets.log_pane import MAX_LINES, LogPane
@@ -109,7 +107,9 @@ class PhaseScreen(Screen[None]):
         engine = self.app.engine
         if engine is not None:
             return engine.statuses[step.id]
-        if not gates.available(step, OPERATIONS):
+        from vlad_tui.runbook.operations import OPERATIONS
+
+        if step.operation not in OPERATIONS:
             return "unavailable"
         return "locked" if self.app.gate(step)[0] else "pending"
 
@@ -217,7 +217,7 @@ class PhaseScreen(Screen[None]):
 
         step = get_step(step_id)
         locked, reason = self.app.gate(step)
-        if locked and not gates.available(step, OPERATIONS):
+        if locked and self.status(step) == "unavailable":
             self.notify(reason, title=step.title, severity="warning")
             return
         self.app.run_step(step_id)
