@@ -258,7 +258,10 @@ class Engine:
         ]
         records.extend(self._earlier_backup_records())
         best = inventory.latest_verified_backup(inventory.merge_backups(records), time.time())
-        return best.to_dict() if best is not None else None
+        if best is None:
+            return None
+        latest = {r.path: r.data for r in sorted(records, key=lambda r: r.ts)}
+        return dict(latest[best.path])
 
     def _earlier_backup_records(self) -> list[Any]:
         if self._earlier_backups is None:
