@@ -59,7 +59,7 @@ from vlad_tui.runbook.operations import (
     Operation,
     StepContext,
 )
-from vlad_tui.runbook.operations.context import StepPort
+from vlad_tui.runbook.operations.context import NOT_DESTRUCTIVE, StepPort
 from vlad_tui.runbook.progress import PhaseProgress, phase_progress
 from vlad_tui.transport.base import Transport
 
@@ -474,6 +474,14 @@ class Engine:
                     return self.statuses[step.id]
                 commands = request.commands
                 ctx.state["confirmed"] = True
+            else:  # nothing destructive this time: journaled, and the step says so
+                self.run.record(
+                    "confirmation",
+                    step=step.id,
+                    needed=False,
+                    reason=ctx.state.get(NOT_DESTRUCTIVE),
+                    operator=self.operator,
+                )
         return await self._execute(step, operation, ctx, commands)
 
     async def _ask(self, step: Step, request: ConfirmRequest, *, previous: StepStatus) -> bool:

@@ -431,7 +431,7 @@ class VladApp(App[None]):
 
     def action_open_report(self) -> None:
         """Show the report of the current run (or the newest run of the target)."""
-        from vlad_tui.tui.screens.report import TextScreen
+        from vlad_tui.tui.screens.report import MarkdownScreen
 
         run_id = self.engine.run.run_id if self.engine is not None else None
         try:
@@ -451,7 +451,7 @@ class VladApp(App[None]):
         except Exception as exc:
             self.notify(f"Cannot render the report: {exc}", severity="error")
             return
-        self.push_screen(TextScreen(f"Report · run {run_id}", text))
+        self.push_screen(MarkdownScreen(f"Report · run {run_id}", text))
 
     def action_deviations(self) -> None:
         """Why some of the written plan's commands are missing (migrate reset, db pull, …)."""

@@ -6,9 +6,9 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import TextArea
+from textual.widgets import Markdown, TextArea
 
 
 class TextScreen(ModalScreen[None]):
@@ -34,3 +34,18 @@ class TextScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+class MarkdownScreen(TextScreen):
+    """A titled Markdown document (the run report), rendered; Escape closes it."""
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="action-dialog", can_focus=True):
+            # Report text is scrubbed, and cells from the target are escaped by the report.
+            yield Markdown(self.text, id="report-markdown")
+
+    def on_mount(self) -> None:
+        dialog = self.query_one("#action-dialog", VerticalScroll)
+        dialog.border_title = self.title_text
+        dialog.border_subtitle = "escape closes · arrows scroll"
+        dialog.focus()
