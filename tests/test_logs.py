@@ -1,4 +1,4 @@
-"""Error lines in pm2's logs: one reader for Phase 3 and Phase 4, pm2's own headers are not errors."""
+"""Error lines in pm2's logs: one reader for Phases 3 and 4; pm2's own headers are not errors."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ EMPTY_CLUSTER = (
 )
 REAL_ERRORS = (
     EMPTY_CLUSTER
-    + "[Nest] 4242  - ERROR [ExceptionsHandler] relation \"medals\" does not exist\n"
+    + '[Nest] 4242  - ERROR [ExceptionsHandler] relation "medals" does not exist\n'
     + "    at Connection.parseE (/srv/backend-vlad/node_modules/pg/lib/connection.js:1:1)\n"
     + "UnhandledPromiseRejection: connect ECONNREFUSED 127.0.0.1:5432\n"
     + "\n"
@@ -77,9 +77,7 @@ def _start(pm2: Pm2, tmp_path: Path, name: str, body: str) -> Target:
 @pytest.mark.integration
 async def test_real_pm2_error_log_empty_then_with_errors(pm2: Pm2, tmp_path: Path) -> None:
     quiet = _start(pm2, tmp_path, "honesty-quiet", 'console.log("listening");')
-    noisy = _start(
-        pm2, tmp_path, "honesty-noisy", 'console.error("Error: database unreachable");'
-    )
+    noisy = _start(pm2, tmp_path, "honesty-noisy", 'console.error("Error: database unreachable");')
     transport = open_transport(quiet)
     try:
         deadline = time.monotonic() + 15

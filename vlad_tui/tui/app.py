@@ -363,19 +363,52 @@ class VladApp(App[None]):
 
     def run_command(self, step_id: str, params: dict[str, Any] | None = None) -> None:
         """Run a palette action (a ``cmd.*`` step) and show its output; look-ups run beside a
-        running step."""
+        running step.
+
+        A look-up (a read-only operation) is journaled to the current run if there is one and
+        never starts a run by itself; a change runs in the current (or a new) run.
+        """
         from vlad_tui.runbook.model import step as get_step
+        from vlad_tui.runbook.operations import OPERATIONS
         from vlad_tui.tui.screens.action import ActionScreen
 
-        title = get_step(step_id).title
+        step = get_step(step_id)
+        title = step.title
         if params and "lines" in params:
             title = f"{title} ({params['lines']})"
         if self.engine is not None and (busy := self.engine.busy_reason(step_id)):
             self.notify(busy, title=title, severity="warning")
             return
         self.push_screen(ActionScreen(step_id, title))
-        if self.run_step(step_id, params) is None:
+        look_up = OPERATIONS[step.operation].read_only
+        if not look_up or self.engine is not None:
+            started = self.run_step(step_id, params)
+        else:
+            started = self._start(
+                lambda engine: engine.run_step(step_id, params=params),
+                f"look-up {step_id}",
+                lambda engine: engine.busy_reason(step_id),
+                engine=self._lookup_engine(),
+            )
+        if started is None:
             self.pop_screen()
+
+    def _lookup_engine(self) -> Engine | None:
+        """An engine over a run that journals nothing, for look-ups while no run exists."""
+        if self.target is None or self._ensure_transport() is None:
+            return None
+        from vlad_tui.runbook.engine import Engine
+        from vlad_tui.runbook.lookup import UnjournaledRun
+
+        return Engine(
+            self.config,
+            self.target,
+            self.transport,
+            UnjournaledRun(self.target.name),
+            confirm=self.confirm,
+            sink=self.engine_sink,
+            journal=self.journal,
+        )
 
     def run_phase(self, number: int) -> Worker[Any] | None:
         """Run the rest of a phase in a worker."""
@@ -390,9 +423,11 @@ class VladApp(App[None]):
         call: Callable[[Engine], Any],
         name: str,
         busy: Callable[[Engine], str | None],
+        *,
+        engine: Engine | None = None,
     ) -> Worker[Any] | None:
         try:
-            engine = self.ensure_engine()
+            engine = engine or self.ensure_engine()
         except Exception as exc:
             self.notify(str(exc), title="Cannot run", severity="error")
             return None
@@ -493,9 +528,18 @@ class VladApp(App[None]):
 
         self.push_screen(PickerScreen(list(self.config.targets.values())), chosen)
 
+    def open_effects(self) -> list[str]:
+        """What the current run has left changed on the target (empty without a run)."""
+        from vlad_tui.runbook.effects import open_effects
+
+        if self.engine is None:
+            return []
+        return open_effects(self.engine.statuses, self.engine.run_artifacts())
+
     def action_request_quit(self) -> None:
-        """Quit; asks first when a step is running."""
-        if not self.busy:
+        """Quit; asks first when a step is running or the run left the target worse."""
+        effects = self.open_effects()
+        if not self.busy and not effects:
             self.run_worker(self.shutdown(), group="quit", exit_on_error=False)
             return
         from vlad_tui.tui.screens.prompt import YesNoScreen
@@ -504,15 +548,24 @@ class VladApp(App[None]):
             if yes:
                 self.run_worker(self.shutdown(), group="quit", exit_on_error=False)
 
-        self.push_screen(
-            YesNoScreen(
-                "A step is running. Quit anyway?",
+        name = self.target.name if self.target is not None else "the target"
+        lines = []
+        if self.busy:
+            lines.append(
                 "The step is cancelled and marked interrupted in the journal; "
-                "detached remote commands keep running and the run can be resumed.",
-                yes="Quit",
-            ),
-            answered,
+                "detached remote commands keep running."
+            )
+        if effects:
+            lines.append(f"This run leaves {name} worse than it found it:")
+            lines.extend(f"  • {effect}" for effect in effects)
+        if self.engine is not None:
+            lines.append(f"The run ({self.engine.run.run_id}) can be resumed with --resume.")
+        question = (
+            "A step is running. Quit anyway?"
+            if self.busy
+            else f"{name} is left worse than it was found. Quit anyway?"
         )
+        self.push_screen(YesNoScreen(question, "\n".join(lines), yes="Quit"), answered)
 
     async def shutdown(self) -> None:
         """Cancel running steps (the engine journals them interrupted), close, exit."""
