@@ -172,6 +172,10 @@ class Project:
     name: str = "backend-vlad"
     critical_tables: tuple[str, ...] = DEFAULT_CRITICAL_TABLES
     backup_max_age_hours: float = 24.0
+    #: The run journal's root; ``None``: the user state dir (``paths.runs_dir()``).
+    journal_dir: Path | None = None
+    #: Where off-box copies of backups go on this machine; ``None``: ``paths.backups_dir()``.
+    local_backup_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,16 @@ class Config:
     project: Project = field(default_factory=Project)
     targets: dict[str, Target] = field(default_factory=dict)
     contacts: tuple[Contact, ...] = ()
+
+    @property
+    def journal_dir(self) -> Path:
+        """Where runs are journaled: ``[project] journal_dir``, else the user state dir."""
+        return self.project.journal_dir or paths.runs_dir()
+
+    @property
+    def local_backup_dir(self) -> Path:
+        """Where off-box backup copies go: ``[project] local_backup_dir``, else user data."""
+        return self.project.local_backup_dir or paths.backups_dir()
 
     def target(self, name: str | None = None) -> Target:
         """The target called ``name``; without a name, the only one.
@@ -229,7 +243,13 @@ _TOML_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
 
 _TOP_KEYS = ("project", "targets", "contacts")
-_PROJECT_KEYS = ("name", "critical_tables", "backup_max_age_hours")
+_PROJECT_KEYS = (
+    "name",
+    "critical_tables",
+    "backup_max_age_hours",
+    "journal_dir",
+    "local_backup_dir",
+)
 _TARGET_KEYS = (
     "host",
     "user",
@@ -492,7 +512,16 @@ class _Validator:
         max_age = self.positive(table, "backup_max_age_hours", "project")
         if max_age is not None:
             kwargs["backup_max_age_hours"] = max_age
+        for key in ("journal_dir", "local_backup_dir"):
+            directory = self.text_value(table, key, "project")
+            if directory is not None:
+                kwargs[key] = self.local_dir(directory)
         return Project(**kwargs)
+
+    def local_dir(self, text: str) -> Path:
+        """A directory on this machine: ``~`` expanded, relative to the config file's dir."""
+        path = Path(text.strip()).expanduser()
+        return path if path.is_absolute() else (self.path.parent / path).absolute()
 
     def target(self, name: str, table: Any) -> Target:
         prefix = f"targets.{name}"
@@ -737,6 +766,10 @@ name = "backend-vlad"
 critical_tables = ["users", "medals", "virgin_medals", "partners", "medal_fronts"]
 # A backup older than this (hours) does not count as "fresh" for a deploy or a rollback.
 backup_max_age_hours = 24
+# Where this machine keeps the run journal and the off-box copies of backups (relative paths
+# are relative to this file). Default: the user's state and data directories.
+# journal_dir = "~/.local/state/vlad-tui/runs"
+# local_backup_dir = "~/.local/share/vlad-tui/backups"
 
 [targets.production]
 # SSH host, or "local" when vlad-tui runs on the server itself.
@@ -884,7 +917,11 @@ def dump_config(
     lines: list[str] = []
     if project is not None:
         lines.append("[project]")
-        lines += [f"{f.name} = {_toml_value(getattr(project, f.name))}" for f in fields(project)]
+        lines += [
+            f"{f.name} = {_toml_value(getattr(project, f.name))}"
+            for f in fields(project)
+            if getattr(project, f.name) is not None
+        ]
     for target in targets:
         lines.append(f"\n[targets.{target.name}]")
         for f in fields(target):

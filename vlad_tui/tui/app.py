@@ -121,7 +121,7 @@ class VladApp(App[None]):
         if self._journal is None:
             from vlad_tui.journal import Journal
 
-            self._journal = Journal.default()
+            self._journal = Journal(self.config.journal_dir)
         return self._journal
 
     def add_listener(self, listener: EngineListener) -> None:

@@ -92,11 +92,10 @@ async def _verify_backup(ctx: StepContext) -> None:
 
 async def _backup_offbox(ctx: StepContext) -> None:
     """Copy the verified backup to this machine (SFTP), checked by sha256 (optional step)."""
-    from vlad_tui import paths
     from vlad_tui.ops import backup as backup_ops
 
     backup = backup_from(ctx, verified=True)
-    local_dir = ctx.params.get("local_dir") or paths.backups_dir() / ctx.target.name
+    local_dir = ctx.params.get("local_dir") or ctx.config.local_backup_dir / ctx.target.name
     ctx.output(f"copying {backup.path} from {ctx.transport.label} to {local_dir}")
     copy = await backup_ops.copy_off_box(
         ctx.transport, backup, Path(local_dir), progress=_ProgressLines(ctx, "copied")
