@@ -193,3 +193,24 @@ def test_canary_password_never_reaches_output_or_files(
         if path.is_file():
             data = path.read_bytes()
             assert not any(form.encode() in data for form in forms), path
+
+
+def test_resume_without_target_opens_the_target_of_the_run(tmp_path: Path) -> None:
+    from vlad_tui.cli import _target_to_resume
+    from vlad_tui.config import load_config
+    from vlad_tui.journal import Journal
+
+    config_path = tmp_path / "config.toml"
+    config_path.write_text(
+        '[project]\njournal_dir = "runs"\n\n[targets.production]\n\n[targets.staging]\n'
+    )
+    config = load_config(config_path)
+    assert _target_to_resume(config, "") is None  # nothing to resume
+    done = Journal(tmp_path / "runs").start_run("staging", operator="ana")
+    done.finish("ok")
+    done.close()
+    assert _target_to_resume(config, "") is None  # finished runs are not resumed
+    run = Journal(tmp_path / "runs").start_run("production", operator="ana")
+    run.close()
+    assert _target_to_resume(config, "").name == "production"
+    assert _target_to_resume(config, done.run_id).name == "staging"
