@@ -27,8 +27,14 @@ def render_details(
     gate: tuple[bool, str] = (False, ""),
     error: str | None = None,
     artifacts: list[tuple[str, dict]] | None = None,
+    findings: dict[str, list[dict[str, str]]] | None = None,
+    found_at: list[str] | None = None,
 ) -> Text:
-    """Plain Text (never markup: artifact values can come from the target)."""
+    """Plain Text (never markup: artifact values can come from the target).
+
+    ``findings``: what this step found that awaits acknowledgement (heading → items);
+    ``found_at``: where the findings a locked step waits for were found.
+    """
     out = Text()
     out.append(step.title, style="bold")
     out.append(f"\n{step.id} · {step.operation} · {status}", style="dim")
@@ -54,10 +60,20 @@ def render_details(
         out.append(f"\nLocked: {reason}", style="cyan")
         if step.production_gate:
             out.append("\n(override: ctrl+p → Override production gate)", style="dim")
-        if "not acknowledged" in reason:
+        if "not acknowledged" in reason and found_at:
+            out.append(
+                f"\nAcknowledge them where they were found: {'; '.join(found_at)}: select the "
+                "step there and press k.",
+                style="bold yellow",
+            )
+        elif "not acknowledged" in reason:
             out.append("\n(acknowledge the findings: k)", style="dim")
     if error:
         out.append(f"\nError: {error}", style="bold red")
+    for heading, items in (findings or {}).items():
+        out.append(f"\nNeeds your acknowledgement (k): {heading}", style="bold yellow")
+        for item in items:
+            out.append(f"\n  • {item.get('text', '')}")
     for kind, data in artifacts or []:
         out.append(f"\n\n{kind}", style="bold")
         for key, value in data.items():
