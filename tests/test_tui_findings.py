@@ -156,3 +156,25 @@ async def test_findings_show_what_and_where_and_k_acknowledges_only_them(tmp_pat
     [ack] = app.journal.load(app.engine.run.run_id).events_of("acknowledgement")
     assert ack["found_by"] == "p1.lint" and ack["subject"] == "lint"
     assert [i["key"] for i in ack["items"]] == [i["key"] for i in LINT_ITEMS]
+
+
+async def test_the_report_is_rendered_as_markdown_without_raw_values(tmp_path: Path) -> None:
+    from textual.widgets import Markdown
+
+    from vlad_tui.tui.screens.report import MarkdownScreen
+
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("1")
+        await pilot.pause()
+        _use_fake_engine(app, tmp_path)
+        await _run(pilot, app, "p1.connectivity", "p1.migrations", "p1.lint")
+        app.action_open_report()
+        await _wait(pilot, lambda: isinstance(app.screen, MarkdownScreen), "report")
+        await pilot.pause(0.3)
+        markdown = app.screen.query_one(Markdown)
+        assert markdown.query("MarkdownTable")  # tables rendered as tables, not as pipes
+        assert f"# Run {app.engine.run.run_id}" in markdown.source
+        assert "{'" not in markdown.source and ": `None`" not in markdown.source
+        await pilot.press("escape")
+        await _wait(pilot, lambda: not isinstance(app.screen, MarkdownScreen), "closed")

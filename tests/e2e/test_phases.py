@@ -198,6 +198,9 @@ async def leg_phase1(walk: Walk) -> None:
     assert hashlib.sha256(dump.read_bytes()).hexdigest() == backup["sha256"]
     [copy] = walk.artifacts("backup_copy", "p1.offbox")
     assert Path(copy["path"]).read_bytes() == dump.read_bytes()
+    # The off-box copy stays inside the sandbox ([project] local_backup_dir): --teardown
+    # removes it with everything else.
+    assert Path(copy["path"]).is_relative_to(walk.demo.root / "local-backups")
     assert copy["sha256"] == backup["sha256"]
 
     # Lint: the two pending migrations, one breaking finding the operator acknowledges.

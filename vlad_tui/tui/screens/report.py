@@ -36,12 +36,20 @@ class TextScreen(ModalScreen[None]):
         self.dismiss(None)
 
 
-class MarkdownScreen(TextScreen):
+class MarkdownScreen(ModalScreen[None]):
     """A titled Markdown document (the run report), rendered; Escape closes it."""
+
+    CSS_PATH = "action.tcss"
+    BINDINGS: ClassVar = [Binding("escape", "close", "Close", id="report.close")]
+
+    def __init__(self, title: str, text: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.text = text
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="action-dialog", can_focus=True):
-            # Report text is scrubbed, and cells from the target are escaped by the report.
+            # The report is scrubbed, and the values from the target in it are escaped.
             yield Markdown(self.text, id="report-markdown")
 
     def on_mount(self) -> None:
@@ -49,3 +57,6 @@ class MarkdownScreen(TextScreen):
         dialog.border_title = self.title_text
         dialog.border_subtitle = "escape closes · arrows scroll"
         dialog.focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)
