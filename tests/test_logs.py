@@ -95,3 +95,58 @@ async def test_real_pm2_error_log_empty_then_with_errors(pm2: Pm2, tmp_path: Pat
     assert (quiet_found.scanned, quiet_found.errors) == (0, ())  # ...and they are not errors
     # pm2 --raw prints the error lines on its stderr: they are found there (one per instance).
     assert noisy_found.errors == ("Error: database unreachable",) * 2
+
+
+@pytest.mark.integration
+async def test_phase_3_and_phase_4_read_the_error_log_the_same_way(
+    pm2: Pm2, tmp_path: Path
+) -> None:
+    from tests.rig.operator import Operator
+    from vlad_tui.config import Config, Project
+    from vlad_tui.journal import Journal
+    from vlad_tui.runbook.engine import Engine
+
+    quiet = _start(pm2, tmp_path, "honesty-quiet3", 'console.log("listening");')
+    noisy = _start(pm2, tmp_path, "honesty-noisy3", 'console.error("TypeError: x is undefined");')
+    journal = Journal(tmp_path / "runs")
+
+    def engine(target: Target) -> Engine:
+        config = Config(tmp_path / "c.toml", Project(), {"production": target})
+        run = journal.start_run("production", operator="ana@bastion")
+        operator = Operator()
+        built = Engine(
+            config,
+            target,
+            open_transport(target),
+            run,
+            confirm=operator.confirm,
+            sink=operator.sink,
+            journal=journal,
+        )
+        built.override_gate("test: Phase 3's log step without a deploy")
+        return built
+
+    try:
+        transport = open_transport(noisy)
+        deadline = time.monotonic() + 15
+        while len((await read_error_log(noisy, transport, 200)).errors) < 2:
+            assert time.monotonic() < deadline, "the noisy app's error lines never appeared"
+            await asyncio.sleep(0.2)
+        await transport.close()
+        calm = engine(quiet)
+        assert await calm.run_step("p3.logs") == "ok", calm.log("p3.logs")
+        assert await calm.run_step("p4.logs") == "ok", calm.log("p4.logs")
+        [(_, p3)] = [a for a in calm.artifacts("p3.logs") if a[0] == "log_errors"]
+        [(_, p4)] = calm.artifacts("p4.logs")
+        assert p3 == p4 == {"scanned": 0, "errors": 0, "lines": 200}
+        assert await calm.run_step("cmd.pm2_logs") == "ok"
+        assert calm.artifacts("cmd.pm2_logs") == []  # the palette only shows the logs
+
+        loud = engine(noisy)
+        assert await loud.run_step("p3.logs") == "failed"
+        assert await loud.run_step("p4.logs") == "failed"
+        assert loud.error("p3.logs") == loud.error("p4.logs")
+        assert "2 error line(s)" in (loud.error("p4.logs") or "")
+    finally:
+        pm2.delete("honesty-quiet3")
+        pm2.delete("honesty-noisy3")

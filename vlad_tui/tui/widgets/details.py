@@ -77,6 +77,8 @@ def render_details(
     for kind, data in artifacts or []:
         out.append(f"\n\n{kind}", style="bold")
         for key, value in data.items():
+            if key == "acknowledge":  # shown above while pending, as a list of findings
+                continue
             out.append(f"\n  {key}: ", style="dim")
             out.append(format_value(key, value))
     return out
