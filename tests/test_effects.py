@@ -16,17 +16,17 @@ def test_a_run_that_changed_nothing_leaves_nothing() -> None:
 def test_app_stopped_until_started_again() -> None:
     stopped = [("rb.stop", "pm2_stop", STOPPED)]
     [effect] = open_effects({"rb.stop": "ok"}, stopped)
-    assert "app is stopped" in effect
+    assert "stopped the app (pm2 stop) and has not started it again" in effect
     started = [*stopped, ("rb.start", "pm2_start", ONLINE)]
     assert open_effects({"rb.stop": "ok", "rb.start": "ok"}, started) == []
     # A restart that left nothing online does not count as started.
     failed = [*stopped, ("cmd.pm2_restart", "pm2_restart", STOPPED)]
-    assert any("app is stopped" in e for e in open_effects({}, failed))
+    assert any("stopped the app" in e for e in open_effects({}, failed))
 
 
 def test_lock_held_until_released_or_broken() -> None:
     taken = [("p3.lock", "lock", {"holder": "ana", "run_id": "r1"})]
-    assert any("deploy lock is held" in e for e in open_effects({"p3.lock": "ok"}, taken))
+    assert any("holds the deploy lock" in e for e in open_effects({"p3.lock": "ok"}, taken))
     for kind in ("lock_released", "lock_broken"):
         assert open_effects({}, [*taken, ("x", kind, {})]) == []
     # Looking at someone's lock is not holding it.
@@ -35,7 +35,7 @@ def test_lock_held_until_released_or_broken() -> None:
 
 def test_staging_instance_running_until_stopped() -> None:
     up = [("p2.start", "staging_instance", {"name": "backend-vlad-staging"})]
-    assert open_effects({}, up) == ["the staging instance is still running"]
+    assert open_effects({}, up) == ["it started the staging instance and has not stopped it"]
     assert open_effects({}, [*up, ("p2.stop", "staging_instance_stopped", {})]) == []
 
 

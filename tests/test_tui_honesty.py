@@ -72,8 +72,8 @@ async def test_q_after_pm2_stop_says_the_app_is_down_and_asks(
             await pilot.press("q")
             await _wait(pilot, lambda: isinstance(app.screen, YesNoScreen), "quit question")
             text = _screen_text(app)
-            assert "production is left worse than it was found. Quit anyway?" in text
-            assert "the app is stopped (pm2 stop)" in text
+            assert "This run leaves production worse than it found it. Quit anyway?" in text
+            assert "it stopped the app (pm2 stop) and has not started it again" in text
             assert "--resume" in text
             await pilot.press("escape")  # no: stay
             await pilot.pause()

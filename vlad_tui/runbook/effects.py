@@ -3,7 +3,8 @@
 A run that stopped the app, holds the deploy lock, left the staging instance running, or broke
 off a destructive step half-way leaves the target worse than it found it. :func:`open_effects`
 derives that from the run's step statuses and artifacts (in the order they were recorded), so
-the UI can say so before the operator walks away.
+the UI can say so before the operator walks away. It names what the run did and has not undone,
+which stays true even when someone else changed the target meanwhile.
 """
 
 from __future__ import annotations
@@ -53,13 +54,17 @@ def open_effects(
             staging_up = True
         elif kind == "staging_instance_stopped":
             staging_up = False
+    # Said as what the run did, not as the target's state now (someone may have changed it).
     effects = []
     if app_down:
-        effects.append("the app is stopped (pm2 stop): it serves no request until started")
+        effects.append(
+            "it stopped the app (pm2 stop) and has not started it again: the app serves no "
+            "request until it is started"
+        )
     if lock_held:
-        effects.append("the deploy lock is held by this run: nobody else can deploy")
+        effects.append("it holds the deploy lock and has not released it: nobody else can deploy")
     if staging_up:
-        effects.append("the staging instance is still running")
+        effects.append("it started the staging instance and has not stopped it")
     for step_id, what in _HALF_DONE.items():
         if statuses.get(step_id) in ("failed", "interrupted"):
             effects.append(f"{what} ({model.step(step_id).title}: {statuses[step_id]})")

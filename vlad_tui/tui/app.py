@@ -559,12 +559,14 @@ class VladApp(App[None]):
             lines.append(f"This run leaves {name} worse than it found it:")
             lines.extend(f"  • {effect}" for effect in effects)
         if self.engine is not None:
-            lines.append(f"The run ({self.engine.run.run_id}) can be resumed with --resume.")
+            lines.append(f"Resume the run ({self.engine.run.run_id}) later with --resume.")
         question = (
             "A step is running. Quit anyway?"
             if self.busy
-            else f"{name} is left worse than it was found. Quit anyway?"
+            else f"This run leaves {name} worse than it found it. Quit anyway?"
         )
+        if not self.busy:
+            lines.pop(0)  # the question says it already
         self.push_screen(YesNoScreen(question, "\n".join(lines), yes="Quit"), answered)
 
     async def shutdown(self) -> None:
