@@ -54,3 +54,18 @@ def test_several_effects_are_all_named() -> None:
         [("p3.lock", "lock", {}), ("rb.stop", "pm2_stop", STOPPED)],
     )
     assert len(effects) == 2
+
+
+def test_the_quit_question_names_the_effects_and_the_running_step() -> None:
+    from vlad_tui.tui.app import quit_prompt
+
+    effect = "it holds the deploy lock and has not released it: nobody else can deploy"
+    question, text = quit_prompt("production", busy=False, effects=[effect], run_id="r1")
+    assert question == "This run leaves production worse than it found it. Quit anyway?"
+    assert text.splitlines() == [f"  • {effect}", "Resume the run (r1) later with --resume."]
+    question, text = quit_prompt("production", busy=True, effects=[effect], run_id="r1")
+    assert question == "A step is running. Quit anyway?"
+    assert "marked interrupted" in text and "also leaves production worse" in text
+    assert effect in text
+    _, text = quit_prompt("production", busy=True, effects=[], run_id="r1")
+    assert "worse" not in text

@@ -548,26 +548,13 @@ class VladApp(App[None]):
             if yes:
                 self.run_worker(self.shutdown(), group="quit", exit_on_error=False)
 
-        name = self.target.name if self.target is not None else "the target"
-        lines = []
-        if self.busy:
-            lines.append(
-                "The step is cancelled and marked interrupted in the journal; "
-                "detached remote commands keep running."
-            )
-        if effects:
-            lines.append(f"This run leaves {name} worse than it found it:")
-            lines.extend(f"  • {effect}" for effect in effects)
-        if self.engine is not None:
-            lines.append(f"Resume the run ({self.engine.run.run_id}) later with --resume.")
-        question = (
-            "A step is running. Quit anyway?"
-            if self.busy
-            else f"This run leaves {name} worse than it found it. Quit anyway?"
+        question, explanation = quit_prompt(
+            self.target.name if self.target is not None else "the target",
+            busy=self.busy,
+            effects=effects,
+            run_id=self.engine.run.run_id if self.engine is not None else None,
         )
-        if not self.busy:
-            lines.pop(0)  # the question says it already
-        self.push_screen(YesNoScreen(question, "\n".join(lines), yes="Quit"), answered)
+        self.push_screen(YesNoScreen(question, explanation, yes="Quit"), answered)
 
     async def shutdown(self) -> None:
         """Cancel running steps (the engine journals them interrupted), close, exit."""
@@ -582,6 +569,28 @@ class VladApp(App[None]):
             with contextlib.suppress(Exception):
                 await self.transport.close()
         self.exit()
+
+
+def quit_prompt(
+    target: str, *, busy: bool, effects: list[str], run_id: str | None
+) -> tuple[str, str]:
+    """The question and explanation asked before quitting a running step or a run that left
+    ``target`` worse than it found it (``effects``)."""
+    lines = []
+    if busy:
+        question = "A step is running. Quit anyway?"
+        lines.append(
+            "The step is cancelled and marked interrupted in the journal; "
+            "detached remote commands keep running."
+        )
+        if effects:
+            lines.append(f"This run also leaves {target} worse than it found it:")
+    else:
+        question = f"This run leaves {target} worse than it found it. Quit anyway?"
+    lines.extend(f"  • {effect}" for effect in effects)
+    if run_id is not None:
+        lines.append(f"Resume the run ({run_id}) later with --resume.")
+    return question, "\n".join(lines)
 
 
 def make_app(
