@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,30 +102,39 @@ async def test_real_pm2_error_log_empty_then_with_errors(pm2: Pm2, tmp_path: Pat
 async def test_phase_3_and_phase_4_read_the_error_log_the_same_way(
     pm2: Pm2, tmp_path: Path
 ) -> None:
-    from tests.rig.operator import Operator
+    """Phase 3's "pm2 logs" step (it needs a deploy this version cannot run, so its operation
+    is called directly) and Phase 4's "No hay errores en los logs" agree on the same files."""
     from vlad_tui.config import Config, Project
-    from vlad_tui.journal import Journal
-    from vlad_tui.runbook.engine import Engine
+    from vlad_tui.errors import VladError
+    from vlad_tui.events import OutputLine
+    from vlad_tui.runbook import model
+    from vlad_tui.runbook.operations import OPERATIONS, StepContext
+    from vlad_tui.runbook.operations.context import StepPort
 
     quiet = _start(pm2, tmp_path, "honesty-quiet3", 'console.log("listening");')
     noisy = _start(pm2, tmp_path, "honesty-noisy3", 'console.error("TypeError: x is undefined");')
-    journal = Journal(tmp_path / "runs")
 
-    def engine(target: Target) -> Engine:
-        config = Config(tmp_path / "c.toml", Project(), {"production": target})
-        run = journal.start_run("production", operator="ana@bastion")
-        operator = Operator()
-        built = Engine(
-            config,
-            target,
-            open_transport(target),
-            run,
-            confirm=operator.confirm,
-            sink=operator.sink,
-            journal=journal,
-        )
-        built.override_gate("test: Phase 3's log step without a deploy")
-        return built
+    async def step(target: Target, step_id: str) -> tuple[list[dict], str | None]:
+        found: list[tuple[str, dict]] = []
+        lines: list[OutputLine] = []
+
+        async def no_database() -> Any:
+            raise AssertionError("the log steps never need the database")
+
+        port = StepPort(lines.append, lambda k, d: found.append((k, d)), print, no_database)
+        s = model.step(step_id)
+        transport = open_transport(target)
+        config = Config(tmp_path / "c.toml", Project())
+        # No run view: the log steps read nothing of the run.
+        ctx = StepContext(config, target, transport, s, run=None, port=port)  # type: ignore[arg-type]
+        try:
+            await OPERATIONS[s.operation](ctx)
+            error = None
+        except VladError as exc:
+            error = str(exc)
+        finally:
+            await transport.close()
+        return [d for k, d in found if k == "log_errors"], error
 
     try:
         transport = open_transport(noisy)
@@ -133,20 +143,18 @@ async def test_phase_3_and_phase_4_read_the_error_log_the_same_way(
             assert time.monotonic() < deadline, "the noisy app's error lines never appeared"
             await asyncio.sleep(0.2)
         await transport.close()
-        calm = engine(quiet)
-        assert await calm.run_step("p3.logs") == "ok", calm.log("p3.logs")
-        assert await calm.run_step("p4.logs") == "ok", calm.log("p4.logs")
-        [(_, p3)] = [a for a in calm.artifacts("p3.logs") if a[0] == "log_errors"]
-        [(_, p4)] = calm.artifacts("p4.logs")
-        assert p3 == p4 == {"scanned": 0, "errors": 0, "lines": 200}
-        assert await calm.run_step("cmd.pm2_logs") == "ok"
-        assert calm.artifacts("cmd.pm2_logs") == []  # the palette only shows the logs
 
-        loud = engine(noisy)
-        assert await loud.run_step("p3.logs") == "failed"
-        assert await loud.run_step("p4.logs") == "failed"
-        assert loud.error("p3.logs") == loud.error("p4.logs")
-        assert "2 error line(s)" in (loud.error("p4.logs") or "")
+        p3, p3_error = await step(quiet, "p3.logs")
+        p4, p4_error = await step(quiet, "p4.logs")
+        assert p3 == p4 == [{"scanned": 0, "errors": 0, "lines": 200}]
+        assert p3_error is p4_error is None
+        palette, _ = await step(quiet, "cmd.pm2_logs")
+        assert palette == []  # the palette only shows the logs
+
+        p3, p3_error = await step(noisy, "p3.logs")
+        p4, p4_error = await step(noisy, "p4.logs")
+        assert p3 == p4 == [{"scanned": 2, "errors": 2, "lines": 200}]
+        assert p3_error == p4_error and "2 error line(s)" in (p4_error or "")
     finally:
         pm2.delete("honesty-quiet3")
         pm2.delete("honesty-noisy3")
