@@ -80,10 +80,15 @@ def test_check_wrong_ssh_port_exits_1_with_one_line(
     config = write_config(tmp_path, sample_app.target("production", sshd=sshd, port=closed))
     result = vlad(tmp_path, "check", "--target", "production", config=config)
     assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert f"127.0.0.1:{closed}" in lines[0]
-    assert "Traceback" not in result.stdout + result.stderr
+    # The reason is printed once: the PROBLEM line, not again on stderr.
+    both = result.stdout + result.stderr
+    assert both.count("connection refused") == 1, both
+    [problem] = [line for line in result.stdout.splitlines() if line.startswith("PROBLEM")]
+    assert f"127.0.0.1:{closed}" in problem
+    assert result.stderr == ""
+    assert "Traceback" not in both
+    as_json = vlad(tmp_path, "check", "--target", "production", "--json", config=config)
+    assert as_json.returncode == 1 and len(as_json.stderr.strip().splitlines()) == 1
 
 
 def test_check_broken_config_exits_2_naming_file_key_and_line(tmp_path: Path) -> None:
@@ -117,7 +122,17 @@ def test_check_unhealthy_app_exits_1(tmp_path: Path, sample_app: SampleApp) -> N
     config = write_config(tmp_path, sample_app.target("production", pm2_name="not-running"))
     result = vlad(tmp_path, "check", "--target", "production", config=config)
     assert result.returncode == 1
-    assert "not-running" in result.stderr
+    assert "not-running" in result.stdout and "PROBLEM" in result.stdout
+
+
+def test_init_names_the_config_in_its_hint_unless_it_is_the_default(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "cfg" / "config.toml"
+    done = vlad(tmp_path, "init", "--path", str(elsewhere))
+    assert f"then run: vlad-tui --config {elsewhere} check --target production" in done.stdout
+    default = vlad(tmp_path, "init")
+    assert default.returncode == 0, default.stderr
+    assert "then run: vlad-tui check --target production" in default.stdout
+    assert (tmp_path / "xdg-config" / "vlad-tui" / "config.toml").exists()
 
 
 def test_init_writes_template_and_never_overwrites(tmp_path: Path) -> None:
@@ -146,6 +161,19 @@ def test_runs_and_report_read_the_journal(tmp_path: Path) -> None:
     assert vlad(tmp_path, "report", "nope").returncode != 0
 
 
+def test_runs_and_report_use_the_configured_journal_dir(tmp_path: Path) -> None:
+    from vlad_tui.journal import Journal
+
+    config = tmp_path / "config.toml"
+    config.write_text('[project]\njournal_dir = "my-runs"\n\n[targets.production]\n')
+    run = Journal(tmp_path / "my-runs").start_run("production", operator="ana@bastion")
+    run.close()
+    listing = vlad(tmp_path, "runs", config=config)
+    assert run.run_id in listing.stdout, listing.stderr
+    assert vlad(tmp_path, "report", run.run_id, config=config).returncode == 0
+    assert "no runs yet" in vlad(tmp_path, "runs").stdout  # the user's journal is another
+
+
 def test_canary_password_never_reaches_output_or_files(
     tmp_path: Path, ssh_config: Path, sample_app: SampleApp
 ) -> None:
@@ -167,3 +195,24 @@ def test_canary_password_never_reaches_output_or_files(
         if path.is_file():
             data = path.read_bytes()
             assert not any(form.encode() in data for form in forms), path
+
+
+def test_resume_without_target_opens_the_target_of_the_run(tmp_path: Path) -> None:
+    from vlad_tui.cli import _target_to_resume
+    from vlad_tui.config import load_config
+    from vlad_tui.journal import Journal
+
+    config_path = tmp_path / "config.toml"
+    config_path.write_text(
+        '[project]\njournal_dir = "runs"\n\n[targets.production]\n\n[targets.staging]\n'
+    )
+    config = load_config(config_path)
+    assert _target_to_resume(config, "") is None  # nothing to resume
+    done = Journal(tmp_path / "runs").start_run("staging", operator="ana")
+    done.finish("ok")
+    done.close()
+    assert _target_to_resume(config, "") is None  # finished runs are not resumed
+    run = Journal(tmp_path / "runs").start_run("production", operator="ana")
+    run.close()
+    assert _target_to_resume(config, "").name == "production"
+    assert _target_to_resume(config, done.run_id).name == "staging"

@@ -502,3 +502,25 @@ def test_ensure_private_dir(tmp_path: Path) -> None:
     created.chmod(0o755)
     assert ensure_private_dir(created) == created
     assert stat.S_IMODE(created.stat().st_mode) == 0o700
+
+
+def test_journal_and_local_backup_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vlad_tui import paths
+    from vlad_tui.config import Project
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    default = load_config(write(tmp_path, MINIMAL))
+    assert default.journal_dir == paths.runs_dir()
+    assert default.local_backup_dir == paths.backups_dir()
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    text = '[project]\njournal_dir = "runs"\nlocal_backup_dir = "~/copies"\n\n' + MINIMAL
+    config = load_config(write(sub, text))
+    assert config.journal_dir == sub / "runs"  # relative to the config file
+    assert config.local_backup_dir == tmp_path / "home" / "copies"
+    # dump_config writes them back (and leaves unset ones out), load_config reads them again.
+    dumped = dump_config(config.targets.values(), config.project)
+    assert load_config(write(tmp_path, dumped, name="again.toml")).journal_dir == sub / "runs"
+    assert "journal_dir" not in dump_config(config.targets.values(), Project())
+    assert "journal_dir = " in render_template() and "local_backup_dir = " in render_template()
+    assert "must not be empty" in str(error_of(write(tmp_path, '[project]\njournal_dir = ""\n')))

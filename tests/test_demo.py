@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.rig.pm2 import find_pm2
+from tests.rig.pm2 import Pm2, find_pm2
 from tests.rig.services import missing
 from vlad_tui.config import load_config
 from vlad_tui.demo import sandbox as sandbox_mod
@@ -87,6 +87,36 @@ def test_running_it_again_reuses_the_sandbox(demo_dir: Path) -> None:
     again = vlad("demo", "--setup-only", "--dir", str(demo_dir), env=demo_env())
     assert again.returncode == 0, again.stderr
     assert (demo_dir / "state.json").read_text() == before
+    assert "restarted" not in again.stdout  # everything was running: nothing to say
+
+
+def test_running_it_again_says_what_it_restarted(demo_dir: Path) -> None:
+    state = Sandbox(demo_dir).state()
+    assert state is not None
+    Pm2(Path(state.pm2_bin), demo_dir / "pm2").run("stop", sandbox_mod.APP_NAME)  # rb.stop
+    again = vlad("demo", "--setup-only", "--dir", str(demo_dir), env=demo_env())
+    assert again.returncode == 0, again.stderr
+    assert "restarted: backend-vlad (was stopped in pm2)" in again.stdout
+    assert "Detener la aplicación" in again.stdout
+    assert Sandbox(demo_dir).is_up()
+
+
+def test_the_demo_keeps_its_runs_and_copies_inside_and_the_cli_finds_them(
+    demo_dir: Path,
+) -> None:
+    from vlad_tui.journal import Journal
+
+    config = load_config(demo_dir / "config.toml")
+    assert config.journal_dir == demo_dir / "runs"
+    assert config.local_backup_dir == demo_dir / "local-backups"  # gone with --teardown
+    run = Journal(config.journal_dir).start_run("production", operator="ana@demo")
+    run.step_started("p1.connectivity", title="Verificar conexión")
+    run.close()
+    cfg = ["--config", str(demo_dir / "config.toml")]
+    listing = vlad(*cfg, "runs", env=demo_env())
+    assert run.run_id in listing.stdout and "unfinished" in listing.stdout, listing.stderr
+    report = vlad(*cfg, "report", run.run_id, env=demo_env())
+    assert report.returncode == 0 and f"# Run {run.run_id}" in report.stdout
 
 
 def test_teardown_stops_everything_and_removes_the_dir() -> None:

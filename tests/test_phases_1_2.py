@@ -343,6 +343,9 @@ async def test_phase1_then_phase2_end_to_end(world: World, monkeypatch: pytest.M
     tables = "select count(*) from pg_tables where schemaname = 'public'"
     assert (await world.fetch(world.staging, tables))[0][0] == 0
     confirmations = [e for e in world.events() if e["kind"] == "confirmation"]
+    # The first creation found nothing to drop: journaled as a confirmation not needed.
+    [not_needed] = [c for c in confirmations if c.get("needed") is False]
+    assert not_needed["step"] == "p1.staging_db" and world.staging in not_needed["reason"]
     assert [(c["step"], c["typed"], c["accepted"]) for c in confirmations[-2:]] == [
         ("p1.staging_db", "prod", False),
         ("p1.staging_db", "production", True),

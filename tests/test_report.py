@@ -59,7 +59,7 @@ def test_markdown_report(record: RunRecord) -> None:
     assert "Type SWAP \\| to swap | `nope` | no |" in md
     assert "- **backup** (step `backup`)" in md
     assert "  - sha256: `" + "f00d" * 16 + "`" in md
-    assert "  - size: `52428800`" in md
+    assert "  - size: `50.0 MiB`" in md  # a size with its unit, never raw bytes
     # Tail of the failed step's log, fenced so backticks inside cannot break out.
     assert "### `migrate` Apply migrations (failed)" in md
     assert "migrate line 59" in md
@@ -108,7 +108,7 @@ def test_unfinished_run_report(tmp_path: Path) -> None:
     record = journal.load(run.run_id)
     md = render_report(record)
     assert "**unfinished (no run_finished event)**" in md
-    assert "| Finished | — |" in md
+    assert "| Finished | – |" in md
     assert "No steps ran." in md
     doc = json.loads(render_report(record, "json"))
     assert doc["unfinished"] is True and doc["finished_at"] is None and doc["steps"] == []
@@ -117,3 +117,42 @@ def test_unfinished_run_report(tmp_path: Path) -> None:
 def test_unknown_format(record: RunRecord) -> None:
     with pytest.raises(ValueError, match="md, json"):
         render_report(record, "html")
+
+
+def test_markdown_report_has_no_raw_values(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "runs")
+    run = journal.start_run("production", operator="ana@bastion")
+    run.step_started("p3.lock", title="Tomar el lock")
+    run.artifact("p3.lock", "lock", holder="ana", acquired_at=1796158236.62, reason=None)
+    run.artifact("p1.facts", "pm2", processes=[{"name": "backend-vlad", "pid": 7}])
+    run.step_finished("p3.lock", status="ok", duration=0.2)
+    run.close()
+    md = render_report(journal.load(run.run_id))
+    assert "1796158236" not in md
+    assert ": `None`" not in md and "{'" not in md
+    assert "  - reason: `–`" in md
+    assert "  - processes: `name=backend-vlad, pid=7`" in md
+    # Times are local with their age (the JSON keeps ISO 8601 UTC).
+    started = md.split("| Started |")[1].splitlines()[0]
+    assert started.endswith("(just now) |") and "+00:00" not in started
+
+
+def test_a_confirmation_not_needed_is_in_the_report(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "runs")
+    run = journal.start_run("production", operator="ana@bastion")
+    run.record(
+        "confirmation",
+        step="p1.staging_db",
+        needed=False,
+        reason="peludosclick_staging does not exist yet, so nothing is dropped",
+        operator="ana@bastion",
+    )
+    run.close()
+    record = journal.load(run.run_id)
+    md = render_report(record)
+    assert (
+        "| `p1.staging_db` | ana@bastion | not needed: peludosclick_staging does not exist "
+        "yet, so nothing is dropped | – | not asked |"
+    ) in md
+    doc = json.loads(render_report(record, "json"))
+    assert doc["confirmations"][0]["needed"] is False

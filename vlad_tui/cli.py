@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "check":
                 return asyncio.run(cmd_check(args))
             case "runs":
-                return cmd_runs()
+                return cmd_runs(args)
             case "demo":
                 return cmd_demo(args)
             case "report":
@@ -109,11 +109,22 @@ def _load(args: argparse.Namespace):  # -> Config
     return load_config(resolve_config_path(args.config))
 
 
+def _command(config_path: Path, rest: str) -> str:
+    """``vlad-tui [--config PATH] REST``: ``--config`` only when another file would be read."""
+    import shlex
+
+    from vlad_tui.config import resolve_config_path
+
+    same = resolve_config_path(None).expanduser().absolute() == config_path.absolute()
+    flag = "" if same else f" --config {shlex.quote(str(config_path))}"
+    return f"vlad-tui{flag} {rest}"
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from vlad_tui.config import resolve_config_path, write_template
 
     path = write_template(args.path or resolve_config_path(args.config), force=args.force)
-    print(f"wrote {path} — edit it, then run: vlad-tui check --target production")
+    print(f"wrote {path} — edit it, then run: {_command(path, 'check --target production')}")
     return EXIT_OK
 
 
@@ -130,18 +141,29 @@ async def cmd_check(args: argparse.Namespace) -> int:
     finally:
         await transport.close()
     if args.json:
+        # The JSON (with its "problems") is for programs; stderr says the reason to a person.
         print(json.dumps(facts.to_dict(), indent=2, default=str))
+        for problem in facts.problems:
+            _err(problem)
     else:
-        print(facts.render_text())
-    for problem in facts.problems:
-        _err(problem)
+        print(facts.render_text())  # its PROBLEM lines say each reason, once
     return EXIT_OK if facts.ok else EXIT_UNHEALTHY
 
 
-def cmd_runs() -> int:
+def _journal(args: argparse.Namespace):  # -> Journal
+    """The journal of the config (``[project] journal_dir``); without a config file at the
+    default place, the user's journal."""
+    from vlad_tui.config import resolve_config_path
     from vlad_tui.journal import Journal
 
-    runs = Journal.default().list_runs()
+    path = resolve_config_path(args.config)
+    if args.config is None and not path.exists():
+        return Journal.default()
+    return Journal(_load(args).journal_dir)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    runs = _journal(args).list_runs()
     if not runs:
         print("no runs yet")
         return EXIT_OK
@@ -155,10 +177,9 @@ def cmd_runs() -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from vlad_tui.journal import Journal
     from vlad_tui.report import render_report
 
-    print(render_report(Journal.default().load(args.run_id), args.format))
+    print(render_report(_journal(args).load(args.run_id), args.format))
     return EXIT_OK
 
 
@@ -175,14 +196,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except MissingTool as exc:
         _err(str(exc))
         return EXIT_USAGE
-    print(f"demo ready: vlad-tui --config {config_path}")
+    print(f"demo ready: {_command(config_path, '')}".rstrip())
     if args.setup_only:
         return EXIT_OK
-    from vlad_tui.journal import Journal
     from vlad_tui.tui.app import make_app
 
-    config = load_config(config_path)
-    make_app(config, target=config.target("production"), journal=Journal(sandbox.journal_dir)).run()
+    config = load_config(config_path)  # journals into the sandbox ([project] journal_dir)
+    make_app(config, target=config.target("production")).run()
+    print(f"resume this rehearsal with: {_command(config_path, '--resume')}")
     print(
         f"the sandbox keeps running; remove it with: vlad-tui demo --teardown --dir {sandbox.root}"
     )
@@ -192,7 +213,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_tui(args: argparse.Namespace) -> int:
     config = _load(args)
     target = config.target(args.target) if args.target or len(config.targets) == 1 else None
+    if target is None and args.resume is not None:
+        target = _target_to_resume(config, args.resume)
     from vlad_tui.tui.app import make_app
 
     make_app(config, target=target, resume=args.resume).run()
     return EXIT_OK
+
+
+def _target_to_resume(config, run_id: str):  # -> Target | None
+    """The target of the run ``--resume`` names (or of the newest unfinished run)."""
+    from vlad_tui.journal import Journal
+
+    runs = [r for r in Journal(config.journal_dir).list_runs() if r.target in config.targets]
+    chosen = next((r for r in runs if r.run_id == run_id or (not run_id and r.unfinished)), None)
+    return config.targets[chosen.target] if chosen is not None else None

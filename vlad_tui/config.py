@@ -188,6 +188,10 @@ class Project:
     backup_max_age_hours: float = 24.0
     #: Job directories on the server that nothing used for this many days are removed.
     jobs_keep_days: float = 7.0
+    #: The run journal's root; ``None``: the user state dir (``paths.runs_dir()``).
+    journal_dir: Path | None = None
+    #: Where off-box copies of backups go on this machine; ``None``: ``paths.backups_dir()``.
+    local_backup_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,16 @@ class Config:
     project: Project = field(default_factory=Project)
     targets: dict[str, Target] = field(default_factory=dict)
     contacts: tuple[Contact, ...] = ()
+
+    @property
+    def journal_dir(self) -> Path:
+        """Where runs are journaled: ``[project] journal_dir``, else the user state dir."""
+        return self.project.journal_dir or paths.runs_dir()
+
+    @property
+    def local_backup_dir(self) -> Path:
+        """Where off-box backup copies go: ``[project] local_backup_dir``, else user data."""
+        return self.project.local_backup_dir or paths.backups_dir()
 
     def target(self, name: str | None = None) -> Target:
         """The target called ``name``; without a name, the only one.
@@ -245,7 +259,14 @@ _TOML_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
 
 _TOP_KEYS = ("project", "targets", "contacts")
-_PROJECT_KEYS = ("name", "critical_tables", "backup_max_age_hours", "jobs_keep_days")
+_PROJECT_KEYS = (
+    "name",
+    "critical_tables",
+    "backup_max_age_hours",
+    "jobs_keep_days",
+    "journal_dir",
+    "local_backup_dir",
+)
 _TARGET_KEYS = (
     "host",
     "user",
@@ -513,7 +534,16 @@ class _Validator:
         keep = self.positive(table, "jobs_keep_days", "project")
         if keep is not None:
             kwargs["jobs_keep_days"] = keep
+        for key in ("journal_dir", "local_backup_dir"):
+            directory = self.text_value(table, key, "project")
+            if directory is not None:
+                kwargs[key] = self.local_dir(directory)
         return Project(**kwargs)
+
+    def local_dir(self, text: str) -> Path:
+        """A directory on this machine: ``~`` expanded, relative to the config file's dir."""
+        path = Path(text.strip()).expanduser()
+        return path if path.is_absolute() else (self.path.parent / path).absolute()
 
     def target(self, name: str, table: Any) -> Target:
         prefix = f"targets.{name}"
@@ -765,6 +795,10 @@ backup_max_age_hours = 24
 # status in a directory under the target's jobs_dir. Those nothing used for this many days are
 # removed when the next job starts.
 jobs_keep_days = 7
+# Where this machine keeps the run journal and the off-box copies of backups (relative paths
+# are relative to this file). Default: the user's state and data directories.
+# journal_dir = "~/.local/state/vlad-tui/runs"
+# local_backup_dir = "~/.local/share/vlad-tui/backups"
 
 [targets.production]
 # SSH host (or a Host alias from ~/.ssh/config), or "local" when vlad-tui runs on the server.
@@ -918,7 +952,11 @@ def dump_config(
     lines: list[str] = []
     if project is not None:
         lines.append("[project]")
-        lines += [f"{f.name} = {_toml_value(getattr(project, f.name))}" for f in fields(project)]
+        lines += [
+            f"{f.name} = {_toml_value(getattr(project, f.name))}"
+            for f in fields(project)
+            if getattr(project, f.name) is not None
+        ]
     for target in targets:
         lines.append(f"\n[targets.{target.name}]")
         for f in fields(target):

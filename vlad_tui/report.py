@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from vlad_tui import format as fmt
 from vlad_tui import redact
 from vlad_tui.journal import RunRecord
 
@@ -85,6 +86,8 @@ def build_document(record: RunRecord) -> dict[str, Any]:
             "at": _iso(e.get("ts")),
             "step": e.get("step"),
             "operator": e.get("operator"),
+            "needed": e.get("needed") is not False,
+            "reason": e.get("reason"),
             "prompt": e.get("prompt"),
             "typed": e.get("typed"),
             "accepted": bool(e.get("accepted")),
@@ -152,7 +155,7 @@ def _markdown(doc: dict[str, Any]) -> str:
     for item in doc["resumed"]:
         out.append(f"| Resumed | {_cell(_human(item['at']))} by {_cell(item['operator'])} |")
     for key, value in doc["meta"].items():
-        out.append(f"| {_cell(key)} | {_cell(value)} |")
+        out.append(f"| {_cell(key)} | {_cell(fmt.field(str(key), value))} |")
 
     out += ["", "## Steps", ""]
     if doc["steps"]:
@@ -174,10 +177,15 @@ def _markdown(doc: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|",
         ]
         for c in doc["confirmations"]:
+            if not c["needed"]:
+                prompt = f"not needed: {fmt.value(c['reason'])}"
+                typed, verdict = fmt.ABSENT, "not asked"
+            else:
+                prompt, typed = c["prompt"], f"`{_cell(c['typed'])}`"
+                verdict = "yes" if c["accepted"] else "no"
             out.append(
                 f"| {_cell(_human(c['at']))} | `{_cell(c['step'])}` | {_cell(c['operator'])} "
-                f"| {_cell(c['prompt'])} | `{_cell(c['typed'])}` "
-                f"| {'yes' if c['accepted'] else 'no'} |"
+                f"| {_cell(prompt)} | {typed} | {verdict} |"
             )
     else:
         out.append("None.")
@@ -187,7 +195,7 @@ def _markdown(doc: dict[str, Any]) -> str:
         for a in doc["artifacts"]:
             out.append(f"- **{_cell(a['kind'])}** (step `{_cell(a['step'])}`)")
             for key, value in a["data"].items():
-                out.append(f"  - {_cell(key)}: `{_cell(value)}`")
+                out.append(f"  - {_cell(key)}: `{_cell(fmt.field(str(key), value))}`")
     else:
         out.append("None.")
 
@@ -222,9 +230,10 @@ def _iso(ts: Any) -> str | None:
 
 
 def _human(iso: str | None) -> str:
+    """Local time with its age (the JSON keeps ISO 8601 UTC)."""
     if not iso:
-        return "—"
-    return iso.replace("T", " ").replace("+00:00", " UTC")
+        return fmt.ABSENT
+    return fmt.when(datetime.fromisoformat(iso).timestamp())
 
 
 def _duration(seconds: Any) -> str:

@@ -179,12 +179,14 @@ async def leg_phase1(walk: Walk) -> None:
 
     # Every confirmation is journaled with what was typed and by whom.
     operator = walk.engine.operator
-    assert [
-        (c["step"], c["typed"], c["accepted"], c["operator"]) for c in walk.events("confirmation")
-    ] == [
+    asked = [c for c in walk.events("confirmation") if c.get("needed") is not False]
+    assert [(c["step"], c["typed"], c["accepted"], c["operator"]) for c in asked] == [
         ("p1.staging_restore", "prod", False, operator),
         ("p1.staging_restore", TARGET, True, operator),
     ]
+    # The staging database did not exist: nothing was dropped, and the journal says so.
+    [not_needed] = [c for c in walk.events("confirmation") if c.get("needed") is False]
+    assert not_needed["step"] == "p1.staging_db" and "does not exist" in not_needed["reason"]
 
     # The verified backup: the production gate reads this artifact.
     [backup] = walk.artifacts("backup", "p1.verify_backup")
@@ -196,6 +198,9 @@ async def leg_phase1(walk: Walk) -> None:
     assert hashlib.sha256(dump.read_bytes()).hexdigest() == backup["sha256"]
     [copy] = walk.artifacts("backup_copy", "p1.offbox")
     assert Path(copy["path"]).read_bytes() == dump.read_bytes()
+    # The off-box copy stays inside the sandbox ([project] local_backup_dir): --teardown
+    # removes it with everything else.
+    assert Path(copy["path"]).is_relative_to(walk.demo.root / "local-backups")
     assert copy["sha256"] == backup["sha256"]
 
     # Lint: the two pending migrations, one breaking finding the operator acknowledges.

@@ -74,6 +74,8 @@ class Sandbox:
 
     config_path = property(lambda self: self.root / "config.toml")
     journal_dir = property(lambda self: self.root / "runs")
+    #: Off-box copies of backups ("copy the backup off the server"): inside the sandbox too.
+    local_backup_dir = property(lambda self: self.root / "local-backups")
     app_dir = property(lambda self: self.root / "app")
     state_file = property(lambda self: self.root / "state.json")
 
@@ -154,21 +156,45 @@ class Sandbox:
             self.root / "sshd", "127.0.0.1", state.ssh_port, getpass.getuser()
         )
 
-    def _start_sshd(self, state: SandboxState, progress) -> None:
+    def _start_sshd(self, state: SandboxState, progress) -> bool:
         files = self._sshd_files(state)
         if files is not None and not _listening(state.ssh_port):
             progress(f"OpenSSH server on 127.0.0.1:{state.ssh_port} …")
             loopback_sshd.start(files, detach=True)
+            return True
+        return False
 
     def _restart(self, state: SandboxState, progress) -> Path:
+        """Start what is not running (after a reboot, or stopped in a rehearsal) and say so."""
+        restarted = []
         cluster = self._cluster(state)
         if not cluster.is_running():
             progress(f"starting PostgreSQL on 127.0.0.1:{state.pg_port} …")
             cluster.start()
+            restarted.append("PostgreSQL (was not running)")
         if not _healthy(state.app_port):
+            was = self._app_state(state)
             self._start_app(state, progress)
-        self._start_sshd(state, progress)
+            restarted.append(f"{APP_NAME} (was {was})")
+        if self._start_sshd(state, progress):
+            restarted.append("the OpenSSH server (was not running)")
+        self._write_config(state)
+        if restarted:
+            progress(
+                f"restarted: {'; '.join(restarted)}. A resumed rehearsal may still show the "
+                "steps that stopped them as done (e.g. «Detener la aplicación»): the sandbox "
+                "is running again."
+            )
         return self.config_path
+
+    def _app_state(self, state: SandboxState) -> str:
+        """How pm2 has the app now (``stopped``, ``errored``, …) before it is started again."""
+        try:
+            procs = [p for p in self._pm2(state).jlist() if p.get("name") == APP_NAME]
+        except (VladError, ValueError, OSError):
+            return "not answering"
+        found = sorted({str(p.get("pm2_env", {}).get("status", "?")) for p in procs})
+        return f"{'/'.join(found)} in pm2" if found else "not in pm2"
 
     def _start_app(self, state: SandboxState, progress) -> None:
         progress(f"{APP_NAME} under pm2 (cluster mode) on 127.0.0.1:{state.app_port} …")
@@ -230,7 +256,13 @@ class Sandbox:
             Contact("DBA", "Íñigo Peña (demo)", "+34 600 000 002"),
         ]
         text = "# vlad-tui demo sandbox: every target runs on this machine.\n"
-        text += dump_config(targets, Project(name="backend-vlad (demo)"), contacts)
+        project = Project(
+            name="backend-vlad (demo)",
+            # Everything the rehearsal writes stays in the sandbox and goes with --teardown.
+            journal_dir=self.journal_dir,
+            local_backup_dir=self.local_backup_dir,
+        )
+        text += dump_config(targets, project, contacts)
         self.config_path.write_text(text)
         self.config_path.chmod(0o600)
 

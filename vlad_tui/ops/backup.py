@@ -42,6 +42,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from vlad_tui import format as show
 from vlad_tui import paths, redact
 from vlad_tui.config import Target
 from vlad_tui.db import DatabaseUrl
@@ -280,16 +281,12 @@ async def preflight(
     if required > free:
         raise BackupError(
             f"preflight: not enough space for a backup in {target.backup_dir} on "
-            f"{target.name}: {_mib(free)} free, {_mib(required)} needed (database "
-            f"{_mib(db_size)} × {margin:g}{' + reserve' if reserve_bytes else ''}); "
+            f"{target.name}: {show.size(free)} free, {show.size(required)} needed (database "
+            f"{show.size(db_size)} × {margin:g}{' + reserve' if reserve_bytes else ''}); "
             "free some space or point backup_dir at a bigger disk",
             rung="preflight",
         )
     return info
-
-
-def _mib(n: int) -> str:
-    return f"{n / 1024**2:.1f} MiB"
 
 
 # --- create -----------------------------------------------------------------------------------
@@ -399,7 +396,7 @@ async def create_backup(
     _emit(
         sink,
         f"preflight ok: pg_dump {info['pg_dump_version']}, server {info['server_version']}, "
-        f"database {_mib(info['database_size'])}, {_mib(info['free_bytes'])} free in "
+        f"database {show.size(info['database_size'])}, {show.size(info['free_bytes'])} free in "
         f"{info['backup_dir']}",
     )
     when = now or datetime.now()
@@ -452,7 +449,7 @@ async def create_backup(
     size, digest = await _digest(transport, path)
     if progress is not None:
         progress(size, info["database_size"])
-    _emit(sink, f"backup written: {path} ({_mib(size)}, sha256 {digest[:16]}…)")
+    _emit(sink, f"backup written: {path} ({show.size(size)}, sha256 {digest[:16]}…)")
     return Backup(
         path=path,
         format=fmt,
@@ -548,7 +545,7 @@ async def verify_backup(
         raise _fail(backup, checks, "size", f"{main} does not exist on {target.name}")
     if stat.size <= 0:
         raise _fail(backup, checks, "size", f"{main} is empty")
-    passed("size", f"{_mib(backup.size)}")
+    passed("size", f"{show.size(backup.size)}")
 
     try:
         _, digest = await _digest(transport, backup.path)

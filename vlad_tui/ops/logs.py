@@ -21,7 +21,7 @@ from vlad_tui.transport.base import CommandResult, Transport
 Pm2Action = Literal["restart", "reload", "stop", "start"]
 DEFAULT_LOG_LINES = 100
 #: Lines of the error stream that count as errors in "No hay errores en los logs".
-ERROR_PATTERN = re.compile(r"\b(error|exception|fatal|unhandled|uncaught)\b", re.IGNORECASE)
+ERROR_PATTERN = re.compile(r"error|exception|fatal|unhandled|uncaught|panic", re.IGNORECASE)
 
 CONSEQUENCES: dict[str, str] = {
     "restart": (
@@ -113,7 +113,40 @@ class LogErrors:
     errors: tuple[str, ...]
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+#: What pm2 itself prints around the log lines: never the app's own output.
+_PM2_HEADERS = (
+    re.compile(r"^\[TAILING\] Tailing last \d+ lines for \[.*\] process"),
+    re.compile(r"^\S.*\.log last \d+ lines:$"),
+    re.compile(r"^\[PM2\]"),
+)
+
+
+def is_pm2_header(line: str) -> bool:
+    """True for pm2's own lines (``…-error-0.log last 200 lines:``, ``[TAILING] …``)."""
+    plain = _ANSI.sub("", line).strip()
+    return any(h.search(plain) for h in _PM2_HEADERS)
+
+
+def app_lines(text: str) -> list[str]:
+    """The app's own non-empty log lines in ``pm2 logs`` output (ANSI colour and pm2's
+    headers removed)."""
+    lines = (_ANSI.sub("", ln).rstrip() for ln in text.splitlines())
+    return [ln for ln in lines if ln.strip() and not is_pm2_header(ln)]
+
+
 def find_errors(text: str) -> LogErrors:
-    """Lines of ``text`` matching :data:`ERROR_PATTERN` (pure)."""
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    """The one way error lines are read from ``pm2 logs`` output (pure): the app's lines
+    (:func:`app_lines`) matching :data:`ERROR_PATTERN`."""
+    lines = app_lines(text)
     return LogErrors(len(lines), tuple(ln for ln in lines if ERROR_PATTERN.search(ln)))
+
+
+async def read_error_log(target: Target, transport: Transport, lines: int) -> LogErrors:
+    """Error lines in the last ``lines`` lines of the app's error log.
+
+    With ``--raw``, pm2 prints the error log's lines on its *stderr* and only its headers on
+    stdout (pm2 6): both streams are read.
+    """
+    result = await pm2_logs(target, transport, lines=lines, errors_only=True)
+    return find_errors(f"{result.stdout}\n{result.stderr}")

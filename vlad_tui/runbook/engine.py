@@ -65,7 +65,7 @@ from vlad_tui.runbook.operations import (
     Operation,
     StepContext,
 )
-from vlad_tui.runbook.operations.context import StepPort
+from vlad_tui.runbook.operations.context import NOT_DESTRUCTIVE, StepPort
 from vlad_tui.runbook.progress import PhaseProgress, phase_progress
 from vlad_tui.transport.base import Transport
 from vlad_tui.transport.shell import quote
@@ -287,15 +287,24 @@ class Engine:
                 return data
         return None
 
-    def pending_acknowledgements(self, subject: str) -> list[dict[str, str]]:
-        """Items of ``subject`` that need the operator's acknowledgement and do not have it.
+    def run_artifacts(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """Every artifact of this run, every attempt, in recorded order: ``(step, kind, data)``."""
+        return [(step_id, kind, data) for step_id, kind, data, _ts in self._run_artifacts]
+
+    def pending_acknowledgements(
+        self, subject: str, step_id: str | None = None
+    ) -> list[dict[str, str]]:
+        """Items of ``subject`` that need the operator's acknowledgement and do not have it
+        (only those ``step_id`` found, when given).
 
         They come from the latest attempt of each step: an artifact with an ``acknowledge``
         field ``{"subject": ..., "items": [{"key": ..., "text": ...}]}``.
         """
         done = self._acknowledged.get(subject, set())
         items: list[dict[str, str]] = []
-        for attempt in self._artifacts.values():
+        for found_by, attempt in self._artifacts.items():
+            if step_id is not None and found_by != step_id:
+                continue
             for _kind, data in attempt:
                 items.extend(
                     dict(i) for i in artifacts.ack_items(data, subject) if i["key"] not in done
@@ -304,10 +313,11 @@ class Engine:
 
     # write side
 
-    def acknowledge(self, subject: str, *, note: str = "") -> list[str]:
-        """The operator acknowledges every pending item of ``subject`` (journaled with the
-        operator, the items and the note); the keys acknowledged."""
-        pending = self.pending_acknowledgements(subject)
+    def acknowledge(self, subject: str, *, note: str = "", step_id: str | None = None) -> list[str]:
+        """The operator acknowledges every pending item of ``subject`` (only those ``step_id``
+        found, when given), journaled with the operator, the items and the note; the keys
+        acknowledged."""
+        pending = self.pending_acknowledgements(subject, step_id)
         if not pending:
             raise VladError(f"nothing to acknowledge for {subject}")
         keys = [item["key"] for item in pending]
@@ -316,6 +326,7 @@ class Engine:
             "acknowledgement",
             subject=subject,
             items=pending,
+            found_by=step_id,
             operator=self.operator,
             note=redact.scrub(note or ""),
         )
@@ -524,6 +535,14 @@ class Engine:
                     return self.statuses[step.id]
                 commands = request.commands
                 ctx.state["confirmed"] = True
+            else:  # nothing destructive this time: journaled, and the step says so
+                self.run.record(
+                    "confirmation",
+                    step=step.id,
+                    needed=False,
+                    reason=ctx.state.get(NOT_DESTRUCTIVE),
+                    operator=self.operator,
+                )
         return await self._execute(step, operation, ctx, commands)
 
     async def _ask(self, step: Step, request: ConfirmRequest, *, previous: StepStatus) -> bool:

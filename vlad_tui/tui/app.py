@@ -124,7 +124,7 @@ class VladApp(App[None]):
         if self._journal is None:
             from vlad_tui.journal import Journal
 
-            self._journal = Journal.default()
+            self._journal = Journal(self.config.journal_dir)
         return self._journal
 
     @property
@@ -374,19 +374,52 @@ class VladApp(App[None]):
 
     def run_command(self, step_id: str, params: dict[str, Any] | None = None) -> None:
         """Run a palette action (a ``cmd.*`` step) and show its output; look-ups run beside a
-        running step."""
+        running step.
+
+        A look-up (a read-only operation) is journaled to the current run if there is one and
+        never starts a run by itself; a change runs in the current (or a new) run.
+        """
         from vlad_tui.runbook.model import step as get_step
+        from vlad_tui.runbook.operations import OPERATIONS
         from vlad_tui.tui.screens.action import ActionScreen
 
-        title = get_step(step_id).title
+        step = get_step(step_id)
+        title = step.title
         if params and "lines" in params:
             title = f"{title} ({params['lines']})"
         if self.engine is not None and (busy := self.engine.busy_reason(step_id)):
             self.notify(busy, title=title, severity="warning")
             return
         self.push_screen(ActionScreen(step_id, title))
-        if self.run_step(step_id, params) is None:
+        look_up = OPERATIONS[step.operation].read_only
+        if not look_up or self.engine is not None:
+            started = self.run_step(step_id, params)
+        else:
+            started = self._start(
+                lambda engine: engine.run_step(step_id, params=params),
+                f"look-up {step_id}",
+                lambda engine: engine.busy_reason(step_id),
+                engine=self._lookup_engine(),
+            )
+        if started is None:
             self.pop_screen()
+
+    def _lookup_engine(self) -> Engine | None:
+        """An engine over a run that journals nothing, for look-ups while no run exists."""
+        if self.target is None or self._ensure_transport() is None:
+            return None
+        from vlad_tui.runbook.engine import Engine
+        from vlad_tui.runbook.lookup import UnjournaledRun
+
+        return Engine(
+            self.config,
+            self.target,
+            self.transport,
+            UnjournaledRun(self.target.name),
+            confirm=self.confirm,
+            sink=self.engine_sink,
+            journal=self.journal,
+        )
 
     def run_phase(self, number: int) -> Worker[Any] | None:
         """Run the rest of a phase in a worker."""
@@ -401,9 +434,11 @@ class VladApp(App[None]):
         call: Callable[[Engine], Any],
         name: str,
         busy: Callable[[Engine], str | None],
+        *,
+        engine: Engine | None = None,
     ) -> Worker[Any] | None:
         try:
-            engine = self.ensure_engine()
+            engine = engine or self.ensure_engine()
         except Exception as exc:
             self.notify(str(exc), title="Cannot run", severity="error")
             return None
@@ -442,7 +477,7 @@ class VladApp(App[None]):
 
     def action_open_report(self) -> None:
         """Show the report of the current run (or the newest run of the target)."""
-        from vlad_tui.tui.screens.report import TextScreen
+        from vlad_tui.tui.screens.report import MarkdownScreen
 
         run_id = self.engine.run.run_id if self.engine is not None else None
         try:
@@ -462,7 +497,7 @@ class VladApp(App[None]):
         except Exception as exc:
             self.notify(f"Cannot render the report: {exc}", severity="error")
             return
-        self.push_screen(TextScreen(f"Report · run {run_id}", text))
+        self.push_screen(MarkdownScreen(f"Report · run {run_id}", text))
 
     def action_deviations(self) -> None:
         """Why some of the written plan's commands are missing (migrate reset, db pull, …)."""
@@ -504,9 +539,18 @@ class VladApp(App[None]):
 
         self.push_screen(PickerScreen(list(self.config.targets.values())), chosen)
 
+    def open_effects(self) -> list[str]:
+        """What the current run has left changed on the target (empty without a run)."""
+        from vlad_tui.runbook.effects import open_effects
+
+        if self.engine is None:
+            return []
+        return open_effects(self.engine.statuses, self.engine.run_artifacts())
+
     def action_request_quit(self) -> None:
-        """Quit; asks first when a step is running."""
-        if not self.busy:
+        """Quit; asks first when a step is running or the run left the target worse."""
+        effects = self.open_effects()
+        if not self.busy and not effects:
             self.run_worker(self.shutdown(), group="quit", exit_on_error=False)
             return
         from vlad_tui.tui.screens.prompt import YesNoScreen
@@ -515,15 +559,13 @@ class VladApp(App[None]):
             if yes:
                 self.run_worker(self.shutdown(), group="quit", exit_on_error=False)
 
-        self.push_screen(
-            YesNoScreen(
-                "A step is running. Quit anyway?",
-                "The step is cancelled and marked interrupted in the journal; "
-                "detached remote commands keep running and the run can be resumed.",
-                yes="Quit",
-            ),
-            answered,
+        question, explanation = quit_prompt(
+            self.target.name if self.target is not None else "the target",
+            busy=self.busy,
+            effects=effects,
+            run_id=self.engine.run.run_id if self.engine is not None else None,
         )
+        self.push_screen(YesNoScreen(question, explanation, yes="Quit"), answered)
 
     async def shutdown(self) -> None:
         """Cancel running steps (the engine journals them interrupted), close, exit."""
@@ -538,6 +580,28 @@ class VladApp(App[None]):
             with contextlib.suppress(Exception):
                 await self.transport.close()
         self.exit()
+
+
+def quit_prompt(
+    target: str, *, busy: bool, effects: list[str], run_id: str | None
+) -> tuple[str, str]:
+    """The question and explanation asked before quitting a running step or a run that left
+    ``target`` worse than it found it (``effects``)."""
+    lines = []
+    if busy:
+        question = "A step is running. Quit anyway?"
+        lines.append(
+            "The step is cancelled and marked interrupted in the journal; "
+            "detached remote commands keep running."
+        )
+        if effects:
+            lines.append(f"This run also leaves {target} worse than it found it:")
+    else:
+        question = f"This run leaves {target} worse than it found it. Quit anyway?"
+    lines.extend(f"  • {effect}" for effect in effects)
+    if run_id is not None:
+        lines.append(f"Resume the run ({run_id}) later with --resume.")
+    return question, "\n".join(lines)
 
 
 def make_app(

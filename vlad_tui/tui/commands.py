@@ -1,7 +1,9 @@
 """Command palette (``ctrl+p``): the plan's "Comandos útiles" and navigation.
 
-Every remote command runs as a journaled engine step (``cmd.*`` in the runbook model), so
-``pm2 restart`` asks for the same typed confirmation as any destructive step.
+Every remote command runs as an engine step (``cmd.*`` in the runbook model), so ``pm2 restart``
+asks for the same typed confirmation as any destructive step and is journaled (starting a run if
+needed). Look-ups (``pm2 status``, logs, migration status …) change nothing: they are journaled
+in the current run when there is one and never start a run by themselves.
 """
 
 from __future__ import annotations

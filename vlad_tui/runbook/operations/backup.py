@@ -6,8 +6,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vlad_tui import format as fmt
 from vlad_tui.errors import VladError
-from vlad_tui.runbook.operations.context import StepContext, _mib
+from vlad_tui.runbook.operations.context import StepContext
 
 if TYPE_CHECKING:
     from vlad_tui.ops.backup import Backup
@@ -27,8 +28,8 @@ class _ProgressLines:
         if now - self._last < 1.0 and done < total:
             return
         self._last = now
-        suffix = f" of {_mib(total)}{self.of}" if total else ""
-        self.ctx.output(f"{self.what}: {_mib(done)}{suffix}")
+        suffix = f" of {fmt.size(total)}{self.of}" if total else ""
+        self.ctx.output(f"{self.what}: {fmt.size(done)}{suffix}")
 
 
 def backup_from(ctx: StepContext, *, verified: bool) -> Backup:
@@ -86,16 +87,15 @@ async def _verify_backup(ctx: StepContext) -> None:
             ctx.artifact("backup", **exc.backup.to_artifact())
         raise
     ctx.artifact("backup", **verified.to_artifact())
-    ctx.output(f"backup verified: {verified.name} ({_mib(verified.size)})")
+    ctx.output(f"backup verified: {verified.name} ({fmt.size(verified.size)})")
 
 
 async def _backup_offbox(ctx: StepContext) -> None:
     """Copy the verified backup to this machine (SFTP), checked by sha256 (optional step)."""
-    from vlad_tui import paths
     from vlad_tui.ops import backup as backup_ops
 
     backup = backup_from(ctx, verified=True)
-    local_dir = ctx.params.get("local_dir") or paths.backups_dir() / ctx.target.name
+    local_dir = ctx.params.get("local_dir") or ctx.config.local_backup_dir / ctx.target.name
     ctx.output(f"copying {backup.path} from {ctx.transport.label} to {local_dir}")
     copy = await backup_ops.copy_off_box(
         ctx.transport, backup, Path(local_dir), progress=_ProgressLines(ctx, "copied")

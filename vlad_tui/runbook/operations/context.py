@@ -146,6 +146,11 @@ class StepContext:
             yield db
 
 
+#: ``ctx.state`` key: why a destructive step found nothing destructive to do this time (a
+#: ``describe`` that returns ``None`` may set it; journaled as a confirmation not needed).
+NOT_DESTRUCTIVE = "not_destructive"
+_NOTHING_DESTRUCTIVE = "the step found nothing destructive to do this time"
+
 Describe = Callable[[StepContext], "ConfirmRequest | Awaitable[ConfirmRequest | None] | None"]
 
 
@@ -160,6 +165,10 @@ class Operation:
     read_only: bool = False
 
     async def __call__(self, ctx: StepContext) -> None:
+        reason = ctx.state.get(NOT_DESTRUCTIVE)
+        if reason:
+            ctx.output(f"No confirmation asked: {reason}")
+            ctx.artifact("confirmation", needed=False, reason=reason)
         await self.run(ctx)
 
     async def confirm_request(self, ctx: StepContext) -> ConfirmRequest | None:
@@ -179,6 +188,10 @@ class Operation:
             got = self.describe(ctx)
             req = await got if inspect.isawaitable(got) else got
             if req is None:
+                # The engine journals it as a confirmation that was not needed.
+                ctx.state[NOT_DESTRUCTIVE] = str(
+                    ctx.state.get(NOT_DESTRUCTIVE) or _NOTHING_DESTRUCTIVE
+                )
                 return None
         return ConfirmRequest(
             step_id=ctx.step.id,
@@ -189,7 +202,3 @@ class Operation:
             consequence=req.consequence,
             expected=ctx.target.name,
         )
-
-
-def _mib(n: float) -> str:
-    return f"{n / 1024**2:.1f} MiB"

@@ -5,17 +5,21 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from vlad_tui import format as fmt
 from vlad_tui.errors import VladError
 from vlad_tui.ops import logs as pm2_ops
 from vlad_tui.ops.pm2 import pm2_status
 from vlad_tui.runbook.operations.context import ConfirmRequest, Operation, StepContext
+
+#: Lines of the error log read for "no errors in the logs" (Phase 3 and Phase 4 alike).
+ERROR_LOG_LINES = 200
 
 
 def _pm2_line(p: Any) -> str:
     uptime = f"{p.uptime_s:.0f}s" if p.uptime_s is not None else "-"
     return (
         f"{p.name} #{p.pm_id} {p.status} mode={p.mode} pid={p.pid or '-'} "
-        f"restarts={p.restarts} uptime={uptime} mem={p.memory_bytes / 1e6:.1f}MB "
+        f"restarts={p.restarts} uptime={uptime} mem={fmt.size(p.memory_bytes)} "
         f"cpu={p.cpu_percent:.0f}%"
     )
 
@@ -37,10 +41,16 @@ async def _pm2_status(ctx: StepContext) -> None:
 
 
 async def _pm2_logs(ctx: StepContext) -> None:
-    """The last N lines of the app's logs (``pm2 logs NAME --lines N --nostream --raw``)."""
+    """The last N lines of the app's logs (``pm2 logs NAME --lines N --nostream --raw``).
+
+    As a plan step (Phase 3's "Verificar logs") it also reads the error log the way
+    "No hay errores en los logs" does and fails on error lines; from the palette it only shows.
+    """
     lines = int(ctx.params.get("lines", pm2_ops.DEFAULT_LOG_LINES))
     result = await pm2_ops.pm2_logs(ctx.target, ctx.transport, lines=lines, sink=ctx.sink)
     ctx.exit_status = result.exit_status
+    if ctx.step.phase >= 0:
+        await _check_error_log(ctx, ERROR_LOG_LINES)
 
 
 async def _pm2_show(ctx: StepContext) -> None:
@@ -50,12 +60,19 @@ async def _pm2_show(ctx: StepContext) -> None:
 
 async def _log_errors(ctx: StepContext) -> None:
     """ "No hay errores en los logs": error-like lines in the last lines of the error log."""
-    lines = int(ctx.params.get("lines", 200))
-    result = await pm2_ops.pm2_logs(ctx.target, ctx.transport, lines=lines, errors_only=True)
-    found = pm2_ops.find_errors(result.stdout)
+    await _check_error_log(ctx, int(ctx.params.get("lines", ERROR_LOG_LINES)))
+
+
+async def _check_error_log(ctx: StepContext, lines: int) -> None:
+    """Read the error log's last ``lines`` lines (:func:`vlad_tui.ops.logs.find_errors`: pm2's
+    own headers are not errors); fail when any of them is an error line."""
+    found = await pm2_ops.read_error_log(ctx.target, ctx.transport, lines)
     for line in found.errors[-50:]:
         ctx.output(line, "stderr")
-    ctx.output(f"{len(found.errors)} error line(s) in the last {lines} lines of the error log")
+    ctx.output(
+        f"{len(found.errors)} error line(s) among the {found.scanned} line(s) of the error log "
+        f"(last {lines} read)"
+    )
     ctx.artifact("log_errors", scanned=found.scanned, errors=len(found.errors), lines=lines)
     if found.errors:
         raise VladError(

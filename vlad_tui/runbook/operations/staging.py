@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
+from vlad_tui import format as fmt
 from vlad_tui.errors import VladError
 from vlad_tui.ops import migrations as migration_ops
 from vlad_tui.ops.jobs import RESUME_PARAM
 from vlad_tui.runbook.operations.backup import backup_from
-from vlad_tui.runbook.operations.context import ConfirmRequest, StepContext, _mib
+from vlad_tui.runbook.operations.context import NOT_DESTRUCTIVE, ConfirmRequest, StepContext
 from vlad_tui.runbook.operations.detached import run_detached
 from vlad_tui.runbook.operations.integrity import (
     production_baseline,
@@ -41,11 +42,14 @@ async def _staging_create_describe(ctx: StepContext) -> ConfirmRequest | None:
     exists = await staging_ops.database_exists(ctx.target, ctx.transport, url)
     ctx.state["exists"] = exists
     if not exists:
+        ctx.state[NOT_DESTRUCTIVE] = (
+            f"{url.database} does not exist yet, so nothing is dropped: it is only created"
+        )
         return None
     size = ""
     with contextlib.suppress(VladError):
         async with Database(ctx.target, ctx.transport, url) as db:
-            size = f", {_mib(await db.database_size())}"
+            size = f", {fmt.size(await db.database_size())}"
     production = await ctx.database_url()
     return ConfirmRequest(
         step_id=ctx.step.id,
@@ -98,7 +102,7 @@ async def _staging_restore_describe(ctx: StepContext) -> ConfirmRequest:
         host=f"{ctx.transport.label} (PostgreSQL {url.host}:{url.port})",
         database=url.display(),
         consequence=(
-            f"Restores the verified backup {backup.name} ({_mib(backup.size)}, sha256 "
+            f"Restores the verified backup {backup.name} ({fmt.size(backup.size)}, sha256 "
             f"{backup.sha256[:12]}…) into {url.database}, writing every table and row of "
             f"production into it. It runs detached on the server (a dropped connection does "
             f"not stop it). Production ({production.database}) is not touched."

@@ -18,6 +18,7 @@ from vlad_tui.tui.widgets.log_pane import MAX_LINES, LogPane
 from vlad_tui.tui.widgets.step_list import StepList
 
 if TYPE_CHECKING:
+    from vlad_tui.runbook.engine import Engine
     from vlad_tui.runbook.events import EngineEvent
     from vlad_tui.runbook.model import Phase, Step
     from vlad_tui.tui.app import VladApp
@@ -28,6 +29,26 @@ ACK_SUBJECTS = {
     "lint": "Breaking migration lint findings (Phase 3 will not migrate until acknowledged)",
     "integrity": "Tables with fewer rows on staging than in production's snapshot",
 }
+
+
+#: How a step's row names the findings it awaits acknowledgement for ("2 breaking").
+FINDING_NOTES = {"lint": "{} breaking", "integrity": "{} fewer rows"}
+
+Findings = dict[str, list[dict[str, str]]]
+
+
+def step_findings(engine: Engine | None, step_id: str) -> Findings:
+    """What ``step_id`` found that awaits the operator's acknowledgement, by subject."""
+    if engine is None:
+        return {}
+    found = {s: engine.pending_acknowledgements(s, step_id) for s in ACK_SUBJECTS}
+    return {s: items for s, items in found.items() if items}
+
+
+def findings_note(findings: Findings) -> str | None:
+    """``"2 breaking"``, ``"1 fewer rows"`` (``None`` when nothing awaits)."""
+    notes = [FINDING_NOTES[s].format(len(items)) for s, items in findings.items()]
+    return ", ".join(notes) or None
 
 
 class PhaseScreen(Screen[None]):
@@ -122,6 +143,7 @@ class PhaseScreen(Screen[None]):
         for step in self.phase.steps:
             elapsed = engine.elapsed(step.id) if engine else None
             steps.set_status(step.id, self.status(step), elapsed)
+        self._show_findings()
         checklist = self.checklist
         if checklist is not None:
             for item_id in checklist.items:
@@ -138,18 +160,41 @@ class PhaseScreen(Screen[None]):
         )
         self._show_details(step_id)
 
+    def _show_findings(self) -> None:
+        """Rows of steps whose findings await acknowledgement get their own mark."""
+        for step in self.phase.steps:
+            note = findings_note(step_findings(self.app.engine, step.id))
+            self.steps.set_findings(step.id, note)
+
+    def _found_elsewhere(self, subjects: tuple[str, ...]) -> list[str]:
+        """Where the findings a locked step waits for were found: ``"«title» (Phase 1)"``."""
+        from vlad_tui.runbook.model import all_steps
+
+        where = []
+        for other in all_steps():
+            found = step_findings(self.app.engine, other.id)
+            if any(s in found for s in subjects):
+                place = f"Phase {other.phase}" if other.phase > 0 else "the palette"
+                where.append(f"«{other.title}» ({place}, key {other.phase})")
+        return where
+
     def _show_details(self, step_id: str) -> None:
         from vlad_tui.runbook.model import step as get_step
 
         engine = self.app.engine
         step = get_step(step_id)
+        gate = self.app.gate(step)
         self.query_one(Details).show(
             render_details(
                 step,
                 status=self.steps.status_of(step_id),
-                gate=self.app.gate(step),
+                gate=gate,
                 error=self._errors.get(step_id) or (engine.error(step_id) if engine else None),
                 artifacts=engine.artifacts(step_id) if engine else [],
+                findings={ACK_SUBJECTS[k]: v for k, v in step_findings(engine, step_id).items()},
+                found_at=self._found_elsewhere(("integrity", *step.acknowledge))
+                if gate[0] and "not acknowledged" in gate[1]
+                else [],
             )
         )
 
@@ -188,6 +233,8 @@ class PhaseScreen(Screen[None]):
                     self.checklist.set_checked(item_id, checked)
             case GateChanged(step_id=step_id) | ArtifactAdded(step_id=step_id):
                 self.refresh_bindings()  # "k" shows while findings await acknowledgement
+                if isinstance(event, ArtifactAdded):
+                    self._show_findings()
                 if isinstance(event, GateChanged) and self.app.engine is not None:
                     from vlad_tui.runbook.model import step as get_step
 
@@ -259,38 +306,53 @@ class PhaseScreen(Screen[None]):
             return
         checklist.action_tick()
 
-    def pending_acknowledgements(self) -> dict[str, list[dict[str, str]]]:
-        """Findings of this run awaiting the operator, by subject (empty without an engine)."""
+    def acknowledgement_scope(self) -> dict[str, Findings]:
+        """What ``k`` acknowledges: the selected step's findings, else those of this phase's
+        steps; ``{step_id: {subject: items}}`` (empty without an engine)."""
         engine = self.app.engine
-        if engine is None:
-            return {}
-        found = {s: engine.pending_acknowledgements(s) for s in ACK_SUBJECTS}
-        return {s: items for s, items in found.items() if items}
+        selected = self.steps.selected_step_id
+        if selected is not None and (own := step_findings(engine, selected)):
+            return {selected: own}
+        found = {s.id: step_findings(engine, s.id) for s in self.phase.steps}
+        return {step_id: f for step_id, f in found.items() if f}
+
+    def pending_acknowledgements(self) -> dict[str, list[dict[str, str]]]:
+        """Findings ``k`` would acknowledge here, by subject."""
+        merged: dict[str, list[dict[str, str]]] = {}
+        for findings in self.acknowledgement_scope().values():
+            for subject, items in findings.items():
+                merged.setdefault(subject, []).extend(items)
+        return merged
 
     def action_acknowledge(self) -> None:
-        """Acknowledge every pending finding, with a typed note (journaled with the operator)."""
+        """Acknowledge what the selected step (or this phase) found, with a typed note
+        (journaled with the operator, the step and the findings)."""
+        from vlad_tui.runbook.model import step as get_step
         from vlad_tui.tui.screens.prompt import ReasonScreen
 
-        pending = self.pending_acknowledgements()
-        if not pending:
-            self.notify("Nothing to acknowledge.", severity="information")
+        scope = self.acknowledgement_scope()
+        if not scope:
+            self.notify("Nothing to acknowledge here.", severity="information")
             return
         lines = []
-        for subject, items in pending.items():
-            lines.append(f"{ACK_SUBJECTS[subject]}:")
-            lines.extend(f"  • {item['text']}" for item in items)
+        for step_id, findings in scope.items():
+            for subject, items in findings.items():
+                lines.append(f"{ACK_SUBJECTS[subject]} — found by «{get_step(step_id).title}»:")
+                lines.extend(f"  • {item['text']}" for item in items)
 
         def given(note: str | None) -> None:
             engine = self.app.engine
             if not note or engine is None:
                 return
-            for subject in pending:
-                try:
-                    engine.acknowledge(subject, note=note)
-                except Exception as exc:
-                    self.notify(str(exc), title="Not acknowledged", severity="error")
-                    return
-            self.notify(f"Acknowledged ({', '.join(pending)}); journaled with your note.")
+            for step_id, findings in scope.items():
+                for subject in findings:
+                    try:
+                        engine.acknowledge(subject, note=note, step_id=step_id)
+                    except Exception as exc:
+                        self.notify(str(exc), title="Not acknowledged", severity="error")
+                        return
+            count = sum(len(items) for f in scope.values() for items in f.values())
+            self.notify(f"Acknowledged {count} finding(s); journaled with your note.")
             self.refresh_bindings()
             self.reload()
 

@@ -6,9 +6,9 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import TextArea
+from textual.widgets import Markdown, TextArea
 
 
 class TextScreen(ModalScreen[None]):
@@ -31,6 +31,32 @@ class TextScreen(ModalScreen[None]):
         dialog.border_title = self.title_text
         dialog.border_subtitle = "escape closes"
         self.query_one(TextArea).focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class MarkdownScreen(ModalScreen[None]):
+    """A titled Markdown document (the run report), rendered; Escape closes it."""
+
+    CSS_PATH = "action.tcss"
+    BINDINGS: ClassVar = [Binding("escape", "close", "Close", id="report.close")]
+
+    def __init__(self, title: str, text: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="action-dialog", can_focus=True):
+            # The report is scrubbed, and the values from the target in it are escaped.
+            yield Markdown(self.text, id="report-markdown")
+
+    def on_mount(self) -> None:
+        dialog = self.query_one("#action-dialog", VerticalScroll)
+        dialog.border_title = self.title_text
+        dialog.border_subtitle = "escape closes · arrows scroll"
+        dialog.focus()
 
     def action_close(self) -> None:
         self.dismiss(None)

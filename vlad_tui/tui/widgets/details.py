@@ -8,23 +8,16 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from vlad_tui import format as fmt
 from vlad_tui.tui.widgets._css import sibling_css
 
 if TYPE_CHECKING:
     from vlad_tui.runbook.model import Step
 
 
-def format_value(value: Any) -> str:
-    """A compact one-line rendering of an artifact value."""
-    if isinstance(value, float):
-        return f"{value:.3f}".rstrip("0").rstrip(".")
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1024 * 1024:
-        return f"{value} ({value / (1024 * 1024):.1f} MiB)"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={format_value(v)}" for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return ", ".join(format_value(v) for v in value)
-    return str(value)
+def format_value(key: str, value: Any) -> str:
+    """One line for an artifact value: times local with age, sizes with a unit, absent "–"."""
+    return fmt.field(key, value)
 
 
 def render_details(
@@ -34,12 +27,27 @@ def render_details(
     gate: tuple[bool, str] = (False, ""),
     error: str | None = None,
     artifacts: list[tuple[str, dict]] | None = None,
+    findings: dict[str, list[dict[str, str]]] | None = None,
+    found_at: list[str] | None = None,
 ) -> Text:
-    """Plain Text (never markup: artifact values can come from the target)."""
+    """Plain Text (never markup: artifact values can come from the target).
+
+    ``findings``: what this step found that awaits acknowledgement (heading → items);
+    ``found_at``: where the findings a locked step waits for were found.
+    """
     out = Text()
     out.append(step.title, style="bold")
     out.append(f"\n{step.id} · {step.operation} · {status}", style="dim")
-    if step.destructive:
+    skipped = next(
+        (d for k, d in artifacts or [] if k == "confirmation" and d.get("needed") is False), None
+    )
+    if step.destructive and skipped is not None:
+        out.append(
+            f"\nDestructive, but not this time: {fmt.value(skipped.get('reason'))}. "
+            "No confirmation was asked (journaled).",
+            style="bold yellow",
+        )
+    elif step.destructive:
         out.append("\nDestructive: asks for a typed confirmation first.", style="bold red")
     if step.needs:
         out.append(f"\nNeeds: {', '.join(step.needs)}")
@@ -52,15 +60,27 @@ def render_details(
         out.append(f"\nLocked: {reason}", style="cyan")
         if step.production_gate:
             out.append("\n(override: ctrl+p → Override production gate)", style="dim")
-        if "not acknowledged" in reason:
+        if "not acknowledged" in reason and found_at:
+            out.append(
+                f"\nAcknowledge them where they were found: {'; '.join(found_at)}: select the "
+                "step there and press k.",
+                style="bold yellow",
+            )
+        elif "not acknowledged" in reason:
             out.append("\n(acknowledge the findings: k)", style="dim")
     if error:
         out.append(f"\nError: {error}", style="bold red")
+    for heading, items in (findings or {}).items():
+        out.append(f"\nNeeds your acknowledgement (k): {heading}", style="bold yellow")
+        for item in items:
+            out.append(f"\n  • {item.get('text', '')}")
     for kind, data in artifacts or []:
         out.append(f"\n\n{kind}", style="bold")
         for key, value in data.items():
+            if key == "acknowledge":  # shown above while pending, as a list of findings
+                continue
             out.append(f"\n  {key}: ", style="dim")
-            out.append(format_value(value))
+            out.append(format_value(key, value))
     return out
 
 

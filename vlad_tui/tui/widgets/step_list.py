@@ -30,6 +30,10 @@ STATUS_LOOK: dict[str, tuple[str, str, str]] = {
 }
 
 
+#: A step that ended ok but found something the operator must acknowledge (``set_findings``).
+FINDINGS_LOOK = ("⚠", "bold yellow")
+
+
 def format_elapsed(seconds: float | None) -> str:
     """``0.4s``, ``12s``, ``3m05s``, ``1h02m``; blank when unknown."""
     if seconds is None:
@@ -74,6 +78,8 @@ class StepList(DataTable):
         self.steps = tuple(steps)
         self._status: dict[str, str] = {s.id: "pending" for s in self.steps}
         self._elapsed: dict[str, float | None] = {}
+        #: Findings awaiting acknowledgement, per step ("2 breaking"): shown instead of a ✓.
+        self._findings: dict[str, str] = {}
 
     def on_mount(self) -> None:
         glyph, status, elapsed = self.FIXED_WIDTHS
@@ -97,6 +103,11 @@ class StepList(DataTable):
         )
         if step.destructive:
             title.append(" !", style="bold red")
+        findings = self._findings.get(step_id)
+        if findings and status == "ok":
+            glyph, rich_style = FINDINGS_LOOK
+            title = Text.assemble((f"{findings} · ", rich_style), title, no_wrap=True)
+            title.overflow = "ellipsis"
         return (
             Text(glyph, style=rich_style),
             title,
@@ -134,6 +145,19 @@ class StepList(DataTable):
         self._status[step_id] = status
         if elapsed is not None or status in ("pending", "locked", "unavailable"):
             self._elapsed[step_id] = elapsed
+        self._refresh_row(step_id)
+
+    def findings_of(self, step_id: str) -> str | None:
+        return self._findings.get(step_id)
+
+    def set_findings(self, step_id: str, note: str | None) -> None:
+        """Mark an ok step whose findings await acknowledgement (``None`` clears it)."""
+        if step_id not in self._status or self._findings.get(step_id) == note:
+            return
+        if note:
+            self._findings[step_id] = note
+        else:
+            self._findings.pop(step_id, None)
         self._refresh_row(step_id)
 
     def set_elapsed(self, step_id: str, elapsed: float | None) -> None:
