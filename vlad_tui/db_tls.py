@@ -121,6 +121,10 @@ class TlsRelay:
                 await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
             finally:
                 up_writer.close()
+        except asyncio.CancelledError:
+            # close() cancels the relay's own connections: ending is what was asked. (Letting
+            # it propagate makes asyncio log the server callback's task as an error.)
+            return
         finally:
             writer.close()
             self._tasks.discard(task)
