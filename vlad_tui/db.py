@@ -14,10 +14,8 @@ import os
 import socket
 import ssl
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
-
-import asyncpg
 
 from vlad_tui import redact
 from vlad_tui.config import Target
@@ -34,6 +32,9 @@ from vlad_tui.errors import (
     VladError,
 )
 from vlad_tui.transport.base import Transport
+
+if TYPE_CHECKING:
+    import asyncpg
 
 SCHEMES = ("postgres", "postgresql")
 DEFAULT_PORT = 5432
@@ -260,6 +261,8 @@ class Database:
 
     async def connect(self) -> None:
         """Open the connection (idempotent)."""
+        import asyncpg  # here, not at import: the UI starts without loading it
+
         if self._conn is not None and not self._conn.is_closed():
             return
         url = self.url
@@ -315,6 +318,8 @@ class Database:
             await relay.close()
 
     async def close(self) -> None:
+        import asyncpg
+
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             try:
@@ -332,6 +337,8 @@ class Database:
 
     def _error(self, exc: BaseException, *, connecting: bool = False) -> DatabaseError:
         """One clear, scrubbed line for an asyncpg / OS error."""
+        import asyncpg
+
         url = self.url
         where = f"PostgreSQL {url.host}:{url.port}"
         tunnel_closed = isinstance(
@@ -368,6 +375,8 @@ class Database:
         return DatabaseError(redact.scrub(msg))
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        import asyncpg
+
         try:
             return await self.connection.fetch(query, *args)
         except DatabaseError:

@@ -81,7 +81,8 @@ class OverviewScreen(Screen[None]):
             else:
                 panel.show_state(app.connection_state)
         self._show_resume_offer()
-        self._show_phases()
+        # After the first frame: the phase bar needs the operation registry, which is not small.
+        self.call_after_refresh(self._show_phases)
         self.load_unfinished()
 
     @work(group="unfinished", exclusive=True, exit_on_error=False)
