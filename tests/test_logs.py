@@ -121,7 +121,13 @@ async def test_phase_3_and_phase_4_read_the_error_log_the_same_way(
         async def no_database() -> Any:
             raise AssertionError("the log steps never need the database")
 
-        port = StepPort(lines.append, lambda k, d: found.append((k, d)), print, no_database)
+        port = StepPort(
+            output=lines.append,
+            artifact=lambda k, d: found.append((k, d)),
+            record=lambda k, d: None,
+            emit=print,
+            database_url=no_database,
+        )
         s = model.step(step_id)
         transport = open_transport(target)
         config = Config(tmp_path / "c.toml", Project())
