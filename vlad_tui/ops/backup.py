@@ -36,7 +36,7 @@ import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -46,7 +46,7 @@ from vlad_tui import format as show
 from vlad_tui import paths, redact
 from vlad_tui.config import Target
 from vlad_tui.db import DatabaseUrl
-from vlad_tui.errors import VladError
+from vlad_tui.errors import DatabaseError, TransportError, VladError
 from vlad_tui.events import OutputLine, Sink, Stream
 from vlad_tui.transport.base import CommandResult, Transport
 from vlad_tui.transport.shell import env_prefix, quote, with_secrets
@@ -102,6 +102,10 @@ class Backup:
     checks: dict[str, str] = field(default_factory=dict)
     #: Critical tables whose ``TABLE DATA`` (or COPY/INSERT) the ``list`` rung found.
     tables_with_data: list[str] = field(default_factory=list)
+    #: :meth:`Snapshot.to_dict <vlad_tui.ops.integrity.Snapshot.to_dict>` of the critical
+    #: tables taken in the dump's own snapshot (``create_backup(fingerprint_tables=…)``), so
+    #: it describes exactly the rows in the file; ``None`` when the backup has none.
+    fingerprints: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -110,7 +114,7 @@ class Backup:
 
     def to_artifact(self) -> dict[str, Any]:
         """A JSON-ready dict: ``path, format, size, sha256, created_at, database, verified,
-        checks, tables_with_data``."""
+        checks, tables_with_data, fingerprints``."""
         data = asdict(self)
         data["checks"] = dict(self.checks)
         data["tables_with_data"] = list(self.tables_with_data)
@@ -129,6 +133,7 @@ class Backup:
             verified=bool(data.get("verified")),
             checks={str(k): str(v) for k, v in (data.get("checks") or {}).items()},
             tables_with_data=[str(t) for t in data.get("tables_with_data") or []],
+            fingerprints=dict(data["fingerprints"]) if data.get("fingerprints") else None,
         )
 
 
@@ -377,6 +382,7 @@ async def create_backup(
     margin: float = DEFAULT_MARGIN,
     reserve_bytes: int = 0,
     timeout: float | None = None,
+    fingerprint_tables: Iterable[str] | None = None,
 ) -> Backup:
     """Dump ``url``'s database on the server into ``target.backup_dir``; return the backup.
 
@@ -387,6 +393,11 @@ async def create_backup(
     dump's size so far against ``pg_database_size`` — not a percentage of work done (a compressed
     dump ends well below the database size). The size and sha256 are computed on the server.
     The returned backup has ``checks == {"exit_status": "ok"}`` and is not verified yet.
+    With ``fingerprint_tables``, those tables are fingerprinted
+    (:func:`~vlad_tui.ops.integrity.snapshot_in_transaction`) in the very snapshot the dump
+    reads: a REPEATABLE READ transaction (asyncpg, through the transport) exports it with
+    ``pg_export_snapshot()``, takes the fingerprints and stays open while ``pg_dump
+    --snapshot=<id>`` runs; they are recorded as ``fingerprints``.
     A failing ``pg_dump`` raises :class:`BackupError` quoting its error line; nothing is left
     behind (the dump goes to ``<name>.partial``, removed on failure, renamed on success).
     """
@@ -407,6 +418,99 @@ async def create_backup(
     flags = f"-F{_FORMAT_FLAG[fmt]}"
     if fmt == "directory":
         flags += f" -j {max(1, int(jobs))}"
+    async with contextlib.AsyncExitStack() as stack:
+        fingerprints = None
+        if fingerprint_tables is not None:
+            snapshot_id, snapshot = await stack.enter_async_context(
+                _exported_snapshot(target, transport, url, list(fingerprint_tables))
+            )
+            fingerprints = snapshot.to_dict()
+            flags += f" --snapshot={quote(snapshot_id)}"
+            _emit(
+                sink, f"fingerprints of {len(snapshot.tables)} table(s) in snapshot {snapshot_id}"
+            )
+        result = await _dump(
+            transport,
+            prefix,
+            flags,
+            directory,
+            path,
+            partial,
+            secrets,
+            fmt,
+            info,
+            url,
+            sink=sink,
+            progress=progress,
+            timeout=timeout,
+        )
+    return await _finish(
+        transport,
+        result,
+        path,
+        partial,
+        fmt,
+        info,
+        url,
+        when,
+        fingerprints,
+        sink=sink,
+        progress=progress,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _exported_snapshot(
+    target: Target, transport: Transport, url: DatabaseUrl, tables: list[str]
+) -> AsyncIterator[tuple[str, Any]]:
+    """(snapshot id, fingerprints in it), the exporting transaction open until the exit."""
+    from vlad_tui.db import Database
+    from vlad_tui.ops.integrity import snapshot_in_transaction
+
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            db = await stack.enter_async_context(Database(target, transport, url))
+            tx = db.connection.transaction(isolation="repeatable_read", readonly=True)
+            await tx.start()
+            stack.push_async_callback(_end_quietly, tx)
+            snapshot_id = str(await db.connection.fetchval("select pg_export_snapshot()"))
+            snapshot = await snapshot_in_transaction(db, tables)
+        except (DatabaseError, TransportError, OSError) as exc:
+            raise BackupError(
+                f"pg_dump: cannot take the fingerprints in the dump's snapshot: {exc}",
+                rung="pg_dump",
+            ) from None
+        except Exception as exc:  # asyncpg's own errors (not imported at module level)
+            raise BackupError(
+                f"pg_dump: cannot export the dump's snapshot: {redact.scrub(str(exc))}",
+                rung="pg_dump",
+            ) from None
+        yield snapshot_id, snapshot
+
+
+async def _end_quietly(tx: Any) -> None:
+    """End the exporting transaction; it only read, and its end must not mask the dump's."""
+    with contextlib.suppress(Exception):
+        await tx.rollback()
+
+
+async def _dump(
+    transport: Transport,
+    prefix: str,
+    flags: str,
+    directory: str,
+    path: str,
+    partial: str,
+    secrets: dict[str, str],
+    fmt: str,
+    info: dict[str, Any],
+    url: DatabaseUrl,
+    *,
+    sink: Sink | None,
+    progress: Progress | None,
+    timeout: float | None,
+) -> CommandResult:
+    """Run the dump script; the partial file is removed when cancelled."""
     dump = f"{prefix}pg_dump -w --verbose {flags}"
     script = _DUMP_SCRIPT.format(
         backup_dir=quote(directory), path=quote(path), partial=quote(partial), dump=dump
@@ -433,6 +537,24 @@ async def create_backup(
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+    return result
+
+
+async def _finish(
+    transport: Transport,
+    result: CommandResult,
+    path: str,
+    partial: str,
+    fmt: str,
+    info: dict[str, Any],
+    url: DatabaseUrl,
+    when: datetime,
+    fingerprints: dict[str, Any] | None,
+    *,
+    sink: Sink | None,
+    progress: Progress | None,
+) -> Backup:
+    """The backup a finished dump wrote (sha256 on the server), or :class:`BackupError`."""
     if not result.ok:
         # The script removes the partial dump itself; make sure, in case it was killed.
         with contextlib.suppress(VladError):
@@ -458,6 +580,7 @@ async def create_backup(
         created_at=when.timestamp(),
         database=url.display(),
         checks={"exit_status": "ok"},
+        fingerprints=fingerprints,
     )
 
 

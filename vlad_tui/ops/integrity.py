@@ -123,14 +123,26 @@ async def take_snapshot(db: Database, tables: Iterable[str]) -> Snapshot:
     Works on a read-only :class:`~vlad_tui.db.Database`; raises
     :class:`~vlad_tui.errors.DatabaseError` (scrubbed, one line) if a query fails.
     """
+    try:
+        async with db.connection.transaction(isolation="repeatable_read", readonly=True):
+            return await snapshot_in_transaction(db, tables)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseError(
+            redact.scrub(f"integrity snapshot of {db.url.database}: {text}")
+        ) from None
+
+
+async def snapshot_in_transaction(db: Database, tables: Iterable[str]) -> Snapshot:
+    """Like :func:`take_snapshot`, inside the REPEATABLE READ transaction the caller holds
+    open on ``db.connection`` (e.g. the one whose snapshot ``pg_dump --snapshot`` reads)."""
     conn = db.connection
     result: dict[str, TableSnapshot] = {}
     current = ""
     try:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            for table in tables:
-                current = table
-                result[table] = await _table(conn, table, qualified(table, db.url.schema))
+        for table in tables:
+            current = table
+            result[table] = await _table(conn, table, qualified(table, db.url.schema))
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseError(
@@ -182,4 +194,11 @@ def compare(before: Snapshot, after: Snapshot) -> list[TableDiff]:
     return diffs
 
 
-__all__ = ["Snapshot", "TableDiff", "TableSnapshot", "compare", "take_snapshot"]
+__all__ = [
+    "Snapshot",
+    "TableDiff",
+    "TableSnapshot",
+    "compare",
+    "snapshot_in_transaction",
+    "take_snapshot",
+]
