@@ -90,7 +90,8 @@ class Snapshot:
         return cls(str(data.get("database") or ""), float(data.get("taken_at") or 0.0), tables)
 
 
-async def _primary_key(conn: asyncpg.Connection, name: str) -> list[tuple[str, str]]:
+async def primary_key(conn: asyncpg.Connection, name: str) -> list[tuple[str, str]]:
+    """(column, type) of the primary key of ``name`` (a quoted, qualified table), in order."""
     rows = await conn.fetch(_PK_QUERY, name)
     return [(r[0], r[1]) for r in rows]
 
@@ -98,7 +99,7 @@ async def _primary_key(conn: asyncpg.Connection, name: str) -> list[tuple[str, s
 async def _table(conn: asyncpg.Connection, table: str, name: str) -> TableSnapshot:
     if await conn.fetchval("select to_regclass($1)", name) is None:
         return TableSnapshot(table, None, None, None)
-    pk = await _primary_key(conn, name)
+    pk = await primary_key(conn, name)
     if not pk:
         count = await conn.fetchval(f"select count(*) from {name}")
         return TableSnapshot(table, int(count), None, None)
@@ -199,6 +200,7 @@ __all__ = [
     "TableDiff",
     "TableSnapshot",
     "compare",
+    "primary_key",
     "snapshot_in_transaction",
     "take_snapshot",
 ]
