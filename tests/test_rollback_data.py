@@ -26,6 +26,7 @@ from vlad_tui.events import OutputLine
 from vlad_tui.ops.backup import Backup, create_backup
 from vlad_tui.ops.integrity import Snapshot, take_snapshot
 from vlad_tui.ops.rollback import (
+    RestoreJob,
     RestoreProgress,
     RollbackError,
     check_backup,
@@ -262,7 +263,7 @@ async def test_restore_beside_verify_swap_and_report_what_was_set_aside(
             owner=checked.owner,
             on_job=journaled.append,
         )
-        assert journaled == [restore.job] and restore.entries
+        assert journaled == [restore] and restore.entries
         drops: list[int] = []
         progress: list[tuple[int, int]] = []
 
@@ -280,6 +281,13 @@ async def test_restore_beside_verify_swap_and_report_what_was_set_aside(
         total = len(restore.entries)
         assert progress[0] == (0, total) and progress[-1] == (total, total)
         assert [d for d, _ in progress] == sorted(d for d, _ in progress)
+
+        # vlad-tui restarted: re-attached from the journal, the whole log counts again.
+        again: list[tuple[int, int]] = []
+        resumed = RestoreJob.from_artifact(journaled[0].to_artifact())
+        assert resumed.entries == restore.entries and resumed.job.job_id == restore.job.job_id
+        assert await follow_restore(transport, resumed, on_progress=lambda *p: again.append(p)) == 0
+        assert again[-1] == (total, total)
 
         verification = await verify_restored(target, transport, url, backup, restore_db)
         assert verification.ok, verification.lines()
@@ -456,6 +464,24 @@ async def test_swap_interrupted_between_the_renames_can_be_undone(pg: PgServer, 
     names = await databases(pg)
     assert names[prod.name] is True and restore_db in names and failed_db not in names
     assert same(await fingerprints(target, url, prod.name), production)
+
+
+async def test_a_failing_start_after_the_renames_says_the_swap_happened(
+    pg: PgServer, prod: Prod
+) -> None:
+    target, url, restore_db, failed_db, production = await _copy_beside(pg, prod)
+    app = App()
+
+    async def broken_start() -> None:
+        raise RuntimeError("pm2: script not found")
+
+    plan = plan_swap(prod.name, restore_db, failed_db)
+    async with LocalTransport() as transport:
+        with pytest.raises(RollbackError, match=r"were swapped .* 'start the app' failed"):
+            await swap(target, transport, url, plan, stop_app=app.stop, start_app=broken_start)
+    names = await databases(pg)
+    assert names[prod.name] is True and names[failed_db] is True and restore_db not in names
+    assert same(await fingerprints(target, url, failed_db), production)
 
 
 async def test_a_failing_stop_leaves_production_serving_as_it_was(pg: PgServer, prod: Prod) -> None:

@@ -279,7 +279,11 @@ async def preflight(
         checks.append(Check("sessions", True, f"{role} can terminate the {total} session(s)"))
     if taken:
         checks.append(
-            Check("name", False, f"database {restore_db!r} already exists: wait a second")
+            Check(
+                "name",
+                False,
+                f"database {restore_db!r} already exists: look at it, or pick a new time stamp",
+            )
         )
     free, disk = await _free_disk(transport, url, data_dir, size, margin)
     checks.append(disk)
@@ -299,7 +303,9 @@ async def preflight(
             Check("estimate", None, "no restore throughput measured yet: no time estimate")
         )
     tool = await transport.run("pg_restore --version", timeout=60)
-    if not tool.ok:
+    if tool.ok:
+        checks.append(Check("pg_restore", True, (tool.stdout.strip() or "usable").splitlines()[-1]))
+    else:
         checks.append(
             Check(
                 "pg_restore",
@@ -386,7 +392,21 @@ class RestoreJob:
     entries: set[int] = field(default_factory=set)
 
     def to_artifact(self) -> dict[str, Any]:
-        return {**job_ops.to_artifact(self.job), "restore_db": self.restore_db}
+        """What to journal before the launch: the job, the database, the entries to count."""
+        return {
+            **job_ops.to_artifact(self.job),
+            "restore_db": self.restore_db,
+            "entries": sorted(self.entries),
+        }
+
+    @classmethod
+    def from_artifact(cls, data: Mapping[str, Any], *, offset: int = 0) -> RestoreJob:
+        """The restore to re-attach to (after a restart: ``offset`` 0 counts from the start)."""
+        return cls(
+            job_ops.from_artifact(data, offset=offset),
+            str(data["restore_db"]),
+            {int(e) for e in data.get("entries") or []},
+        )
 
 
 async def start_restore(
@@ -400,7 +420,7 @@ async def start_restore(
     owner: str | None = None,
     jobs: int = 2,
     job_root: str | None = None,
-    on_job: Callable[[DetachedJob], None] | None = None,
+    on_job: Callable[[RestoreJob], None] | None = None,
     keep_days: float | None = None,
     maintenance_db: str = MAINTENANCE_DB,
     sink: Sink | None = None,
@@ -408,7 +428,8 @@ async def start_restore(
     """Re-check the backup, create ``restore_db`` (owned by ``owner`` when given, e.g.
     production's from :attr:`Preflight.owner`) and launch the restore detached.
 
-    ``on_job(job)`` runs before the launch, so the caller journals it first. The password
+    ``on_job(restore)`` runs before the launch, so the caller journals it first
+    (:meth:`RestoreJob.to_artifact`). The password
     reaches ``pg_restore`` through stdin. Refuses production's and system names.
     """
     tables = list(tables)
@@ -428,11 +449,12 @@ async def start_restore(
     except Exception as exc:
         raise RollbackError(f"creating {restore_db!r}: {_pg_error(exc)}") from None
     job = job_ops.new_job(f"pg_restore into {restore_db}", job_root or target.jobs_dir)
+    restore = RestoreJob(job, restore_db, entries)
     if on_job is not None:
-        on_job(job)
+        on_job(restore)
     command = restore_command(url, restore_db, backup, jobs)
     await job_ops.start(transport, job, command, secrets=url.secret_env(), keep_days=keep_days)
-    return RestoreJob(job, restore_db, entries)
+    return restore
 
 
 class RestoreProgress:
@@ -681,7 +703,7 @@ async def swap(
         raise RollbackError(f"the maintenance database {maintenance_db!r} cannot be swapped")
     result = SwapResult("swapped")
     stopped_at: float | None = None
-    renamed = False
+    renamed = swapped = False
     try:
         async with _maintenance(target, transport, url, maintenance_db) as db:
             conn = db.connection
@@ -705,6 +727,7 @@ async def swap(
                     elif step.rename is not None:
                         await _rename(conn, *step.rename, terminate_wait)
                         renamed = step.rename == (plan.database, plan.failed_db)
+                        swapped = not renamed
                     else:
                         await conn.execute(step.text)
                     result.done.append(step.text)
@@ -712,16 +735,21 @@ async def swap(
                 if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
                     raise
                 failed_step = plan.steps[len(result.done)].label
+                why = exc if isinstance(exc, VladError) else _pg_error(exc)
+                if swapped:  # production already is the restored database: no going back here
+                    result.outcome = "swapped, unfinished"
+                    raise RollbackError(
+                        f"the databases were swapped ({plan.database!r} is the restored one, "
+                        f"{plan.failed_db!r} the one set aside) but {failed_step!r} failed: "
+                        f"{why}; finish it (resume the swap, or start the app)"
+                    ) from None
                 undone = await _undo_partial(conn, plan, renamed, stopped_at, start_app, result)
                 state = (
                     "production is as it was (undone)"
                     if undone
                     else "undoing it failed too: resume the swap"
                 )
-                raise RollbackError(
-                    f"swap failed at {failed_step!r}: "
-                    f"{exc if isinstance(exc, VladError) else _pg_error(exc)}; {state}"
-                ) from None
+                raise RollbackError(f"swap failed at {failed_step!r}: {why}; {state}") from None
     except (DatabaseError, TransportError) as exc:
         raise RollbackError(f"swap: {exc}") from None
     return result
