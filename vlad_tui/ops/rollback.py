@@ -35,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from vlad_tui import format as show
 from vlad_tui import redact
@@ -45,10 +45,12 @@ from vlad_tui.errors import DatabaseError, TransportError, VladError
 from vlad_tui.events import OutputLine, Sink
 from vlad_tui.ops import jobs as job_ops
 from vlad_tui.ops.backup import Backup, BackupError, verify_backup
-from vlad_tui.ops.integrity import Snapshot, TableDiff, compare
 from vlad_tui.ops.staging import MAINTENANCE_DB, SYSTEM_DATABASES, check_not_production
 from vlad_tui.transport.base import DetachedJob, Transport
 from vlad_tui.transport.shell import env_prefix, quote
+
+if TYPE_CHECKING:  # integrity loads asyncpg: only when a rollback actually runs
+    from vlad_tui.ops.integrity import Snapshot, TableDiff
 
 RESTORE_INFIX = "_restore_"
 FAILED_INFIX = "_failed_"
@@ -101,6 +103,13 @@ def failed_name(database: str, when: str) -> str:
 
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _pg_errors() -> tuple[type[BaseException], ...]:
+    """asyncpg's errors (imported when a connection is about to be used)."""
+    import asyncpg
+
+    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 def _pg_error(exc: BaseException) -> str:
@@ -231,7 +240,7 @@ async def preflight(
             sessions = await db.connection.fetch(_SESSIONS_QUERY, production)
     except (DatabaseError, TransportError) as exc:
         raise RollbackError(f"preflight: {exc}") from None
-    except Exception as exc:  # asyncpg's errors (it is imported only when connecting)
+    except _pg_errors() as exc:
         raise RollbackError(f"preflight: querying {maintenance_db}: {_pg_error(exc)}") from None
     assert rights is not None
     role, superuser, createdb, exists, owns, owner, signal, size, taken, data_dir = rights
@@ -446,7 +455,7 @@ async def start_restore(
             await db.connection.execute(create)
     except (DatabaseError, TransportError) as exc:
         raise RollbackError(f"creating {restore_db!r}: {exc}") from None
-    except Exception as exc:
+    except _pg_errors() as exc:
         raise RollbackError(f"creating {restore_db!r}: {_pg_error(exc)}") from None
     job = job_ops.new_job(f"pg_restore into {restore_db}", job_root or target.jobs_dir)
     restore = RestoreJob(job, restore_db, entries)
@@ -544,6 +553,8 @@ def backup_snapshot(backup: Backup) -> Snapshot:
             f"backup {backup.name} carries no fingerprints taken in its snapshot: the restore "
             "cannot be verified exactly; take backups with fingerprints"
         )
+    from vlad_tui.ops.integrity import Snapshot
+
     return Snapshot.from_dict(backup.fingerprints)
 
 
@@ -555,7 +566,7 @@ async def verify_restored(
     restore_db: str,
 ) -> Verification:
     """Fingerprint ``restore_db`` and compare every table the backup fingerprinted."""
-    from vlad_tui.ops.integrity import take_snapshot
+    from vlad_tui.ops.integrity import compare, take_snapshot
 
     expected = backup_snapshot(backup)
     try:
@@ -731,9 +742,8 @@ async def swap(
                     else:
                         await conn.execute(step.text)
                     result.done.append(step.text)
-            except BaseException as exc:
-                if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
-                    raise
+            except Exception as exc:  # the app's stop/start fail in their own ways
+                # (a cancellation is no failure: resume_swap finds where it stopped)
                 failed_step = plan.steps[len(result.done)].label
                 why = exc if isinstance(exc, VladError) else _pg_error(exc)
                 if swapped:  # production already is the restored database: no going back here
@@ -752,6 +762,8 @@ async def swap(
                 raise RollbackError(f"swap failed at {failed_step!r}: {why}; {state}") from None
     except (DatabaseError, TransportError) as exc:
         raise RollbackError(f"swap: {exc}") from None
+    except _pg_errors() as exc:
+        raise RollbackError(f"swap: {_pg_error(exc)}") from None
     return result
 
 
@@ -860,7 +872,7 @@ async def resume_swap(
         raise RollbackError(f"resuming the swap: {exc}") from None
     except RollbackError:
         raise
-    except Exception as exc:
+    except _pg_errors() as exc:
         raise RollbackError(f"resuming the swap: {_pg_error(exc)}") from None
     await start_app()
     result.done.append("start the app")
@@ -958,6 +970,8 @@ async def set_aside_report(
                 )
     except (DatabaseError, TransportError) as exc:
         raise RollbackError(f"reading {failed_db!r}: {exc}") from None
+    except _pg_errors() as exc:
+        raise RollbackError(f"reading {failed_db!r}: {_pg_error(exc)}") from None
     return report
 
 
@@ -995,6 +1009,8 @@ where left(datname, length($1)) = $1 or left(datname, length($2)) = $2
             rows = await db.connection.fetch(query, *prefixes)
     except (DatabaseError, TransportError) as exc:
         raise RollbackError(f"listing kept databases: {exc}") from None
+    except _pg_errors() as exc:
+        raise RollbackError(f"listing kept databases: {_pg_error(exc)}") from None
     kept = []
     for name, size in rows:
         kind: Literal["failed", "restore"] = "failed" if name.startswith(prefixes[0]) else "restore"
