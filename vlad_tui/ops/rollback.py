@@ -439,7 +439,9 @@ async def start_restore(
 
     ``on_job(restore)`` runs before the launch, so the caller journals it first
     (:meth:`RestoreJob.to_artifact`). The password
-    reaches ``pg_restore`` through stdin. Refuses production's and system names.
+    reaches ``pg_restore`` through stdin. Refuses production's and system names. A restore
+    that fails leaves ``restore_db`` for the operator to look at (:func:`list_kept`): nothing
+    here drops a database.
     """
     tables = list(tables)
     check_not_production(url.with_database(restore_db), url.database)
