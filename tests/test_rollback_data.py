@@ -499,3 +499,58 @@ async def test_a_failing_stop_leaves_production_serving_as_it_was(pg: PgServer, 
     assert names[prod.name] is True and restore_db in names and failed_db not in names
     assert app.events == ["start"]
     assert same(await fingerprints(target, url, prod.name), production)
+
+
+async def test_a_crash_after_blocking_connections_is_resumed_to_production_unchanged(
+    pg: PgServer, prod: Prod
+) -> None:
+    target, url, restore_db, failed_db, production = await _copy_beside(pg, prod)
+    plan = plan_swap(prod.name, restore_db, failed_db)
+    await admin(pg, plan.steps[0].text)  # killed right after ALLOW_CONNECTIONS false
+    assert (await databases(pg))[prod.name] is False
+    app = App()
+    async with LocalTransport() as transport:
+        result = await resume_swap(target, transport, url, plan, start_app=app.start)
+    assert result.outcome == "not swapped: production unchanged" and app.events == ["start"]
+    assert (await databases(pg))[prod.name] is True
+    assert same(await fingerprints(target, url, prod.name), production)
+
+
+async def test_an_owner_who_cannot_end_a_superusers_session_is_told_so(
+    pg: PgServer, prod: Prod
+) -> None:
+    role = f"rb_owner_{secrets.token_hex(3)}"
+    password = secrets.token_urlsafe(12)
+    await admin(
+        pg,
+        f"CREATE ROLE {role} LOGIN CREATEDB PASSWORD '{password}'",
+        f'ALTER DATABASE "{prod.name}" OWNER TO {role}',
+    )
+    app_session = await pg.connect(prod.name)  # the app, connected as the superuser
+    target = prod.target()
+    try:
+        async with LocalTransport() as transport:
+            url = await resolve_database_url(target, transport)
+            backup = await create_backup(target, transport, url, fingerprint_tables=TABLES)
+            owner = replace(url, user=role, password=password)
+            checked = await preflight(
+                target, transport, owner, backup, restore_db=restore_name(prod.name, stamp())
+            )
+        assert not checked.ok
+        rights = next(c for c in checked.checks if c.name == "rights")
+        assert rights.ok is True and "owns" in rights.text
+        (line,) = checked.failures
+        assert f"role {role} cannot terminate the sessions of {pg.user} (1)" in line
+        assert f"GRANT pg_signal_backend TO {role}" in line
+    finally:
+        await app_session.close()
+        await admin(pg, f'ALTER DATABASE "{prod.name}" OWNER TO "{pg.user}"', f"DROP ROLE {role}")
+
+
+async def admin(pg: PgServer, *statements: str) -> None:
+    conn = await pg.connect()
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
