@@ -245,10 +245,17 @@ async def test_restore_beside_verify_swap_and_report_what_was_set_aside(
         when = stamp()
         restore_db, failed_db = restore_name(prod.name, when), failed_name(prod.name, when)
         checked = await preflight(
-            target, transport, url, backup, restore_db=restore_db, throughput=50e6
+            target,
+            transport,
+            url,
+            backup,
+            restore_db=restore_db,
+            throughput=50e6,
+            verify_tables=CRITICAL_TABLES,
         )
         assert checked.ok, checked.failures
-        assert {c.name for c in checked.checks} >= {"rights", "sessions", "disk", "estimate"}
+        kinds = {c.name for c in checked.checks}
+        assert kinds >= {"backup", "rights", "sessions", "disk", "estimate", "pg_restore"}
         disk = next(c for c in checked.checks if c.name == "disk")
         assert disk.ok is True and checked.free_bytes  # superuser on this machine: df read it
 
@@ -348,6 +355,11 @@ async def test_altered_or_truncated_backup_is_refused_before_anything_is_touched
         altered = bytearray(data)
         altered[len(data) // 2] ^= 0xFF
         path.write_bytes(bytes(altered))
+        checked = await preflight(
+            target, transport, url, backup, restore_db=restore_db, verify_tables=CRITICAL_TABLES
+        )
+        (line,) = checked.failures
+        assert line.startswith(f"refusing backup {backup.name}: verification failed at sha256")
         with pytest.raises(RollbackError, match=r"refusing backup .* at sha256: .* changed since"):
             await start_restore(
                 target, transport, url, backup, CRITICAL_TABLES, restore_db=restore_db

@@ -221,6 +221,7 @@ async def preflight(
     throughput: float | None = None,
     margin: float = DISK_MARGIN,
     maintenance_db: str = MAINTENANCE_DB,
+    verify_tables: Iterable[str] | None = None,
 ) -> Preflight:
     """Check, before anything changes, that a data rollback of ``url.database`` can run.
 
@@ -231,8 +232,15 @@ async def preflight(
     ``margin``) is read with ``df`` of the data directory when the role can read its path and
     the server runs on the target itself; otherwise the check says it could not be made.
     ``throughput`` (bytes/s, e.g. measured when staging was restored) gives the estimate.
+    With ``verify_tables``, the backup is re-verified too (:func:`check_backup`).
     """
     checks: list[Check] = []
+    if verify_tables is not None:
+        try:
+            await check_backup(target, transport, backup, verify_tables, schema=url.schema)
+            checks.append(Check("backup", True, f"{backup.name}: sha256 and listing verified"))
+        except RollbackError as exc:
+            checks.append(Check("backup", False, str(exc)))
     production = url.database
     try:
         async with _maintenance(target, transport, url, maintenance_db) as db:
