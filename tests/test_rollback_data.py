@@ -5,9 +5,11 @@ Each test gets its own seeded production database (``rb_<hex>``): the swap renam
 
 from __future__ import annotations
 
+import os
 import secrets
 import shlex
 import shutil
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
@@ -566,3 +568,38 @@ async def admin(pg: PgServer, *statements: str) -> None:
             await conn.execute(statement)
     finally:
         await conn.close()
+
+
+async def test_fingerprints_describe_the_dump_not_what_was_written_while_it_started(
+    pg: PgServer, prod: Prod
+) -> None:
+    """Rows written after the fingerprints but before pg_dump began are in neither."""
+    target = prod.target()
+    env = {"PGPASSWORD": pg.password, "PATH": os.environ.get("PATH", "")}
+    insert = (
+        "insert into medal_fronts (name, background_color, logo_url, created_at) "
+        "select 'carrera', '#111111', 'x', now() from generate_series(1, 4)"
+    )
+
+    def sink(line: OutputLine) -> None:
+        if line.text.startswith("fingerprints of "):  # the race window, made certain
+            argv = ["psql", "-X", "-q", "-h", pg.host, "-p", str(pg.port), "-U", pg.user]
+            subprocess.run([*argv, "-d", prod.name, "-c", insert], env=env, check=True)
+
+    async with LocalTransport() as transport:
+        url = await resolve_database_url(target, transport)
+        backup = await create_backup(target, transport, url, fingerprint_tables=TABLES, sink=sink)
+        assert backup.fingerprints is not None
+        fronts = backup.fingerprints["tables"]["medal_fronts"]["count"]
+        assert fronts == COUNTS["medal_fronts"]
+        live = await fingerprints(target, url, prod.name)
+        assert live.tables["medal_fronts"].count == fronts + 4  # the writes did land
+
+        restore_db = restore_name(prod.name, stamp())
+        restore = await start_restore(
+            target, transport, url, backup, CRITICAL_TABLES, restore_db=restore_db
+        )
+        assert await follow_restore(transport, restore) == 0
+        verification = await verify_restored(target, transport, url, backup, restore_db)
+    assert verification.ok, verification.lines()
+    assert all(line.endswith("unchanged") for line in verification.lines())
