@@ -733,7 +733,10 @@ async def swap(
                 absent = [n for n in (plan.database, plan.restore_db) if n not in found]
                 raise RollbackError(f"cannot swap: database {', '.join(absent)} does not exist")
             if plan.failed_db in found:
-                raise RollbackError(f"cannot swap: database {plan.failed_db!r} already exists")
+                raise RollbackError(
+                    f"cannot swap: database {plan.failed_db!r} already exists (an interrupted "
+                    "swap? resume it)"
+                )
             try:
                 for step in plan.steps:
                     if on_step is not None:
