@@ -45,7 +45,7 @@ from vlad_tui.errors import DatabaseError, TransportError, VladError
 from vlad_tui.events import OutputLine, Sink
 from vlad_tui.ops import jobs as job_ops
 from vlad_tui.ops.backup import Backup, BackupError, verify_backup
-from vlad_tui.ops.staging import MAINTENANCE_DB, SYSTEM_DATABASES, check_not_production
+from vlad_tui.ops.staging import MAINTENANCE_DB, SYSTEM_DATABASES
 from vlad_tui.transport.base import DetachedJob, Transport
 from vlad_tui.transport.shell import env_prefix, quote
 
@@ -374,7 +374,8 @@ async def _free_disk(
             "disk",
             False,
             f"not enough free disk for a second copy in {data_dir}: {show.size(free)} free, "
-            f"{show.size(need)} needed (production {show.size(size)} × {margin:g}); free space",
+            f"{show.size(need)} needed (production {show.size(size)} × {margin:g}): free space "
+            "there or give the cluster a bigger disk",
         )
     return free, Check(
         "disk", True, f"{show.size(free)} free in {data_dir}, {show.size(need)} needed"
@@ -446,13 +447,13 @@ async def start_restore(
     production's from :attr:`Preflight.owner`) and launch the restore detached.
 
     ``on_job(restore)`` runs before the launch, so the caller journals it first
-    (:meth:`RestoreJob.to_artifact`). The password
-    reaches ``pg_restore`` through stdin. Refuses production's and system names. A restore
-    that fails leaves ``restore_db`` for the operator to look at (:func:`list_kept`): nothing
-    here drops a database.
+    (:meth:`RestoreJob.to_artifact`). The password reaches ``pg_restore`` through stdin.
+    Refuses production's and system names. A restore that fails leaves ``restore_db`` for the
+    operator to look at (:func:`list_kept`): nothing here drops a database.
     """
     tables = list(tables)
-    check_not_production(url.with_database(restore_db), url.database)
+    if restore_db == url.database or restore_db in SYSTEM_DATABASES:
+        raise RollbackError(f"refusing to restore into {restore_db!r}: restore beside production")
     if restore_db == maintenance_db:
         raise RollbackError(f"refusing to restore into the maintenance database {restore_db!r}")
     await check_backup(target, transport, backup, tables, sink=sink, schema=url.schema)
