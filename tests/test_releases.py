@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -143,6 +144,46 @@ async def ssh(production: Production, sshd: SshdServer) -> AsyncIterator[tuple[T
         yield target, transport
     finally:
         await transport.close()
+
+
+class Load(threading.Thread):
+    """Steady GET /health (~50 req/s, a new connection each) while a block runs."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.url = f"http://127.0.0.1:{port}/health"
+        self.stop = threading.Event()
+        self.ok = self.failed = 0
+        self.gap = 0.0
+        self.started = 0.0
+
+    def run(self) -> None:
+        last = self.started = time.monotonic()
+        while not self.stop.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as resp:
+                    resp.read()
+                self.ok += 1
+                now = time.monotonic()
+                self.gap, last = max(self.gap, now - last), now
+            except OSError:
+                self.failed += 1
+            self.stop.wait(0.02)
+        self.gap = max(self.gap, time.monotonic() - last)
+
+    def describe(self) -> str:
+        return (
+            f"{self.ok} ok, {self.failed} failed, longest gap {self.gap * 1000:.0f} ms "
+            f"over {time.monotonic() - self.started:.1f} s"
+        )
+
+    def __enter__(self) -> Load:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.join()
 
 
 async def back_to_app_dir(target: Target, transport: Transport, production: Production) -> None:
@@ -298,7 +339,11 @@ async def test_switch_over_ssh_moves_every_worker_to_the_release_and_back(
         f"--cwd {release.path} -f"
     )
     assert plan.commands[2:] == [f"cd / && {pm2} delete {w.pm_id}" for w in old]
-    assert layout.revert[0].startswith(f"cd / && {pm2} start {production.app_dir}/dist/server.js")
+    assert layout.revert == (
+        f"cd / && {pm2} start {production.app_dir}/dist/server.js --name {NAME} -i 2 "
+        f"--cwd {production.app_dir} -f",
+        f"then, one at a time: cd / && {pm2} delete <pm_id> for each worker of the release",
+    )
 
     served: list[set[str]] = []
 
@@ -306,7 +351,10 @@ async def test_switch_over_ssh_moves_every_worker_to_the_release_and_back(
         served.append(production.builds(6))
 
     try:
-        check = await releases.switch(target, transport, plan, after_step=probe)
+        with Load(production.port) as load:
+            check = await releases.switch(target, transport, plan, after_step=probe)
+        print(f"\nswitch under load: {load.describe()}")
+        assert load.ok > 20 and load.failed == 0, load.describe()
         assert check.ok, check.describe()
         assert len(check.workers) == 2
         assert {(w.cwd, w.exec_path) for w in check.workers} == {

@@ -27,6 +27,7 @@ breaks it (#1623); :func:`prune` never removes the daemon's cwd either.
 from __future__ import annotations
 
 import asyncio
+import calendar
 import json
 import re
 import secrets as _secrets
@@ -40,7 +41,7 @@ from vlad_tui.config import Target
 from vlad_tui.db import DatabaseUrl
 from vlad_tui.errors import VladError
 from vlad_tui.events import OutputLine, Sink
-from vlad_tui.ops.pm2 import DAEMON_DOWN, _find_array, jlist_command, pm2_command, shell_path
+from vlad_tui.ops.pm2 import DAEMON_DOWN, jlist_command, jlist_entries, pm2_command, shell_path
 from vlad_tui.ops.staging_app import COMMAND_TIMEOUT, run_in_app
 from vlad_tui.transport.base import CommandResult, Transport
 from vlad_tui.transport.shell import quote
@@ -284,8 +285,19 @@ def parse_listing(root: str, text: str) -> list[Release]:
             found[-1]["size_bytes"] = int(rest) * 1024
         elif word == "manifest":
             found[-1]["manifest_ok"] = rest.strip() == "ok"
+    for entry in found:
+        # A release being copied has no release.json yet: its id says when it was started.
+        if entry.get("created_at") is None:
+            entry["created_at"] = _id_time(entry["id"])
     releases = [Release(**entry) for entry in found]
     return sorted(releases, key=lambda r: (r.created_at or 0.0, r.id))
+
+
+def _id_time(release_id: str) -> float | None:
+    try:
+        return float(calendar.timegm(time.strptime(release_id[:15], "%Y%m%dT%H%M%S")))
+    except ValueError:
+        return None
 
 
 def _num(value: Any) -> float | None:
@@ -540,7 +552,7 @@ def parse_workers(text: str, *, now: float | None = None) -> list[Worker]:
     """Every pm2 process in ``pm2 jlist`` output (only the fields above are kept)."""
     now = time.time() if now is None else now
     workers = []
-    for entry in _find_array(text):
+    for entry in jlist_entries(text):
         env = entry.get("pm2_env") or {}
         status = str(env.get("status") or "unknown")
         started = env.get("pm_uptime")
@@ -829,11 +841,17 @@ async def switch(
         raise ReleaseError(f"after the switch to {plan.directory}: {check.describe()}")
     record = {"at": time.time(), "from": from_dirs, "to": plan.directory}
     root = target.releases_path
-    await transport.run(
+    logged = await transport.run(
         f"mkdir -p {quote(root)} && printf '%s\\n' {quote(json.dumps(record))} "
         f">> {quote(root + '/' + SWITCH_LOG)}",
         timeout=30.0,
     )
+    if not logged.ok:
+        _say(
+            sink,
+            f"could not record the switch in {root}/{SWITCH_LOG}: pruning will fall back "
+            "to the release dates to tell the previous release",
+        )
     _say(sink, check.describe())
     return check
 
@@ -899,6 +917,8 @@ async def plan_first_layout_change(
     if not in_place:
         return None
     plan = await plan_switch(target, transport, release.path)
+    # Going back is a switch to app_dir. pm2 gives the release's workers their ids only when
+    # they start, so which ones to remove is said, not listed.
     back = switch_steps(
         target,
         [replace(w, cwd=release.path, exec_path=plan.script) for w in plan.replaced],
@@ -906,6 +926,15 @@ async def plan_first_layout_change(
         link_env=False,
         save=plan.steps[-1].kind == "save",
     )
+    revert: list[str] = []
+    for step in back.steps:
+        if step.kind != "retire":
+            revert.append(step.command)
+        elif not revert[-1].startswith("then"):
+            revert.append(
+                f"then, one at a time: {_pm2(target, 'delete <pm_id>')} for each worker of "
+                "the release"
+            )
     explanation = (
         f"pm2 runs {in_place[0].exec_path} from {app}: the app is built in place there, so "
         "a build changes what pm2 runs before the migrations did.",
@@ -921,7 +950,7 @@ async def plan_first_layout_change(
         f"{app} itself (its {BUILD_DIR}/, node_modules/ and .env) is not changed; to undo, "
         f"switch back to {app} with the commands below.",
     )
-    return LayoutChange(explanation, plan, tuple(back.commands))
+    return LayoutChange(explanation, plan, tuple(revert))
 
 
 # --- keeping -----------------------------------------------------------------------------------
