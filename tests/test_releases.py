@@ -33,8 +33,9 @@ from vlad_tui.db import parse_database_url
 from vlad_tui.demo import install_backend
 from vlad_tui.demo.pm2 import Pm2
 from vlad_tui.events import OutputLine
-from vlad_tui.ops import releases
-from vlad_tui.ops.releases import Release, Worker
+from vlad_tui.ops import release_switch, releases
+from vlad_tui.ops.release_switch import Worker
+from vlad_tui.ops.releases import Release
 from vlad_tui.transport import LocalTransport, SshTransport
 from vlad_tui.transport.base import Transport
 
@@ -188,10 +189,10 @@ class Load(threading.Thread):
 
 async def back_to_app_dir(target: Target, transport: Transport, production: Production) -> None:
     """Switch production back to the plan's layout (a no-op when it already runs there)."""
-    check = await releases.verify_running(target, transport, target.app_dir)
+    check = await release_switch.verify_running(target, transport, target.app_dir)
     if not check.ok:
-        plan = await releases.plan_switch(target, transport, target.app_dir)
-        await releases.switch(target, transport, plan, settle=0.5)
+        plan = await release_switch.plan_switch(target, transport, target.app_dir)
+        await release_switch.switch(target, transport, plan, settle=0.5)
     assert production.builds() == {"production-v1"}
 
 
@@ -203,7 +204,7 @@ async def test_a_release_is_built_beside_production_which_keeps_serving_its_buil
 ) -> None:
     target, transport = local
     before = checksum(production.app_dir)
-    workers = await releases.app_workers(target, transport)
+    workers = await release_switch.app_workers(target, transport)
     assert [w.exec_path for w in workers] == [f"{production.app_dir}/dist/server.js"] * 2
     url = parse_database_url(f"postgresql://app:{SECRET}@127.0.0.1:1/peludosclick_staging")
     lines: list[OutputLine] = []
@@ -224,7 +225,7 @@ async def test_a_release_is_built_beside_production_which_keeps_serving_its_buil
         respawned.add(answer["pid"])
         await asyncio.sleep(0.05)
     release = await build
-    after = await releases.app_workers(target, transport)
+    after = await release_switch.app_workers(target, transport)
     assert sum(w.restarts for w in after) == 1, "pm2 restarted the killed worker"
     assert {w.exec_path for w in after} == {f"{production.app_dir}/dist/server.js"}
     assert pid not in respawned and len(respawned) == 2, "the restarted worker served too"
@@ -322,9 +323,9 @@ async def test_switch_over_ssh_moves_every_worker_to_the_release_and_back(
     before = checksum(production.app_dir)
     release = await releases.build_release(target, transport)
     built_id = (Path(release.path) / "dist/BUILD_ID").read_text().strip()
-    old = await releases.app_workers(target, transport)
+    old = await release_switch.app_workers(target, transport)
 
-    layout = await releases.plan_first_layout_change(target, transport, release)
+    layout = await release_switch.plan_first_layout_change(target, transport, release)
     assert layout is not None
     assert (
         f"pm2 runs {production.app_dir}/dist/server.js from {production.app_dir}"
@@ -347,12 +348,12 @@ async def test_switch_over_ssh_moves_every_worker_to_the_release_and_back(
 
     served: list[set[str]] = []
 
-    async def probe(step: releases.SwitchStep) -> None:
+    async def probe(step: release_switch.SwitchStep) -> None:
         served.append(production.builds(6))
 
     try:
         with Load(production.port) as load:
-            check = await releases.switch(target, transport, plan, after_step=probe)
+            check = await release_switch.switch(target, transport, plan, after_step=probe)
         print(f"\nswitch under load: {load.describe()}")
         assert load.ok > 20 and load.failed == 0, load.describe()
         assert check.ok, check.describe()
@@ -364,12 +365,12 @@ async def test_switch_over_ssh_moves_every_worker_to_the_release_and_back(
         assert served[1] >= {"production-v1"} and built_id in served[1] | served[2]
         assert production.builds() == {built_id}
         assert os.readlink(Path(release.path) / ".env") == f"{production.app_dir}/.env"
-        assert not (await releases.verify_running(target, transport, target.app_dir)).ok
-        assert await releases.plan_first_layout_change(target, transport, release) is None
+        assert not (await release_switch.verify_running(target, transport, target.app_dir)).ok
+        assert await release_switch.plan_first_layout_change(target, transport, release) is None
         assert checksum(production.app_dir) == before
     finally:
         await back_to_app_dir(target, transport, production)
-    check = await releases.verify_running(target, transport, target.app_dir)
+    check = await release_switch.verify_running(target, transport, target.app_dir)
     assert check.ok and len(check.workers) == 2
     assert checksum(production.app_dir) == before
 
@@ -380,12 +381,12 @@ async def test_a_release_that_crashes_is_removed_and_the_old_workers_keep_servin
     target, transport = local
     release = await releases.build_release(target, transport)
     Path(release.path, "dist/server.js").write_text("process.exit(1)\n")
-    plan = await releases.plan_switch(target, transport, release.path)
-    old = {w.pm_id for w in await releases.app_workers(target, transport)}
+    plan = await release_switch.plan_switch(target, transport, release.path)
+    old = {w.pm_id for w in await release_switch.app_workers(target, transport)}
     with pytest.raises(releases.ReleaseError, match="the old workers keep serving"):
-        await releases.switch(target, transport, plan, start_timeout=30)
-    assert {w.pm_id for w in await releases.app_workers(target, transport)} == old
-    assert (await releases.verify_running(target, transport, target.app_dir)).ok
+        await release_switch.switch(target, transport, plan, start_timeout=30)
+    assert {w.pm_id for w in await release_switch.app_workers(target, transport)} == old
+    assert (await release_switch.verify_running(target, transport, target.app_dir)).ok
     assert production.builds() == {"production-v1"}
 
 
@@ -402,10 +403,10 @@ async def test_prune_keeps_the_running_and_the_previous_release(
     (junk / "dist").mkdir(parents=True)
     try:
         for release in built[:2]:
-            plan = await releases.plan_switch(target, transport, release.path)
-            await releases.switch(target, transport, plan, settle=0.5)
+            plan = await release_switch.plan_switch(target, transport, release.path)
+            await release_switch.switch(target, transport, plan, settle=0.5)
         lines: list[OutputLine] = []
-        result = await releases.prune(target, transport, keep=2, sink=lines.append)
+        result = await release_switch.prune(target, transport, keep=2, sink=lines.append)
         r1, r2, r3, r4 = (r.id for r in built)
         assert set(result.removed) == earlier | {junk.name}
         assert result.kept == {
@@ -415,12 +416,12 @@ async def test_prune_keeps_the_running_and_the_previous_release(
             r4: "one of the newest 2",
         }
         assert not junk.exists() and all(Path(r.path).is_dir() for r in built)
-        assert (await releases.verify_running(target, transport, built[1].path)).ok
+        assert (await release_switch.verify_running(target, transport, built[1].path)).ok
         assert any(line.text == f"kept {r2}: in use by pm2" for line in lines)
     finally:
         await back_to_app_dir(target, transport, production)
     # Back in app_dir: the release it came from is now "the previous one".
-    result = await releases.prune(target, transport, keep=2)
+    result = await release_switch.prune(target, transport, keep=2)
     assert result.removed == (r1,)
     assert result.kept[r2] == "the previous release"
 
@@ -435,7 +436,7 @@ def _worker(pm_id: int, cwd: str, mode: str = "cluster", **kw: Any) -> Worker:
 def test_switch_steps_in_fork_mode_stop_then_start_and_carry_options() -> None:
     target = Target("p", app_dir="/srv/app", pm2_name="app", start_command="dist/main.js -- --x")
     workers = [_worker(0, "/srv/app", "fork", options=("--kill-timeout", "5000", "--wait-ready"))]
-    plan = releases.switch_steps(
+    plan = release_switch.switch_steps(
         target, workers, "/srv/app-releases/20260101T000000-abc", link_env=True, save=True
     )
     assert plan.strategy == "stop-start" and plan.mode == "fork" and plan.instances == 1
@@ -450,7 +451,7 @@ def test_switch_steps_in_fork_mode_stop_then_start_and_carry_options() -> None:
     assert any("cluster mode" in note for note in plan.notes)
     # Every value is quoted.
     odd = Target("p", app_dir="/srv/my app", pm2_name="a;b")
-    plan = releases.switch_steps(
+    plan = release_switch.switch_steps(
         odd, [], "/srv/my app-releases/20260101T000000-x", link_env=False, save=False
     )
     assert plan.commands == [
@@ -478,7 +479,7 @@ def test_carried_options_come_from_pm2_env() -> None:
             }
         ]
     )
-    (worker,) = releases.parse_workers("[PM2] warning first\n" + text)
+    (worker,) = release_switch.parse_workers("[PM2] warning first\n" + text)
     assert worker.options == (
         "--node-args",
         "--max-old-space-size=512",
@@ -496,7 +497,7 @@ def _release(rid: str, created: float, built: bool = True) -> Release:
 def test_prune_never_removes_pm2s_daemon_cwd_or_a_release_in_use() -> None:
     rels = [_release(f"2026010{i}T000000-x", float(i)) for i in range(1, 8)]
     rels.append(_release("20260109T000000-new", time.time(), built=False))
-    result = releases.choose_prune(
+    result = release_switch.choose_prune(
         rels,
         2,
         in_use=[
@@ -520,9 +521,9 @@ def test_previous_from_the_switch_log() -> None:
             "garbage",
         )
     )
-    assert releases.previous_from_log(log + "\nnot json", ["/r/b"]) == {"/r/a"}
-    assert releases.previous_from_log(log, ["/r/a"]) == {"/srv/app"}
-    assert releases.previous_from_log(log, ["/r/c"]) == set()
+    assert release_switch.previous_from_log(log + "\nnot json", ["/r/b"]) == {"/r/a"}
+    assert release_switch.previous_from_log(log, ["/r/a"]) == {"/srv/app"}
+    assert release_switch.previous_from_log(log, ["/r/c"]) == set()
 
 
 def test_manifests_compare() -> None:
@@ -568,4 +569,4 @@ def test_release_ids_are_safe_names() -> None:
     with pytest.raises(ValueError):
         releases.release_path(Target("p"), "../etc")
     with pytest.raises(releases.ReleaseError, match="outside app_dir"):
-        releases._check_layout(Target("p", app_dir="/srv/a", releases_dir="/srv/a/r"))
+        releases.check_layout(Target("p", app_dir="/srv/a", releases_dir="/srv/a/r"))
