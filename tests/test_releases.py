@@ -379,8 +379,10 @@ async def test_a_release_that_crashes_is_removed_and_the_old_workers_keep_servin
     local: tuple[Target, Transport], production: Production
 ) -> None:
     target, transport = local
-    release = await releases.build_release(target, transport)
-    Path(release.path, "dist/server.js").write_text("process.exit(1)\n")
+    crashing = replace(
+        target, build_command="npm run build && echo 'process.exit(1)' > dist/server.js"
+    )
+    release = await releases.build_release(crashing, transport)
     plan = await release_switch.plan_switch(target, transport, release.path)
     old = {w.pm_id for w in await release_switch.app_workers(target, transport)}
     with pytest.raises(releases.ReleaseError, match="the old workers keep serving"):
@@ -388,6 +390,25 @@ async def test_a_release_that_crashes_is_removed_and_the_old_workers_keep_servin
     assert {w.pm_id for w in await release_switch.app_workers(target, transport)} == old
     assert (await release_switch.verify_running(target, transport, target.app_dir)).ok
     assert production.builds() == {"production-v1"}
+
+
+async def test_a_build_changed_after_it_was_built_is_not_shipped(
+    local: tuple[Target, Transport], production: Production
+) -> None:
+    target, transport = local
+    release = await releases.build_release(target, transport)
+    plan = await release_switch.plan_switch(target, transport, release.path)
+    Path(release.path, "dist/server.js").write_text("// not what was tested\n")
+    with pytest.raises(releases.ReleaseError, match=r"changed since it was built \(1 changed"):
+        await release_switch.switch(target, transport, plan)
+    assert (await release_switch.verify_running(target, transport, target.app_dir)).ok
+    # A release whose build never finished has nothing to ship either.
+    unbuilt = Path(target.releases_path) / "20200101T000000-unbuilt"
+    (unbuilt / "dist").mkdir(parents=True)
+    (unbuilt / "dist/server.js").write_text("\n")
+    plan = await release_switch.plan_switch(target, transport, str(unbuilt))
+    with pytest.raises(releases.ReleaseError, match="never built"):
+        await release_switch.switch(target, transport, plan)
 
 
 # --- keeping ----------------------------------------------------------------------------------
@@ -399,8 +420,8 @@ async def test_prune_keeps_the_running_and_the_previous_release(
     target, transport = local
     earlier = {r.id for r in await releases.list_releases(target, transport, sizes=False)}
     built = [await releases.build_release(target, transport) for _ in range(4)]
-    junk = Path(target.releases_path) / "20200101T000000-left-over"
-    (junk / "dist").mkdir(parents=True)
+    junk = Path(target.releases_path) / "20200101T000000-unbuilt"
+    (junk / "dist").mkdir(parents=True, exist_ok=True)  # a build that never finished
     try:
         for release in built[:2]:
             plan = await release_switch.plan_switch(target, transport, release.path)

@@ -37,6 +37,7 @@ from vlad_tui.ops.releases import (
     list_releases,
     release_path,
     say,
+    verify_manifest,
 )
 from vlad_tui.transport.base import Transport
 from vlad_tui.transport.shell import quote
@@ -390,8 +391,19 @@ async def switch(
     After the start step, the new workers must be online and not restarting for ``settle`` s
     (pm2 marks a cluster worker online when it forks, not when it listens: ``after_step`` is
     where a health probe belongs). If they are not, they are deleted again and, side by side,
-    the old workers keep serving. Raises :class:`ReleaseError` on any failure.
+    the old workers keep serving. A release's dist/ is first checked against its manifest:
+    what ships is what was built (and tested). Raises :class:`ReleaseError` on any failure.
     """
+    d = plan.directory
+    if d != target.app_dir.rstrip("/"):
+        release = Release(d.rpartition("/")[2], d)
+        changes = await verify_manifest(target, transport, release)
+        if not changes.ok:
+            raise ReleaseError(
+                f"the build of release {release.id} changed since it was built "
+                f"({changes.describe()}): build a new release"
+            )
+        say(sink, f"release {release.id}: {BUILD_DIR}/ matches its manifest")
     before = {w.pm_id for w in await all_workers(target, transport)}
     from_dirs = sorted({w.cwd for w in plan.replaced})
     for step in plan.steps:
