@@ -117,9 +117,11 @@ def production(pm2: Pm2) -> Iterator[Production]:
         subprocess.run(command, cwd=app_dir, env=env, check=True, capture_output=True)
     instances = 2
     try:
-        pm2.run(
-            "start", str(app_dir / "dist/server.js"), "--name", NAME, "-i", str(instances),
-            cwd=app_dir,
+        # As an operator would: `NODE_ENV=production pm2 start ...` in a login shell.
+        subprocess.run(
+            [pm2.bin, "start", "dist/server.js", "--name", NAME, "-i", str(instances)],
+            cwd=app_dir, env={**pm2.env, "NODE_ENV": "production"}, check=True,
+            capture_output=True,
         )  # fmt: skip
         wait_http(f"http://127.0.0.1:{port}/health")
         yield Production(app_dir, port, instances, pm2)
@@ -334,6 +336,10 @@ async def test_switch_over_ssh_moves_every_worker_to_the_release_and_back(
     plan = layout.plan
     assert plan.strategy == "side-by-side" and plan.mode == "cluster" and plan.instances == 2
     assert [s.kind for s in plan.steps] == ["link", "start", "retire", "retire"]
+    # NODE_ENV came from the shell that started pm2; this SSH session lacks it: said, by name.
+    assert "NODE_ENV" not in os.environ and "NODE_ENV" in plan.lost_env
+    assert any("in their environment" in note for note in plan.notes)
+    assert not any("=production" in note for note in plan.notes), "names, never values"
     pm2 = f"PM2_HOME={production.pm2.home} {production.pm2.bin}"
     assert plan.commands[1] == (
         f"cd / && {pm2} start {release.path}/dist/server.js --name {NAME} -i 2 "
@@ -479,6 +485,30 @@ def test_switch_steps_in_fork_mode_stop_then_start_and_carry_options() -> None:
         "cd / && pm2 start '/srv/my app-releases/20260101T000000-x/dist/main.js' --name 'a;b' "
         "-i 1 --cwd '/srv/my app-releases/20260101T000000-x'"
     ]
+
+
+def test_variables_the_new_processes_would_lose_are_named() -> None:
+    names = frozenset({"NODE_ENV", "PATH", "SSH_CLIENT", "TERM", "app", "PM2_HOME"})
+    worker = _worker(0, "/srv/app", env_names=releases_env_names(names))
+    target = Target("p", app_dir="/srv/app", pm2_name="app")
+    plan = release_switch.switch_steps(
+        target, [worker], "/r/20260101T000000-x", link_env=False, save=False,
+        session_env=["PATH", "HOME"],
+    )  # fmt: skip
+    assert plan.lost_env == ("NODE_ENV",)
+    assert "have NODE_ENV in their environment" in plan.notes[0]
+    assert (
+        release_switch.switch_steps(
+            target, [worker], "/r/20260101T000000-x", link_env=False, save=False
+        ).lost_env
+        == ()
+    )
+
+
+def releases_env_names(names: frozenset[str]) -> frozenset[str]:
+    """What :func:`release_switch.parse_workers` keeps of a process's variables."""
+    entry = {"pm_id": 0, "name": "app", "pm2_env": {"name": "app", "env": dict.fromkeys(names)}}
+    return release_switch.parse_workers(json.dumps([entry]))[0].env_names
 
 
 def test_carried_options_come_from_pm2_env() -> None:

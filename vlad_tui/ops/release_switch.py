@@ -48,6 +48,7 @@ INCOMPLETE_GRACE_S = 3600.0
 #: A new worker must stay online this long, without restarting, before old ones are removed.
 SETTLE_S = 2.0
 START_TIMEOUT = 90.0
+_MARK = "--- vlad-tui-env ---"
 
 
 # --- pm2 commands ---------------------------------------------------------------------------------
@@ -79,6 +80,8 @@ class Worker:
     uptime_s: float | None = None
     #: pm2 start options to carry over to a new process (CLI words, already quoted).
     options: tuple[str, ...] = ()
+    #: Names (never values) of the variables pm2 gave the process when it started.
+    env_names: frozenset[str] = frozenset()
 
     @property
     def online(self) -> bool:
@@ -116,6 +119,29 @@ def _carry_options(env: dict[str, Any]) -> tuple[str, ...]:
     return tuple(words)
 
 
+#: Variables pm2, a shell or a terminal session sets by itself: no app depends on them, so a
+#: new process that lacks them is not worth a warning.
+_OWN_ENV = frozenset(
+    {
+        "_", "PWD", "OLDPWD", "SHLVL", "NODE_APP_INSTANCE", "unique_id", "HOME", "USER",
+        "LOGNAME", "SHELL", "MAIL", "HOSTNAME", "TERM", "COLORTERM", "LS_COLORS", "DISPLAY",
+        "EDITOR", "VISUAL", "PAGER", "LESS", "LESSOPEN", "LESSCLOSE", "MOTD_SHOWN", "STY",
+        "WINDOWID", "LANGUAGE",
+    }
+)  # fmt: skip
+_OWN_PREFIXES = ("PM2_", "SSH_", "XDG_", "LC_", "TMUX", "HIST", "DBUS_", "TERM_")
+
+
+def _env_names(env: dict[str, Any]) -> frozenset[str]:
+    names = env.get("env")
+    if not isinstance(names, dict):
+        return frozenset()
+    own = {str(env.get("name") or "")}  # pm2 adds a key named after the app
+    return frozenset(
+        n for n in names if n not in _OWN_ENV and n not in own and not n.startswith(_OWN_PREFIXES)
+    )
+
+
 def parse_workers(text: str, *, now: float | None = None) -> list[Worker]:
     """Every pm2 process in ``pm2 jlist`` output (only the fields above are kept)."""
     now = time.time() if now is None else now
@@ -143,6 +169,7 @@ def parse_workers(text: str, *, now: float | None = None) -> list[Worker]:
                 restarts=restarts if isinstance(restarts, int) else 0,
                 uptime_s=uptime,
                 options=_carry_options(env),
+                env_names=_env_names(env),
             )
         )
     return sorted(workers, key=lambda w: w.pm_id)
@@ -241,6 +268,8 @@ class SwitchPlan:
     steps: tuple[SwitchStep, ...]
     replaced: tuple[Worker, ...] = ()
     notes: tuple[str, ...] = ()
+    #: Variables the running processes have that the new ones will not get (names only).
+    lost_env: tuple[str, ...] = ()
 
     @property
     def commands(self) -> list[str]:
@@ -255,8 +284,13 @@ def switch_steps(
     link_env: bool,
     save: bool,
     instances: int | None = None,
+    session_env: Iterable[str] | None = None,
 ) -> SwitchPlan:
-    """The plan for moving ``workers`` (the app's processes now) to ``directory`` (pure)."""
+    """The plan for moving ``workers`` (the app's processes now) to ``directory`` (pure).
+
+    ``session_env``: the variable names of the shell the commands will run in; those the
+    running processes had and it lacks are listed in :attr:`SwitchPlan.lost_env`.
+    """
     current = [w for w in workers if w.name == target.pm2_name]
     mode: Literal["cluster", "fork"] = (
         "fork" if any(w.mode == "fork" for w in current) else "cluster"
@@ -325,9 +359,19 @@ def switch_steps(
         steps.append(
             SwitchStep("save", _pm2(target, "save"), "pm2 save: a reboot resurrects this release")
         )
+    lost: tuple[str, ...] = ()
+    if session_env is not None and current:
+        lost = tuple(sorted(current[0].env_names - set(session_env)))
+    if lost:
+        shown = ", ".join(lost[:8]) + (f" and {len(lost) - 8} more" if len(lost) > 8 else "")
+        notes.append(
+            f"the running processes have {shown} in their environment, set in the shell "
+            "that first started them; this session lacks them, so the new processes will not "
+            "have them (put them in app_dir's .env, or in the deploy user's environment)"
+        )
     notes.append(
-        "the new processes get this session's environment plus the release's .env; variables "
-        "set only in the shell that first started pm2 are not carried over"
+        "the new processes get this session's environment plus the release's .env (pm2 keeps "
+        "no environment across a delete)"
     )
     return SwitchPlan(
         d,
@@ -338,6 +382,7 @@ def switch_steps(
         tuple(steps),
         tuple(current),
         tuple(notes),
+        lost,
     )
 
 
@@ -355,10 +400,12 @@ async def plan_switch(
     env = f"{target.app_dir.rstrip('/')}/.env"
     result = await transport.run(
         f"[ -e {quote(env)} ] && echo env; [ -f {_pm2_home(target)}/dump.pm2 ] && echo dump; "
-        f"[ -f {quote(script_path(target, d))} ] && echo script; exit 0",
+        f"[ -f {quote(script_path(target, d))} ] && echo script; "
+        f"echo {_MARK}; awk 'BEGIN {{ for (k in ENVIRON) print k }}'; exit 0",
         timeout=30.0,
     )
-    found = set(result.stdout.split())
+    checks, _, names = result.stdout.partition(_MARK + "\n")
+    found = set(checks.split())
     if "script" not in found:
         raise ReleaseError(f"{script_path(target, d)} does not exist: nothing to start")
     return switch_steps(
@@ -368,6 +415,7 @@ async def plan_switch(
         link_env="env" in found and d != target.app_dir.rstrip("/"),
         save="dump" in found,
         instances=instances,
+        session_env=names.split(),
     )
 
 
