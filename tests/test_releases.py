@@ -403,7 +403,10 @@ async def test_a_build_changed_after_it_was_built_is_not_shipped(
 ) -> None:
     target, transport = local
     release = await releases.build_release(target, transport)
-    plan = await release_switch.plan_switch(target, transport, release.path)
+    plan = await release_switch.plan_switch(target, transport, release)
+    stale = replace(plan, replaced=plan.replaced[:1])
+    with pytest.raises(releases.ReleaseError, match="changed since this switch was planned"):
+        await release_switch.switch(target, transport, stale)
     Path(release.path, "dist/server.js").write_text("// not what was tested\n")
     with pytest.raises(releases.ReleaseError, match=r"changed since it was built \(1 changed"):
         await release_switch.switch(target, transport, plan)

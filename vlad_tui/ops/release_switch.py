@@ -234,10 +234,16 @@ def check_running(target: Target, workers: Iterable[Worker], directory: str) -> 
     return RunningCheck(directory, mine, tuple(problems))
 
 
-async def verify_running(target: Target, transport: Transport, directory: str) -> RunningCheck:
-    """From ``pm2 jlist``: does every worker of the app run ``directory`` (a release's path,
-    or ``app_dir``)?"""
-    return check_running(target, await all_workers(target, transport), directory)
+def _directory(where: Release | str) -> str:
+    return (where.path if isinstance(where, Release) else where).rstrip("/")
+
+
+async def verify_running(
+    target: Target, transport: Transport, where: Release | str
+) -> RunningCheck:
+    """From ``pm2 jlist``: does every worker of the app run ``where`` (a release, or
+    ``app_dir`` for the in-place layout)?"""
+    return check_running(target, await all_workers(target, transport), _directory(where))
 
 
 # --- switching ---------------------------------------------------------------------------------
@@ -387,11 +393,11 @@ def switch_steps(
 
 
 async def plan_switch(
-    target: Target, transport: Transport, directory: str, *, instances: int | None = None
+    target: Target, transport: Transport, where: Release | str, *, instances: int | None = None
 ) -> SwitchPlan:
-    """The commands that would switch production to ``directory`` (a release's path, or
-    ``app_dir`` to go back to the in-place layout), for the confirmation; runs nothing."""
-    d = directory.rstrip("/")
+    """The commands that would switch production to ``where`` (a release, or ``app_dir`` to go
+    back to the in-place layout), for the confirmation; runs nothing."""
+    d = _directory(where)
     if d != target.app_dir.rstrip("/"):
         root = check_layout(target)
         if d.rpartition("/")[0] != root or not RELEASE_ID.match(d.rpartition("/")[2]):
@@ -452,7 +458,14 @@ async def switch(
                 f"({changes.describe()}): build a new release"
             )
         say(sink, f"release {release.id}: {BUILD_DIR}/ matches its manifest")
-    before = {w.pm_id for w in await all_workers(target, transport)}
+    workers = await all_workers(target, transport)
+    now = [(w.pm_id, w.cwd) for w in workers if w.name == target.pm2_name]
+    if now != [(w.pm_id, w.cwd) for w in plan.replaced]:
+        raise ReleaseError(
+            f"pm2's processes of {target.pm2_name} changed since this switch was planned; "
+            "nothing was changed: plan it again"
+        )
+    before = {w.pm_id for w in workers}
     from_dirs = sorted({w.cwd for w in plan.replaced})
     for step in plan.steps:
         say(sink, f"$ {step.command}")

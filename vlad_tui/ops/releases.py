@@ -237,7 +237,8 @@ def list_script(root: str, *, sizes: bool, verify: bool) -> str:
         'for d in "$r"/*; do [ -d "$d" ] && [ ! -L "$d" ] || continue; n=${d##*/}',
         'case "$n" in [0-9]*T[0-9]*-*) ;; *) continue;; esac',
         "printf '== %s\\n' \"$n\"",
-        f"if [ -f {meta}/release.json ]; then printf 'meta %s\\n' \"$(tr -d '\\n' < {meta}/release.json)\"; fi",  # noqa: E501
+        f"if [ -f {meta}/release.json ]; then "
+        f"printf 'meta %s\\n' \"$(tr -d '\\n' < {meta}/release.json)\"; fi",
     ]
     if sizes:
         lines.append('printf \'size %s\\n\' "$(du -sk "$d" 2>/dev/null | cut -f1)"')
