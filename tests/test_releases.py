@@ -436,24 +436,45 @@ async def test_prune_keeps_the_running_and_the_previous_release(
             plan = await release_switch.plan_switch(target, transport, release.path)
             await release_switch.switch(target, transport, plan, settle=0.5)
         lines: list[OutputLine] = []
+        worker_ids = [w.pm_id for w in await release_switch.app_workers(target, transport)]
         result = await release_switch.prune(target, transport, keep=2, sink=lines.append)
         r1, r2, r3, r4 = (r.id for r in built)
         assert set(result.removed) == earlier | {junk.name}
         assert result.kept == {
             r1: "the previous release",
-            r2: "in use by pm2",
+            r2: f"pm2 runs it ({NAME}, worker {worker_ids[0]})",
             r3: "one of the newest 2",
             r4: "one of the newest 2",
         }
         assert not junk.exists() and all(Path(r.path).is_dir() for r in built)
         assert (await release_switch.verify_running(target, transport, built[1].path)).ok
-        assert any(line.text == f"kept {r2}: in use by pm2" for line in lines)
+        assert any(line.text == f"kept {r2}: {result.kept[r2]}" for line in lines)
     finally:
         await back_to_app_dir(target, transport, production)
     # Back in app_dir: the release it came from is now "the previous one".
     result = await release_switch.prune(target, transport, keep=2)
     assert result.removed == (r1,)
     assert result.kept[r2] == "the previous release"
+
+
+async def test_prune_never_removes_the_directory_pm2s_daemon_runs_in(
+    local: tuple[Target, Transport], production: Production, tmp_path: Path
+) -> None:
+    target, transport = local
+    # A daemon first started by `cd <release> && pm2 ...` keeps that cwd (pm2 #1623).
+    other = replace(target, releases_dir=str(tmp_path / "releases"), pm2_home=str(tmp_path / "pm2"))
+    r1, r2, r3 = [await releases.build_release(other, transport) for _ in range(3)]
+    daemon = Pm2(production.pm2.bin, tmp_path / "pm2")
+    daemon.run("ping", cwd=Path(r1.path))
+    try:
+        result = await release_switch.prune(other, transport, keep=1)
+        assert result.removed == (r2.id,)
+        assert result.kept[r1.id].startswith("pm2's daemon runs in it")
+        assert result.kept[r3.id] == "one of the newest 1"
+        assert Path(r1.path).is_dir() and not Path(r2.path).exists()
+        assert "pong" in daemon.run("ping")
+    finally:
+        daemon.kill()
 
 
 # --- pure parts -------------------------------------------------------------------------------
@@ -555,13 +576,16 @@ def test_prune_never_removes_pm2s_daemon_cwd_or_a_release_in_use() -> None:
         rels,
         2,
         in_use=[
-            "/r/20260101T000000-x/dist",  # pm2's daemon cwd, e.g. `cd release && pm2 start`
-            "/r/20260103T000000-x/dist/main.js",  # the staging instance, or pm2's saved list
+            # pm2's daemon cwd, after a `cd release && pm2 start` by hand
+            ("/r/20260101T000000-x/dist", "daemon"),
+            # the staging instance, or pm2's saved list
+            ("/r/20260103T000000-x/dist/main.js", "saved"),
         ],
         previous=["/r/20260102T000000-x"],
     )
     assert result.removed == ("20260104T000000-x", "20260105T000000-x")
-    assert result.kept["20260101T000000-x"] == "in use by pm2"
+    assert result.kept["20260101T000000-x"] == "daemon"
+    assert result.kept["20260103T000000-x"] == "saved"
     assert result.kept["20260102T000000-x"] == "the previous release"
     assert result.kept["20260109T000000-new"] == "incomplete, may still be building"
 

@@ -528,12 +528,24 @@ async def _wait_started(
             problem = f"not online within {timeout:g} s ({len(new)} of {plan.instances} started)"
             break
         await asyncio.sleep(0.5)
-    kept = "the old workers keep serving" if plan.strategy == "side-by-side" else "the app is DOWN"
-    for w in new:
-        await transport.run(_pm2(target, f"delete {w.pm_id}"), timeout=60.0)
+    left = [
+        w.pm_id
+        for w in new
+        if not (await transport.run(_pm2(target, f"delete {w.pm_id}"), timeout=60.0)).ok
+    ]
+    removed = (
+        "they were removed"
+        if not left
+        else f"removing worker(s) {', '.join(map(str, left))} failed (pm2 delete by hand)"
+    )
+    kept = (
+        "the old workers keep serving"
+        if plan.strategy == "side-by-side"
+        else "the app is DOWN: switch back to what ran before"
+    )
     raise ReleaseError(
-        f"the new workers of {target.pm2_name} from {plan.directory} {problem}; they were "
-        f"removed and {kept} (pm2 logs {target.pm2_name})"
+        f"the new workers of {target.pm2_name} from {plan.directory} {problem}; {removed} and "
+        f"{kept} (pm2 logs {target.pm2_name})"
     )
 
 
@@ -607,15 +619,16 @@ def choose_prune(
     releases: Iterable[Release],
     keep: int,
     *,
-    in_use: Iterable[str],
+    in_use: Iterable[tuple[str, str]],
     previous: Iterable[str],
     now: float | None = None,
 ) -> PruneResult:
     """Which releases to remove (pure): the newest ``keep`` built ones stay, and so does every
-    release a process uses (``in_use``: pm2's workers, its saved list and its daemon's cwd),
-    the previous one, and an incomplete one younger than :data:`INCOMPLETE_GRACE_S`."""
+    release something uses (``in_use``: ``(path, why)`` for pm2's processes, its saved list
+    and its daemon's cwd), the previous one, and an incomplete one younger than
+    :data:`INCOMPLETE_GRACE_S`."""
     now = time.time() if now is None else now
-    used = [d.rstrip("/") for d in in_use if d]
+    used = [(p.rstrip("/"), why) for p, why in in_use if p]
     prev = {d.rstrip("/") for d in previous if d}
     kept: dict[str, str] = {}
     removed: list[str] = []
@@ -623,8 +636,9 @@ def choose_prune(
     newest = {r.id for r in built[-keep:]} if keep > 0 else set()
     for r in sorted(releases, key=lambda r: r.created_at or 0.0):
         path = r.path.rstrip("/")
-        if any(u == path or u.startswith(path + "/") for u in used):
-            kept[r.id] = "in use by pm2"
+        why = next((w for u, w in used if u == path or u.startswith(path + "/")), None)
+        if why is not None:
+            kept[r.id] = why
         elif path in prev:
             kept[r.id] = "the previous release"
         elif r.id in newest:
@@ -677,11 +691,17 @@ async def prune(
     keep = target.keep_releases if keep is None else keep
     workers = await all_workers(target, transport)
     extra = await transport.run(in_use_script(target), timeout=30.0)
-    in_use = [w.cwd for w in workers] + [w.exec_path for w in workers]
+    in_use = [
+        (p, f"pm2 runs it ({w.name}, worker {w.pm_id})")
+        for w in workers
+        for p in (w.cwd, w.exec_path)
+    ]
     for line in extra.stdout.splitlines():
         word, _, rest = line.partition(" ")
-        if word in ("cwd", "dump") and rest:
-            in_use.append(rest)
+        if word == "cwd" and rest:
+            in_use.append((rest, "pm2's daemon runs in it (removing it would break pm2)"))
+        elif word == "dump" and rest:
+            in_use.append((rest, "pm2's saved process list starts it (pm2 resurrect)"))
     log = await transport.run(f"cat {quote(root + '/' + SWITCH_LOG)} 2>/dev/null; exit 0")
     running = {w.cwd for w in workers if w.name == target.pm2_name}
     releases = await list_releases(target, transport, sizes=False, verify=False)
@@ -700,12 +720,15 @@ async def prune(
     if result.removed:
         paths = " ".join(quote(release_path(target, r)) for r in result.removed)
         command = (
-            f'for d in {paths}; do [ -d "$d" ] && [ ! -L "$d" ] && rm -rf -- "$d"; done; exit 0'
+            f'for d in {paths}; do if [ -d "$d" ] && [ ! -L "$d" ]; then rm -rf -- "$d"; fi; '
+            'if [ -e "$d" ]; then echo "left ${d##*/}"; fi; done; exit 0'
         )
         say(sink, f"removing {len(result.removed)} old release(s): {', '.join(result.removed)}")
         done = await transport.run(command, timeout=600.0)
-        if not done.ok:
-            raise command_error("removing old releases in", root, done)
+        left = {ln[5:] for ln in done.stdout.splitlines() if ln.startswith("left ")}
+        if left:
+            say(sink, f"could not remove {', '.join(sorted(left))} (permissions?)")
+            result = replace(result, removed=tuple(r for r in result.removed if r not in left))
     for release_id, why in result.kept.items():
         say(sink, f"kept {release_id}: {why}")
     return result
