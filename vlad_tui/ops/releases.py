@@ -447,37 +447,48 @@ def compare(recorded: dict[str, str], current: dict[str, str]) -> Changes:
     )
 
 
-def _split(text: str) -> tuple[str, str]:
-    before, sep, after = text.partition(_MARK + "\n")
+def _compare_script(recorded: str, current: str) -> str:
+    """Shell printing ``same`` when the output of ``current`` equals the file ``recorded``;
+    otherwise the file, a marker line and the output (so a long listing crosses only then)."""
+    return (
+        f"now=$({current}) || exit 1; "
+        f'if [ "$now" = "$(cat {recorded})" ]; then echo same; exit 0; fi; '
+        f"cat {recorded}; echo {quote(_MARK)}; printf '%s\\n' \"$now\""
+    )
+
+
+def _changes(result: CommandResult) -> Changes:
+    if result.stdout.strip() == "same":
+        return Changes()
+    recorded, sep, current = result.stdout.partition(_MARK + "\n")
     if not sep:
-        raise ReleaseError("unreadable manifest output")
-    return before, after
+        raise ReleaseError("unreadable manifest comparison output")
+    return compare(parse_manifest(recorded), parse_manifest(current))
 
 
 async def verify_manifest(target: Target, transport: Transport, release: Release) -> Changes:
     """Re-check the release's dist/ against its manifest (one command); what changed."""
     m = f"{META_DIR}/manifest.sha256"
+    current = f"if [ -d {BUILD_DIR} ]; then {_dist_manifest_sh()}; fi"
     command = (
         f"cd {quote(release.path)} || exit 1; "
         f"if [ ! -f {m} ]; then echo 'no build manifest: the release was never built' >&2; "
-        f"exit 1; fi; cat {m}; echo {quote(_MARK)}; "
-        f"if [ -d {BUILD_DIR} ]; then {_dist_manifest_sh()}; fi"
+        f"exit 1; fi; {_compare_script(m, current)}"
     )
     result = await transport.run(command, timeout=300.0)
     if not result.ok:
         raise command_error("checking the build of", release.path, result)
-    recorded, current = _split(result.stdout)
-    return compare(parse_manifest(recorded), parse_manifest(current))
+    return _changes(result)
 
 
 async def source_changes(target: Target, transport: Transport, release: Release) -> Changes:
     """How ``app_dir``'s source now differs from what ``release`` was built from."""
+    recorded = quote(f"{release.path}/{META_DIR}/source.sha256")
     command = (
-        f"cat {quote(release.path + '/' + META_DIR + '/source.sha256')} || exit 1; "
-        f"echo {quote(_MARK)}; cd {quote(target.app_dir)} || exit 1; {_source_manifest_sh()}"
+        f"[ -f {recorded} ] || {{ echo 'the release has no source manifest' >&2; exit 1; }}; "
+        f"cd {quote(target.app_dir)} || exit 1; {_compare_script(recorded, _source_manifest_sh())}"
     )
     result = await transport.run(command, timeout=300.0)
     if not result.ok:
         raise command_error("comparing the source with", release.path, result)
-    recorded, current = _split(result.stdout)
-    return compare(parse_manifest(recorded), parse_manifest(current))
+    return _changes(result)
