@@ -420,6 +420,36 @@ async def test_a_build_changed_after_it_was_built_is_not_shipped(
         await release_switch.switch(target, transport, plan)
 
 
+async def test_fork_mode_is_delete_then_start_and_its_downtime_is_measured(
+    production: Production, tmp_path: Path
+) -> None:
+    app_dir = tmp_path / "fork-app"
+    port = free_port()
+    install_backend(app_dir, port=port, database_url="postgresql://app@127.0.0.1:1/x")
+    subprocess.run(["npm", "run", "build"], cwd=app_dir, check=True, capture_output=True)
+    name = f"{NAME}-fork"
+    production.pm2.run("start", "dist/server.js", "--name", name, cwd=app_dir)
+    fork = Production(app_dir, port, 1, production.pm2)
+    target = replace(fork.target(), pm2_name=name)
+    transport = LocalTransport()
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+        release = await releases.build_release(target, transport)
+        plan = await release_switch.plan_switch(target, transport, release)
+        assert plan.mode == "fork" and plan.strategy == "stop-start"
+        assert [s.kind for s in plan.steps] == ["link", "stop", "start"]
+        assert " -i " not in plan.commands[2] and " -f" not in plan.commands[2]
+        with Load(port) as load:
+            check = await release_switch.switch(target, transport, plan, settle=0.5)
+            wait_http(f"http://127.0.0.1:{port}/health")
+        print(f"\nfork-mode switch: {load.describe()}")
+        assert check.ok and len(check.workers) == 1 and load.ok > 0
+        assert fork.builds(3) == {(Path(release.path) / "dist/BUILD_ID").read_text().strip()}
+    finally:
+        production.pm2.delete(name)
+        await transport.close()
+
+
 # --- keeping ----------------------------------------------------------------------------------
 
 
