@@ -139,6 +139,8 @@ class Target:
     connect_timeout: float = 10.0
     #: Commands run in ``app_dir`` (through the target's shell, DATABASE_URL via stdin).
     migrate_command: str = "npx prisma migrate deploy"
+    #: Installs the dependencies of a release (run in the release's directory).
+    install_command: str = "npm ci"
     generate_command: str = "npx prisma generate"
     build_command: str = "npm run build"
     #: What pm2 starts for the staging instance (relative to ``app_dir``), plus its arguments.
@@ -151,6 +153,10 @@ class Target:
     backup_format: Literal["custom", "directory", "plain"] = "custom"
     backup_jobs: int = 2
     smoke_checks: tuple[SmokeCheck, ...] = DEFAULT_SMOKE_CHECKS
+    #: Where releases are built beside production; default ``<app_dir>/../<name>-releases``.
+    releases_dir: str | None = None
+    #: Releases kept on the server (the running and the previous one are never removed).
+    keep_releases: int = 5
 
     @property
     def is_local(self) -> bool:
@@ -166,6 +172,14 @@ class Target:
     def staging_name(self) -> str:
         """The staging instance's pm2 name (``staging_pm2_name`` or ``<pm2_name>-staging``)."""
         return self.staging_pm2_name or f"{self.pm2_name}-staging"
+
+    @property
+    def releases_path(self) -> str:
+        """``releases_dir``, or ``<parent of app_dir>/<basename of app_dir>-releases``."""
+        if self.releases_dir:
+            return self.releases_dir
+        parent, _, base = self.app_dir.rstrip("/").rpartition("/")
+        return f"{parent}/{base or 'app'}-releases"
 
     @property
     def database_ref(self) -> DatabaseRef:
@@ -285,6 +299,7 @@ _TARGET_KEYS = (
     "staging_database",
     "connect_timeout",
     "migrate_command",
+    "install_command",
     "generate_command",
     "build_command",
     "start_command",
@@ -294,10 +309,20 @@ _TARGET_KEYS = (
     "backup_format",
     "backup_jobs",
     "smoke_checks",
+    "releases_dir",
+    "keep_releases",
 )
 _CONTACT_KEYS = ("role", "name", "phone", "email")
 _SMOKE_KEYS = ("method", "path", "expect")
-_COMMAND_KEYS = ("migrate_command", "generate_command", "build_command", "start_command")
+_COMMAND_KEYS = (
+    "migrate_command",
+    "install_command",
+    "generate_command",
+    "build_command",
+    "start_command",
+)
+#: The running release and the previous one are always kept.
+MIN_KEEP_RELEASES = 2
 
 _TOML_TYPES: tuple[tuple[type, str], ...] = (
     (bool, "a boolean"),
@@ -583,7 +608,7 @@ class _Validator:
         if local and "ssh_config" in kw:
             raise self.fail(f"{prefix}.ssh_config", 'a "local" target does not use SSH')
 
-        for key in ("app_dir", "backup_dir", "jobs_dir"):
+        for key in ("app_dir", "backup_dir", "jobs_dir", "releases_dir"):
             value = self.text_value(table, key, prefix)
             if value is not None:
                 if local:
@@ -638,6 +663,7 @@ class _Validator:
                 )
             kw["staging_database"] = staging
 
+        self.check_releases(kw, table, prefix)
         timeout = self.positive(table, "connect_timeout", prefix)
         if timeout is not None:
             kw["connect_timeout"] = timeout
@@ -650,6 +676,28 @@ class _Validator:
             )
         )
         return Target(**kw)
+
+    def check_releases(self, kw: dict[str, Any], table: Mapping[str, Any], prefix: str) -> None:
+        """``releases_dir`` outside ``app_dir`` (production's tree is never written);
+        ``keep_releases`` at least the running and the previous release."""
+        releases = kw.get("releases_dir")
+        if releases is not None:
+            app = kw.get("app_dir", Target.app_dir)
+            if releases == app or releases.startswith(app.rstrip("/") + "/") or releases == "/":
+                raise self.fail(
+                    f"{prefix}.releases_dir",
+                    f'must be outside app_dir ("{app}"): releases are built beside production, '
+                    "never inside it",
+                )
+        keep = self.get(table, "keep_releases", prefix, int)
+        if keep is not None:
+            if keep < MIN_KEEP_RELEASES:
+                raise self.fail(
+                    f"{prefix}.keep_releases",
+                    f"must be at least {MIN_KEEP_RELEASES} (the running release and the "
+                    "previous one, for a code rollback)",
+                )
+            kw["keep_releases"] = keep
 
     def command(self, table: Mapping[str, Any], key: str, prefix: str) -> str | None:
         value = self.text_value(table, key, prefix)
@@ -842,6 +890,15 @@ backup_jobs = 2
 migrate_command = "npx prisma migrate deploy"
 generate_command = "npx prisma generate"
 build_command = "npm run build"
+# Releases: each deploy's code is copied from app_dir (what is checked out there: git HEAD or the
+# working tree; node_modules, dist, .env and .git left out) into <releases_dir>/<release id>,
+# where install_command, generate_command and build_command run; production's app_dir is never
+# written. pm2 then runs <release>/<start_command> from the release, whose .env is a link to
+# app_dir's. Default releases_dir: next to app_dir, "<app_dir>-releases".
+install_command = "npm ci"
+# releases_dir = "/srv/backend-vlad-releases"
+# Releases kept on the server (at least 2: the running one and the previous one, never removed).
+keep_releases = 5
 # Optional: also show Prisma's own status (the migration table is always read directly).
 # prisma_status_command = "npx prisma migrate status"
 # The staging instance pm2 runs in Phase 2: the script (relative to app_dir) and arguments,

@@ -134,6 +134,14 @@ def _process(entry: dict[str, Any], now: float) -> Pm2Process:
     )
 
 
+def jlist_entries(text: str) -> list[dict[str, Any]]:
+    """The raw entries of ``pm2 jlist`` output (warnings before the JSON are ignored).
+
+    Each holds the process's whole environment: keep only the fields you need.
+    """
+    return _find_array(text)
+
+
 def parse_jlist(text: str, *, now: float | None = None) -> list[Pm2Process]:
     """Processes from ``pm2 jlist`` output (warnings before the JSON are ignored)."""
     now = time.time() if now is None else now

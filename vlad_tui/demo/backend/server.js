@@ -46,6 +46,16 @@ const port = Number(process.env.PORT || 3335);
 const bootDelay = Number(process.env.BOOT_DELAY_MS || 0); // simulates a slow NestJS boot
 const startedAt = new Date().toISOString();
 
+function readBuildId() {
+  // Written by `npm run build` next to dist/server.js; none when run from the source.
+  try {
+    return fs.readFileSync(path.join(__dirname, 'BUILD_ID'), 'utf8').trim() || null;
+  } catch (err) {
+    return null;
+  }
+}
+const buildId = readBuildId();
+
 function send(res, status, body) {
   res.writeHead(status, { 'content-type': 'application/json' });
   res.end(JSON.stringify(body));
@@ -54,6 +64,9 @@ function send(res, status, body) {
 const server = http.createServer((req, res) => {
   const url = req.url.split('?')[0];
   if (req.method === 'GET' && url === '/health') return send(res, 200, { status: 'ok' });
+  if (req.method === 'GET' && url === '/build') {
+    return send(res, 200, { build: buildId, pid: process.pid });
+  }
   if (req.method === 'GET' && url === '/version') {
     return send(res, 200, { name: pkg.name, version: pkg.version, pid: process.pid, startedAt });
   }

@@ -1,0 +1,14 @@
+'use strict';
+// `npm run build`: dist/server.js plus dist/BUILD_ID, the id GET /build answers with (BUILD_ID
+// from the environment, else the build's time and a random suffix), so two builds tell apart.
+const crypto = require('crypto');
+const fs = require('fs');
+const path = require('path');
+
+const root = path.join(__dirname, '..');
+const dist = path.join(root, 'dist');
+fs.mkdirSync(dist, { recursive: true });
+fs.copyFileSync(path.join(root, 'server.js'), path.join(dist, 'server.js'));
+const id = process.env.BUILD_ID || `${new Date().toISOString()}-${crypto.randomBytes(3).toString('hex')}`;
+fs.writeFileSync(path.join(dist, 'BUILD_ID'), `${id}\n`);
+console.log(`built dist/ (build ${id})`);

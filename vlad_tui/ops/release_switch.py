@@ -1,0 +1,734 @@
+"""Switch and keep: run a release under pm2, check what runs, remove old releases (UI-free).
+
+pm2 records the resolved script path and cwd when a process starts; ``reload`` never changes
+them (pm2 #2510, #3054), and a ``current`` symlink does not help (#1663, #2229, #5939). So a
+switch starts new processes from the release: in cluster mode beside the old workers (same name,
+``-f``; pm2's cluster master shares the port), then deletes the old workers one at a time, each
+step a command of :class:`SwitchPlan` (the deploy step can probe health between them). In fork
+mode it is delete + start (requests fail while the app boots). Every pm2 command runs from
+``/``: a daemon started by it keeps the cwd of its first CLI call, and deleting that directory
+breaks it (#1623); :func:`prune` never removes the daemon's cwd either. A fresh process gets the
+environment of the shell that starts it, so no ``--update-env`` is needed (#3192).
+
+Each switch appends ``{"at", "from", "to"}`` to ``<releases>/.vlad-tui-switches``: that is how
+:func:`prune` knows the previous release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from vlad_tui.config import Target
+from vlad_tui.events import Sink
+from vlad_tui.ops.pm2 import DAEMON_DOWN, jlist_command, jlist_entries, pm2_command, shell_path
+from vlad_tui.ops.releases import (
+    BUILD_DIR,
+    RELEASE_ID,
+    Release,
+    ReleaseError,
+    check_layout,
+    command_error,
+    list_releases,
+    release_path,
+    say,
+    verify_manifest,
+)
+from vlad_tui.transport.base import Transport
+from vlad_tui.transport.shell import quote
+
+SWITCH_LOG = ".vlad-tui-switches"
+#: A release directory without a manifest younger than this may still be building.
+INCOMPLETE_GRACE_S = 3600.0
+#: A new worker must stay online this long, without restarting, before old ones are removed.
+SETTLE_S = 2.0
+START_TIMEOUT = 90.0
+_MARK = "--- vlad-tui-env ---"
+
+
+# --- pm2 commands ---------------------------------------------------------------------------------
+
+
+def _pm2(target: Target, args: str) -> str:
+    # From /: a daemon this call starts keeps its cwd, which must never be a release (#1623).
+    return f"cd / && {pm2_command(target, args)}"
+
+
+def _pm2_home(target: Target) -> str:
+    return shell_path(target.pm2_home) if target.pm2_home else '"${PM2_HOME:-$HOME/.pm2}"'
+
+
+# --- what pm2 runs -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One pm2 process with the paths pm2 recorded when it started."""
+
+    pm_id: int
+    name: str
+    status: str
+    mode: str
+    exec_path: str
+    cwd: str
+    restarts: int = 0
+    uptime_s: float | None = None
+    #: pm2 start options to carry over to a new process (CLI words, already quoted).
+    options: tuple[str, ...] = ()
+    #: Names (never values) of the variables pm2 gave the process when it started.
+    env_names: frozenset[str] = frozenset()
+
+    @property
+    def online(self) -> bool:
+        return self.status == "online"
+
+    def runs_from(self, directory: str) -> bool:
+        d = directory.rstrip("/")
+        return self.cwd.rstrip("/") == d or self.exec_path.startswith(d + "/")
+
+
+def _carry_options(env: dict[str, Any]) -> tuple[str, ...]:
+    """Start options of the running process that a delete + start would otherwise lose."""
+    words: list[str] = []
+    node_args = env.get("node_args")
+    if isinstance(node_args, list) and node_args:
+        words += ["--node-args", quote(" ".join(str(a) for a in node_args))]
+    for key, flag in (
+        ("kill_timeout", "--kill-timeout"),
+        ("listen_timeout", "--listen-timeout"),
+        ("max_memory_restart", "--max-memory-restart"),
+    ):
+        value = env.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            words += [flag, str(value)]
+    if env.get("wait_ready") is True:
+        words.append("--wait-ready")
+    if env.get("merge_logs") is True:
+        words.append("--merge-logs")
+    interpreter = env.get("exec_interpreter")
+    if isinstance(interpreter, str) and interpreter not in ("", "node", "none"):
+        words += ["--interpreter", quote(interpreter)]
+    namespace = env.get("namespace")
+    if isinstance(namespace, str) and namespace not in ("", "default"):
+        words += ["--namespace", quote(namespace)]
+    return tuple(words)
+
+
+#: Variables pm2, a shell or a terminal session sets by itself: no app depends on them, so a
+#: new process that lacks them is not worth a warning.
+_OWN_ENV = frozenset(
+    {
+        "_", "PWD", "OLDPWD", "SHLVL", "NODE_APP_INSTANCE", "unique_id", "HOME", "USER",
+        "LOGNAME", "SHELL", "MAIL", "HOSTNAME", "TERM", "COLORTERM", "LS_COLORS", "DISPLAY",
+        "EDITOR", "VISUAL", "PAGER", "LESS", "LESSOPEN", "LESSCLOSE", "MOTD_SHOWN", "STY",
+        "WINDOWID", "LANGUAGE",
+    }
+)  # fmt: skip
+_OWN_PREFIXES = ("PM2_", "SSH_", "XDG_", "LC_", "TMUX", "HIST", "DBUS_", "TERM_")
+
+
+def _env_names(env: dict[str, Any]) -> frozenset[str]:
+    names = env.get("env")
+    if not isinstance(names, dict):
+        return frozenset()
+    own = {str(env.get("name") or "")}  # pm2 adds a key named after the app
+    return frozenset(
+        n for n in names if n not in _OWN_ENV and n not in own and not n.startswith(_OWN_PREFIXES)
+    )
+
+
+def parse_workers(text: str, *, now: float | None = None) -> list[Worker]:
+    """Every pm2 process in ``pm2 jlist`` output (only the fields above are kept)."""
+    now = time.time() if now is None else now
+    workers = []
+    for entry in jlist_entries(text):
+        env = entry.get("pm2_env") or {}
+        status = str(env.get("status") or "unknown")
+        started = env.get("pm_uptime")
+        uptime = None
+        if status == "online" and isinstance(started, int | float) and started > 0:
+            uptime = max(0.0, now - started / 1000.0)
+        try:
+            pm_id = int(entry.get("pm_id", env.get("pm_id")))
+        except (TypeError, ValueError):
+            continue
+        restarts = env.get("restart_time")
+        workers.append(
+            Worker(
+                pm_id=pm_id,
+                name=str(entry.get("name") or env.get("name") or "?"),
+                status=status,
+                mode=str(env.get("exec_mode") or "fork_mode").removesuffix("_mode"),
+                exec_path=str(env.get("pm_exec_path") or ""),
+                cwd=str(env.get("pm_cwd") or ""),
+                restarts=restarts if isinstance(restarts, int) else 0,
+                uptime_s=uptime,
+                options=_carry_options(env),
+                env_names=_env_names(env),
+            )
+        )
+    return sorted(workers, key=lambda w: w.pm_id)
+
+
+async def all_workers(target: Target, transport: Transport) -> list[Worker]:
+    """Every pm2 process on the target; empty when no pm2 daemon runs (never starts one)."""
+    result = await transport.run(jlist_command(target), timeout=30.0)
+    if result.exit_status == DAEMON_DOWN and "no pm2 daemon" in result.stderr:
+        return []
+    if not result.ok:
+        raise command_error("pm2 jlist on", target.name, result)
+    return parse_workers(result.stdout)
+
+
+async def app_workers(target: Target, transport: Transport) -> list[Worker]:
+    """The app's pm2 processes (``pm2_name``), by ``pm_id``."""
+    return [w for w in await all_workers(target, transport) if w.name == target.pm2_name]
+
+
+def script_path(target: Target, directory: str) -> str:
+    """The absolute script pm2 runs for ``directory`` (``start_command``'s first word)."""
+    script = shlex.split(target.start_command)[0]
+    if script.startswith("/"):
+        raise ReleaseError(
+            f"start_command {target.start_command!r} is an absolute path: a release needs it "
+            f"relative to the app (e.g. {BUILD_DIR}/main.js)"
+        )
+    return f"{directory.rstrip('/')}/{script.removeprefix('./')}"
+
+
+@dataclass(frozen=True)
+class RunningCheck:
+    """Whether every worker of the app runs the intended directory."""
+
+    directory: str
+    workers: tuple[Worker, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.workers) and not self.problems
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"all {len(self.workers)} worker(s) run {self.directory}"
+        return "; ".join(self.problems) or f"no worker of the app runs {self.directory}"
+
+
+def check_running(target: Target, workers: Iterable[Worker], directory: str) -> RunningCheck:
+    """Every worker online with ``pm_cwd == directory`` and ``pm_exec_path`` its script."""
+    mine = tuple(w for w in workers if w.name == target.pm2_name)
+    script = script_path(target, directory)
+    problems = []
+    if not mine:
+        problems.append(f"pm2 runs no process named {target.pm2_name}")
+    for w in mine:
+        if w.cwd.rstrip("/") != directory.rstrip("/") or w.exec_path != script:
+            problems.append(f"worker {w.pm_id} runs {w.exec_path} from {w.cwd}")
+        elif not w.online:
+            problems.append(f"worker {w.pm_id} is {w.status}")
+    return RunningCheck(directory, mine, tuple(problems))
+
+
+def _directory(where: Release | str) -> str:
+    return (where.path if isinstance(where, Release) else where).rstrip("/")
+
+
+async def verify_running(
+    target: Target, transport: Transport, where: Release | str
+) -> RunningCheck:
+    """From ``pm2 jlist``: does every worker of the app run ``where`` (a release, or
+    ``app_dir`` for the in-place layout)?"""
+    return check_running(target, await all_workers(target, transport), _directory(where))
+
+
+# --- switching ---------------------------------------------------------------------------------
+
+StepKind = Literal["link", "start", "stop", "retire", "save"]
+
+
+@dataclass(frozen=True)
+class SwitchStep:
+    kind: StepKind
+    command: str
+    says: str
+    #: The old worker a ``retire`` step deletes.
+    pm_id: int | None = None
+
+
+@dataclass(frozen=True)
+class SwitchPlan:
+    """The exact commands that move the app's pm2 processes to ``directory``, in order."""
+
+    directory: str
+    script: str
+    mode: Literal["cluster", "fork"]
+    instances: int
+    #: ``side-by-side`` (cluster: new workers first, then old ones removed one at a time) or
+    #: ``stop-start`` (fork, or a switch that must replace every process at once).
+    strategy: Literal["side-by-side", "stop-start"]
+    steps: tuple[SwitchStep, ...]
+    replaced: tuple[Worker, ...] = ()
+    notes: tuple[str, ...] = ()
+    #: Variables the running processes have that the new ones will not get (names only).
+    lost_env: tuple[str, ...] = ()
+
+    @property
+    def commands(self) -> list[str]:
+        return [step.command for step in self.steps]
+
+
+def switch_steps(
+    target: Target,
+    workers: Iterable[Worker],
+    directory: str,
+    *,
+    link_env: bool,
+    save: bool,
+    instances: int | None = None,
+    session_env: Iterable[str] | None = None,
+) -> SwitchPlan:
+    """The plan for moving ``workers`` (the app's processes now) to ``directory`` (pure).
+
+    ``session_env``: the variable names of the shell the commands will run in; those the
+    running processes had and it lacks are listed in :attr:`SwitchPlan.lost_env`.
+    """
+    current = [w for w in workers if w.name == target.pm2_name]
+    mode: Literal["cluster", "fork"] = (
+        "fork" if any(w.mode == "fork" for w in current) else "cluster"
+    )
+    count = instances or len(current) or 1
+    if mode == "fork":
+        count = 1
+    d = directory.rstrip("/")
+    script = script_path(target, d)
+    name = quote(target.pm2_name)
+    options = current[0].options if current else ()
+    args = [a for a in shlex.split(target.start_command)[1:] if a != "--"]
+    start = f"start {quote(script)} --name {name}"
+    if mode == "cluster":
+        start += f" -i {count}"
+    start += f" --cwd {quote(d)}"
+    if current and mode == "cluster":
+        start += " -f"  # beside the running workers of the same name
+    if options:
+        start += " " + " ".join(options)
+    if args:
+        start += " -- " + " ".join(quote(a) for a in args)
+    steps: list[SwitchStep] = []
+    notes: list[str] = []
+    if link_env:
+        env = f"{target.app_dir.rstrip('/')}/.env"
+        steps.append(
+            SwitchStep(
+                "link",
+                f"ln -sfn {quote(env)} {quote(d + '/.env')}",
+                f"link {env} into the release (the app reads its .env; no copy)",
+            )
+        )
+    side_by_side = bool(current) and mode == "cluster"
+    if current and not side_by_side:
+        steps.append(
+            SwitchStep(
+                "stop",
+                _pm2(target, f"delete {name}"),
+                f"remove the running {target.pm2_name} (fork mode: requests fail until the new "
+                "process listens)",
+            )
+        )
+        notes.append(
+            "fork mode: the app is down while it boots; cluster mode (pm2 -i N) avoids that"
+        )
+    steps.append(
+        SwitchStep(
+            "start",
+            _pm2(target, start),
+            f"start {count} {mode} worker(s) of {target.pm2_name} from {d}"
+            + (" beside the running ones" if side_by_side else ""),
+        )
+    )
+    if side_by_side:
+        for w in current:
+            steps.append(
+                SwitchStep(
+                    "retire",
+                    _pm2(target, f"delete {w.pm_id}"),
+                    f"remove old worker {w.pm_id} ({w.cwd})",
+                    pm_id=w.pm_id,
+                )
+            )
+    if save:
+        steps.append(
+            SwitchStep("save", _pm2(target, "save"), "pm2 save: a reboot resurrects this release")
+        )
+    lost: tuple[str, ...] = ()
+    if session_env is not None and current:
+        lost = tuple(sorted(current[0].env_names - set(session_env)))
+    if lost:
+        shown = ", ".join(lost[:8]) + (f" and {len(lost) - 8} more" if len(lost) > 8 else "")
+        notes.append(
+            f"the running processes have {shown} in their environment, set in the shell "
+            "that first started them; this session lacks them, so the new processes will not "
+            "have them (put them in app_dir's .env, or in the deploy user's environment)"
+        )
+    notes.append(
+        "the new processes get this session's environment plus the release's .env (pm2 keeps "
+        "no environment across a delete)"
+    )
+    return SwitchPlan(
+        d,
+        script,
+        mode,
+        count,
+        "side-by-side" if side_by_side else "stop-start",
+        tuple(steps),
+        tuple(current),
+        tuple(notes),
+        lost,
+    )
+
+
+async def plan_switch(
+    target: Target, transport: Transport, where: Release | str, *, instances: int | None = None
+) -> SwitchPlan:
+    """The commands that would switch production to ``where`` (a release, or ``app_dir`` to go
+    back to the in-place layout), for the confirmation; runs nothing."""
+    d = _directory(where)
+    if d != target.app_dir.rstrip("/"):
+        root = check_layout(target)
+        if d.rpartition("/")[0] != root or not RELEASE_ID.match(d.rpartition("/")[2]):
+            raise ReleaseError(f"{d} is not a release under {root}")
+    workers = await app_workers(target, transport)
+    env = f"{target.app_dir.rstrip('/')}/.env"
+    result = await transport.run(
+        f"[ -e {quote(env)} ] && echo env; [ -f {_pm2_home(target)}/dump.pm2 ] && echo dump; "
+        f"[ -f {quote(script_path(target, d))} ] && echo script; "
+        f"echo {_MARK}; awk 'BEGIN {{ for (k in ENVIRON) print k }}'; exit 0",
+        timeout=30.0,
+    )
+    checks, _, names = result.stdout.partition(_MARK + "\n")
+    found = set(checks.split())
+    if "script" not in found:
+        raise ReleaseError(f"{script_path(target, d)} does not exist: nothing to start")
+    return switch_steps(
+        target,
+        workers,
+        d,
+        link_env="env" in found and d != target.app_dir.rstrip("/"),
+        save="dump" in found,
+        instances=instances,
+        session_env=names.split(),
+    )
+
+
+#: Called after each step that ran (e.g. to probe health before the next old worker goes).
+AfterStep = Callable[[SwitchStep], Awaitable[None]]
+
+
+async def switch(
+    target: Target,
+    transport: Transport,
+    plan: SwitchPlan,
+    *,
+    sink: Sink | None = None,
+    after_step: AfterStep | None = None,
+    start_timeout: float = START_TIMEOUT,
+    settle: float = SETTLE_S,
+) -> RunningCheck:
+    """Run ``plan``'s steps in order and verify from ``pm2 jlist`` that every worker runs
+    ``plan.directory``; record the switch for :func:`prune`.
+
+    After the start step, the new workers must be online and not restarting for ``settle`` s
+    (pm2 marks a cluster worker online when it forks, not when it listens: ``after_step`` is
+    where a health probe belongs). If they are not, they are deleted again and, side by side,
+    the old workers keep serving. A release's dist/ is first checked against its manifest:
+    what ships is what was built (and tested). Raises :class:`ReleaseError` on any failure.
+    """
+    d = plan.directory
+    if d != target.app_dir.rstrip("/"):
+        release = Release(d.rpartition("/")[2], d)
+        changes = await verify_manifest(target, transport, release)
+        if not changes.ok:
+            raise ReleaseError(
+                f"the build of release {release.id} changed since it was built "
+                f"({changes.describe()}): build a new release"
+            )
+        say(sink, f"release {release.id}: {BUILD_DIR}/ matches its manifest")
+    workers = await all_workers(target, transport)
+    now = [(w.pm_id, w.cwd) for w in workers if w.name == target.pm2_name]
+    if now != [(w.pm_id, w.cwd) for w in plan.replaced]:
+        raise ReleaseError(
+            f"pm2's processes of {target.pm2_name} changed since this switch was planned; "
+            "nothing was changed: plan it again"
+        )
+    before = {w.pm_id for w in workers}
+    from_dirs = sorted({w.cwd for w in plan.replaced})
+    for step in plan.steps:
+        say(sink, f"$ {step.command}")
+        result = await transport.run(step.command, sink=sink, timeout=120.0)
+        if not result.ok:
+            raise command_error(f"switch step {step.kind!r}", step.says, result)
+        if step.kind == "start":
+            await _wait_started(target, transport, plan, before, start_timeout, settle, sink)
+        if after_step is not None:
+            await after_step(step)
+    check = await verify_running(target, transport, plan.directory)
+    if not check.ok:
+        raise ReleaseError(f"after the switch to {plan.directory}: {check.describe()}")
+    record = {"at": time.time(), "from": from_dirs, "to": plan.directory}
+    root = target.releases_path
+    logged = await transport.run(
+        f"mkdir -p {quote(root)} && printf '%s\\n' {quote(json.dumps(record))} "
+        f">> {quote(root + '/' + SWITCH_LOG)}",
+        timeout=30.0,
+    )
+    if not logged.ok:
+        say(
+            sink,
+            f"could not record the switch in {root}/{SWITCH_LOG}: pruning will fall back "
+            "to the release dates to tell the previous release",
+        )
+    say(sink, check.describe())
+    return check
+
+
+async def _wait_started(
+    target: Target,
+    transport: Transport,
+    plan: SwitchPlan,
+    before: set[int],
+    timeout: float,
+    settle: float,
+    sink: Sink | None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    problem = "did not start"
+    while True:
+        new = [
+            w
+            for w in await all_workers(target, transport)
+            if w.pm_id not in before and w.name == target.pm2_name and w.exec_path == plan.script
+        ]
+        bad = [w for w in new if w.status in ("errored", "stopped") or w.restarts >= 2]
+        if bad:
+            problem = f"crashed (worker {bad[0].pm_id} {bad[0].status}, {bad[0].restarts} restarts)"
+            break
+        settled = [w for w in new if w.online and (w.uptime_s or 0.0) >= settle]
+        if len(settled) >= plan.instances:
+            say(
+                sink,
+                f"{len(settled)} new worker(s) online: {', '.join(str(w.pm_id) for w in settled)}",
+            )
+            return
+        if time.monotonic() >= deadline:
+            problem = f"not online within {timeout:g} s ({len(new)} of {plan.instances} started)"
+            break
+        await asyncio.sleep(0.5)
+    left = [
+        w.pm_id
+        for w in new
+        if not (await transport.run(_pm2(target, f"delete {w.pm_id}"), timeout=60.0)).ok
+    ]
+    removed = (
+        "they were removed"
+        if not left
+        else f"removing worker(s) {', '.join(map(str, left))} failed (pm2 delete by hand)"
+    )
+    kept = (
+        "the old workers keep serving"
+        if plan.strategy == "side-by-side"
+        else "the app is DOWN: switch back to what ran before"
+    )
+    raise ReleaseError(
+        f"the new workers of {target.pm2_name} from {plan.directory} {problem}; {removed} and "
+        f"{kept} (pm2 logs {target.pm2_name})"
+    )
+
+
+@dataclass(frozen=True)
+class LayoutChange:
+    """The one-time move from pm2 running the app in ``app_dir`` to running releases."""
+
+    explanation: tuple[str, ...]
+    plan: SwitchPlan
+    revert: tuple[str, ...]
+
+
+async def plan_first_layout_change(
+    target: Target, transport: Transport, release: Release
+) -> LayoutChange | None:
+    """``None`` when pm2 already runs releases; otherwise what the first switch changes, the
+    commands, and how to go back (``app_dir`` is untouched, so going back is a switch to it)."""
+    workers = await app_workers(target, transport)
+    app = target.app_dir.rstrip("/")
+    in_place = [w for w in workers if w.runs_from(app)]
+    if not in_place:
+        return None
+    plan = await plan_switch(target, transport, release.path)
+    # Going back is a switch to app_dir. pm2 gives the release's workers their ids only when
+    # they start, so which ones to remove is said, not listed.
+    back = switch_steps(
+        target,
+        [replace(w, cwd=release.path, exec_path=plan.script) for w in plan.replaced],
+        app,
+        link_env=False,
+        save=plan.steps[-1].kind == "save",
+    )
+    revert: list[str] = []
+    for step in back.steps:
+        if step.kind != "retire":
+            revert.append(step.command)
+        elif not revert[-1].startswith("then"):
+            revert.append(
+                f"then, one at a time: {_pm2(target, 'delete <pm_id>')} for each worker of "
+                "the release"
+            )
+    explanation = (
+        f"pm2 runs {in_place[0].exec_path} from {app}: the app is built in place there, so "
+        "a build changes what pm2 runs before the migrations did.",
+        f"From now on each release runs from its own directory under {target.releases_path}, "
+        "and the previous one stays on disk for a code rollback without a rebuild.",
+        "pm2 keeps the paths a process was started with (a reload never changes them), so this "
+        "first switch starts the app's processes anew from the release"
+        + (
+            ", beside the running workers, which are then removed one at a time."
+            if plan.strategy == "side-by-side"
+            else "."
+        ),
+        f"{app} itself (its {BUILD_DIR}/, node_modules/ and .env) is not changed; to undo, "
+        f"switch back to {app} with the commands below.",
+    )
+    return LayoutChange(explanation, plan, tuple(revert))
+
+
+# --- keeping -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    removed: tuple[str, ...]
+    #: Release id → why it was kept.
+    kept: dict[str, str] = field(default_factory=dict)
+
+
+def choose_prune(
+    releases: Iterable[Release],
+    keep: int,
+    *,
+    in_use: Iterable[tuple[str, str]],
+    previous: Iterable[str],
+    now: float | None = None,
+) -> PruneResult:
+    """Which releases to remove (pure): the newest ``keep`` built ones stay, and so does every
+    release something uses (``in_use``: ``(path, why)`` for pm2's processes, its saved list
+    and its daemon's cwd), the previous one, and an incomplete one younger than
+    :data:`INCOMPLETE_GRACE_S`."""
+    now = time.time() if now is None else now
+    used = [(p.rstrip("/"), why) for p, why in in_use if p]
+    prev = {d.rstrip("/") for d in previous if d}
+    kept: dict[str, str] = {}
+    removed: list[str] = []
+    built = sorted((r for r in releases if r.built), key=lambda r: r.created_at or 0.0)
+    newest = {r.id for r in built[-keep:]} if keep > 0 else set()
+    for r in sorted(releases, key=lambda r: r.created_at or 0.0):
+        path = r.path.rstrip("/")
+        why = next((w for u, w in used if u == path or u.startswith(path + "/")), None)
+        if why is not None:
+            kept[r.id] = why
+        elif path in prev:
+            kept[r.id] = "the previous release"
+        elif r.id in newest:
+            kept[r.id] = f"one of the newest {keep}"
+        elif not r.built and now - (r.created_at or 0.0) < INCOMPLETE_GRACE_S:
+            kept[r.id] = "incomplete, may still be building"
+        else:
+            removed.append(r.id)
+    return PruneResult(tuple(removed), kept)
+
+
+def in_use_script(target: Target) -> str:
+    """Shell printing ``cwd <dir>`` of the pm2 daemon and ``dump <path>`` of each path in
+    pm2's saved process list (paths only: the list also holds each process's environment)."""
+    h = _pm2_home(target)
+    return (
+        f"h={h}; "
+        'if p=$(cat "$h/pm2.pid" 2>/dev/null) && c=$(readlink "/proc/$p/cwd"); then '
+        'echo "cwd $c"; fi; '
+        'if [ -f "$h/dump.pm2" ]; then '
+        'grep -oE \'"pm_(cwd|exec_path)": *"[^"]*"\' "$h/dump.pm2" '
+        '| sed -E \'s/^"pm_(cwd|exec_path)": *"(.*)"$/dump \\2/\'; fi; exit 0'
+    )
+
+
+def previous_from_log(text: str, running: Iterable[str]) -> set[str]:
+    """From the switch log: what ran before the latest switch to a directory running now."""
+    now = {d.rstrip("/") for d in running}
+    for line in reversed(text.splitlines()):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and str(record.get("to", "")).rstrip("/") in now:
+            return {str(d).rstrip("/") for d in record.get("from") or ()}
+    return set()
+
+
+async def prune(
+    target: Target,
+    transport: Transport,
+    *,
+    keep: int | None = None,
+    sink: Sink | None = None,
+) -> PruneResult:
+    """Remove old releases, keeping ``keep`` (``target.keep_releases``) and every protected
+    one (see :func:`choose_prune`). pm2 must be readable: if its process list cannot be read,
+    nothing is removed."""
+    root = check_layout(target)
+    keep = target.keep_releases if keep is None else keep
+    workers = await all_workers(target, transport)
+    extra = await transport.run(in_use_script(target), timeout=30.0)
+    in_use = [
+        (p, f"pm2 runs it ({w.name}, worker {w.pm_id})")
+        for w in workers
+        for p in (w.cwd, w.exec_path)
+    ]
+    for line in extra.stdout.splitlines():
+        word, _, rest = line.partition(" ")
+        if word == "cwd" and rest:
+            in_use.append((rest, "pm2's daemon runs in it (removing it would break pm2)"))
+        elif word == "dump" and rest:
+            in_use.append((rest, "pm2's saved process list starts it (pm2 resurrect)"))
+    log = await transport.run(f"cat {quote(root + '/' + SWITCH_LOG)} 2>/dev/null; exit 0")
+    running = {w.cwd for w in workers if w.name == target.pm2_name}
+    releases = await list_releases(target, transport, sizes=False, verify=False)
+    previous = previous_from_log(log.stdout, running)
+    if not previous:
+        # No record (switched by hand): the newest built release older than the running one.
+        current = [r for r in releases if r.path in running]
+        if current:
+            older = [
+                r
+                for r in releases
+                if r.built and (r.created_at or 0.0) < (current[0].created_at or 0.0)
+            ]
+            previous = {older[-1].path} if older else set()
+    result = choose_prune(releases, keep, in_use=in_use, previous=previous)
+    if result.removed:
+        paths = " ".join(quote(release_path(target, r)) for r in result.removed)
+        command = (
+            f'for d in {paths}; do if [ -d "$d" ] && [ ! -L "$d" ]; then rm -rf -- "$d"; fi; '
+            'if [ -e "$d" ]; then echo "left ${d##*/}"; fi; done; exit 0'
+        )
+        say(sink, f"removing {len(result.removed)} old release(s): {', '.join(result.removed)}")
+        done = await transport.run(command, timeout=600.0)
+        left = {ln[5:] for ln in done.stdout.splitlines() if ln.startswith("left ")}
+        if left:
+            say(sink, f"could not remove {', '.join(sorted(left))} (permissions?)")
+            result = replace(result, removed=tuple(r for r in result.removed if r not in left))
+    for release_id, why in result.kept.items():
+        say(sink, f"kept {release_id}: {why}")
+    return result
