@@ -38,6 +38,10 @@ class Pm2Process:
     uptime_s: float | None
     memory_bytes: int
     cpu_percent: float
+    #: pm2's count of restarts that came before ``min_uptime`` (a crash loop raises it).
+    unstable_restarts: int = 0
+    #: The worker's error log file (``pm_err_log_path``), read from an offset by the gate.
+    err_log_path: str | None = None
 
     @property
     def online(self) -> bool:
@@ -131,6 +135,8 @@ def _process(entry: dict[str, Any], now: float) -> Pm2Process:
         uptime_s=uptime,
         memory_bytes=_int(monit.get("memory")),
         cpu_percent=_float(monit.get("cpu")),
+        unstable_restarts=_int(env.get("unstable_restarts")),
+        err_log_path=str(env["pm_err_log_path"]) if env.get("pm_err_log_path") else None,
     )
 
 

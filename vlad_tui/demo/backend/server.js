@@ -41,6 +41,10 @@ function readPackage() {
 }
 
 loadDotenv();
+// A release that cannot boot (switched on in .env by the tests and the benchmark): it logs an
+// error and exits before listening. The exit waits a moment because a cluster worker's stderr
+// travels to pm2 over IPC, and an immediate exit loses the line.
+const crashAtBoot = process.env.CRASH_AT_BOOT;
 const pkg = readPackage();
 const port = Number(process.env.PORT || 3335);
 const bootDelay = Number(process.env.BOOT_DELAY_MS || 0); // simulates a slow NestJS boot
@@ -83,9 +87,14 @@ function shutdown(signal) {
 process.on('SIGINT', () => shutdown('SIGINT'));
 process.on('SIGTERM', () => shutdown('SIGTERM'));
 
-setTimeout(() => {
-  server.listen(port, () => {
-    console.log(`${pkg.name} ${pkg.version} listening on ${port}`);
-    if (process.send) process.send('ready'); // pm2 --wait-ready
-  });
-}, bootDelay);
+if (crashAtBoot) {
+  console.error(`Error: CRASH_AT_BOOT=${crashAtBoot}: refusing to start`);
+  setTimeout(() => process.exit(1), 200);
+} else {
+  setTimeout(() => {
+    server.listen(port, () => {
+      console.log(`${pkg.name} ${pkg.version} listening on ${port}`);
+      if (process.send) process.send('ready'); // pm2 --wait-ready
+    });
+  }, bootDelay);
+}
