@@ -133,7 +133,7 @@ def test_describe_reload_names_every_command() -> None:
     assert plan.mode == "cluster" and plan.pm_ids == (1, 3)
     assert plan.commands == (
         "PM2_HOME=\"$HOME\"/.pm2 '/opt/pm 2/pm2' reload 1",
-        "PM2_HOME=\"$HOME\"/.pm2 '/opt/pm 2/pm2' reload 3",
+        "PM2_HOME=\"$HOME\"/.pm2 '/opt/pm 2/pm2' reload 3 --force",
     )
     fork = describe_reload(target, [proc(0, "fork")])
     assert fork.commands == ("PM2_HOME=\"$HOME\"/.pm2 '/opt/pm 2/pm2' restart 'api'\"'\"'s'",)

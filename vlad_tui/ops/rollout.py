@@ -9,8 +9,11 @@
   ``listen_timeout`` even when the new one never became ready (pm2 #1155), and ``pm2 reload
   NAME`` then goes on to the next worker, so a release that cannot boot takes every worker
   down. One id at a time, stopping at the first failure, costs at most that one worker: the
-  others keep running the old release while the operator rolls the code back. Fork mode has a
-  single process: it is restarted, and the result says that cluster mode avoids the downtime.
+  others keep running the old release while the operator rolls the code back. (With
+  ``wait_ready``, pm2 6's ``reload <pm_id>`` returns only after the whole ``listen_timeout``:
+  the next worker starts as soon as this one is verified, not when the command returns.)
+  Fork mode has a single process: it is restarted, and the result says that cluster mode
+  avoids the downtime.
 * :func:`post_deploy_gate` checks health, every worker online, no crash loop over a settle
   window and no new error line in pm2's error log files since the offsets captured at deploy
   time (:func:`capture_log_offsets`; ``pm2 logs --nostream`` only reads the last bytes).
@@ -280,8 +283,12 @@ class ReloadPlan:
         }
 
 
-def reload_command(target: Target, pm_id: int) -> str:
-    return pm2_command(target, f"reload {int(pm_id)}")
+def reload_command(target: Target, pm_id: int, *, force: bool = False) -> str:
+    """``pm2 reload <pm_id>``; ``force`` skips pm2's reload lock (``reload.lock``, 30 s),
+    which this deploy's previous ``pm2 reload`` still holds while pm2 waits out its
+    ``listen_timeout``. The first command goes without it, so someone else's reload in
+    progress is still refused."""
+    return pm2_command(target, f"reload {int(pm_id)}" + (" --force" if force else ""))
 
 
 def restart_command(target: Target) -> str:
@@ -303,8 +310,14 @@ def describe_reload(target: Target, workers: list[Pm2Process]) -> ReloadPlan:
             f"Reload {target.pm2_name} worker by worker ({len(ids)} in cluster mode): each new "
             "worker must be online, stay up and pass the health check before the next; at the "
             f"first that does not, the reload stops and the remaining workers keep serving.{lone}"
+            + (
+                " --force only skips pm2's reload lock, held by this deploy's previous reload."
+                if len(ids) > 1
+                else ""
+            )
         )
-        return ReloadPlan("cluster", ids, tuple(reload_command(target, i) for i in ids), summary)
+        commands = tuple(reload_command(target, i, force=n > 0) for n, i in enumerate(ids))
+        return ReloadPlan("cluster", ids, commands, summary)
     summary = f"Restart {target.pm2_name} (fork mode): {FORK_NOTE}."
     return ReloadPlan("fork", ids, (restart_command(target),), summary)
 
@@ -402,8 +415,8 @@ async def _wait_up(
             crashes = w.restarts - old.restarts - 1
             if w.status in ("errored", "stopped"):
                 failed[pm_id] = (
-                    f"worker {pm_id} is {w.status} after the reload "
-                    f"({w.restarts - old.restarts} restarts, {w.unstable_restarts} unstable)"
+                    f"worker {pm_id} is {w.status} after the reload (pm2 restarted it "
+                    f"{w.restarts - old.restarts} times)"
                 )
             elif crashes > 0:
                 failed[pm_id] = (
@@ -438,11 +451,47 @@ async def _wait_up(
 async def _run(transport: Transport, command: str, sink: Sink | None, timeout: float) -> str | None:
     """Run a pm2 command; ``None`` when it succeeded, else its last line."""
     _say(sink, f"$ {command}")
-    result = await transport.run(command, sink=sink, timeout=timeout)
+    try:
+        result = await transport.run(command, sink=sink, timeout=timeout)
+    except VladError as exc:  # a timeout (the remote command is killed) or a lost connection
+        return str(exc)
     if result.ok:
         return None
     lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
     return lines[-1] if lines else f"exit status {result.exit_status}"
+
+
+async def _until_up(
+    target: Target,
+    transport: Transport,
+    pm_id: int,
+    before: Mapping[int, Pm2Process],
+    command: asyncio.Task[str | None],
+    settle: float,
+    timeout: float,
+) -> str | None:
+    """Wait for ``pm_id``'s new worker while its ``pm2 reload`` runs; ``None`` once it is up.
+
+    The command is not awaited: pm2 6 compares the ``ready`` message's numeric pm_id with the
+    id typed on the command line (a string), so with ``wait_ready`` ``pm2 reload <pm_id>`` only
+    returns after the whole ``listen_timeout``, however fast the worker was ready. The next
+    worker starts once this one is verified; the commands are awaited at the end.
+    """
+    waiting = asyncio.create_task(
+        _wait_up(target, transport, (pm_id,), before, settle=settle, timeout=timeout)
+    )
+    try:
+        done, _ = await asyncio.wait({waiting, command}, return_when=asyncio.FIRST_COMPLETED)
+        if command in done and command.result() is not None:
+            return f"pm2 reload {pm_id} failed: {command.result()}"
+        return (await waiting)[pm_id]
+    finally:
+        waiting.cancel()
+
+
+async def _finish(commands: list[asyncio.Task[str | None]]) -> list[str | None]:
+    """Wait for the ``pm2 reload`` commands (each bounded by its timeout); their errors."""
+    return list(await asyncio.gather(*commands))
 
 
 async def rolling_reload(
@@ -513,42 +562,46 @@ async def rolling_reload(
                 reload_timeout,
                 sink,
             )
-        for n, pm_id in enumerate(current.pm_ids):
-            t0 = time.monotonic()
-            old = before[pm_id]
-            error = await _run(transport, reload_command(target, pm_id), sink, reload_timeout)
-            if error is None:
-                why = (
-                    await _wait_up(
-                        target, transport, (pm_id,), before, settle=settle, timeout=ready_timeout
+        commands: list[asyncio.Task[str | None]] = []
+        try:
+            for n, pm_id in enumerate(current.pm_ids):
+                t0 = time.monotonic()
+                command = current.commands[n]
+                commands.append(asyncio.create_task(_run(transport, command, sink, reload_timeout)))
+                why = await _until_up(
+                    target, transport, pm_id, before, commands[-1], settle, ready_timeout
+                )
+                new = {p.pm_id: p for p in await pm2_status(target, transport)}.get(pm_id)
+                outcomes.append(
+                    WorkerOutcome(
+                        pm_id,
+                        why is None,
+                        why or f"worker {pm_id} up (pid {new.pid if new else '?'})",
+                        before[pm_id].pid,
+                        new.pid if new else None,
+                        time.monotonic() - t0,
                     )
-                )[pm_id]
-            else:
-                why = f"pm2 reload {pm_id} failed: {error}"
-            new = {p.pm_id: p for p in await pm2_status(target, transport)}.get(pm_id)
-            outcomes.append(
-                WorkerOutcome(
-                    pm_id,
-                    why is None,
-                    why or f"worker {pm_id} up (pid {new.pid if new else '?'})",
-                    old.pid,
-                    new.pid if new else None,
-                    time.monotonic() - t0,
                 )
-            )
-            if why is not None:
-                rest = current.pm_ids[n + 1 :]
-                _say(sink, f"stopped at worker {pm_id}: {why}")
-                serving = f"workers {list(rest)} keep running" if rest else "no worker is left on"
-                return result(
-                    False,
-                    f"reload stopped at worker {pm_id}: {why}. pm2 already replaced its old "
-                    f"process (after listen_timeout, pm2 #1155); {serving} the previous release "
-                    "— roll the code back",
-                    failed_pm_id=pm_id,
-                    untouched=rest,
-                )
-            _say(sink, outcomes[-1].reason)
+                if why is not None:
+                    rest = current.pm_ids[n + 1 :]
+                    _say(sink, f"stopped at worker {pm_id}: {why}")
+                    await _finish(commands)
+                    serving = f"workers {list(rest)} keep running" if rest else "no worker runs"
+                    return result(
+                        False,
+                        f"reload stopped at worker {pm_id}: {why}. pm2 replaced its old process "
+                        f"all the same (after listen_timeout, pm2 #1155); {serving} the previous "
+                        "release — roll the code back",
+                        failed_pm_id=pm_id,
+                        untouched=rest,
+                    )
+                _say(sink, outcomes[-1].reason)
+            errors = [e for e in await _finish(commands) if e is not None]
+        finally:
+            for task in commands:
+                task.cancel()
+        if errors:
+            return result(False, f"every new worker is up, but pm2 reported: {errors[0]}")
         return result(True, f"{len(outcomes)} workers reloaded one by one, each up and healthy")
     finally:
         await probe.stop()
