@@ -7,6 +7,7 @@ worker crash-looping). The pure figures of the probe are checked on hand-made pr
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from vlad_tui.ops.rollout import (
     NO_CRASH_LOOP,
     ONLINE,
     HealthProbe,
+    LogOffsets,
     Probe,
     ProbeReport,
     ReloadPlan,
@@ -36,7 +38,7 @@ from vlad_tui.ops.rollout import (
     post_deploy_gate,
     rolling_reload,
 )
-from vlad_tui.transport import open_transport
+from vlad_tui.transport import LocalTransport, open_transport
 
 pytestmark = pytest.mark.integration
 
@@ -123,6 +125,20 @@ def test_probe_report_figures() -> None:
     assert empty.longest_gap == 2.0 and empty.p50 is None
 
 
+async def test_the_probe_stops_by_itself_and_counts_every_failure() -> None:
+    # Nothing listens on the port: every probe fails fast, and the loop ends at its limit.
+    target = Target("prod", health_url=f"http://127.0.0.1:{free_port()}/health")
+    async with LocalTransport() as transport:
+        probe = HealthProbe(target, transport, hz=20, max_duration=0.5)
+        probe.start()
+        await asyncio.sleep(1.0)
+        report = await probe.stop()
+    assert report.truncated and report.wall_time == pytest.approx(0.5, abs=0.1)
+    assert 8 <= report.sent <= 12 and report.failed == report.sent
+    assert report.longest_gap == report.wall_time and report.p50 is None
+    assert "Connection refused" in report.errors()[0]
+
+
 def test_describe_reload_names_every_command() -> None:
     target = Target("prod", pm2_bin="/opt/pm 2/pm2", pm2_home="~/.pm2", pm2_name="api's")
 
@@ -190,6 +206,7 @@ async def test_error_lines_after_the_deploy_fail_the_gate_earlier_ones_do_not(ap
         for path in paths:
             _append(path, "Error: connect ECONNREFUSED (before the deploy)\n")
         offsets = await capture_log_offsets(target, transport)
+        assert LogOffsets.from_dict(offsets.to_dict()) == offsets  # what the journal keeps
         clean = await post_deploy_gate(target, transport, log_offsets=offsets, settle=0.5)
         _append(paths[1], "a warning that is not one\nError: x is undefined (new)\n")
         gate = await post_deploy_gate(target, transport, log_offsets=offsets, settle=0.5)

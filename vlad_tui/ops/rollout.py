@@ -24,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,6 +50,7 @@ RELOAD_TIMEOUT = 120.0
 #: The most bytes of new error log read per file (the tail beyond it is not scanned).
 LOG_READ_LIMIT = 512 * 1024
 POLL = 0.25
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 Mode = Literal["cluster", "fork"]
 
@@ -299,7 +301,7 @@ def describe_reload(target: Target, workers: list[Pm2Process]) -> ReloadPlan:
     """The exact commands :func:`rolling_reload` runs for these workers (pure)."""
     if not workers:
         raise VladError(f"pm2 has no process named {target.pm2_name} on {target.name}")
-    ids = tuple(sorted(w.pm_id for w in workers))
+    ids = tuple(sorted(w.pm_id for w in workers if w.pm_id >= 0))
     if all(w.mode == "cluster" for w in workers):
         lone = (
             " With a single worker a release that does not boot leaves nothing serving."
@@ -457,7 +459,8 @@ async def _run(transport: Transport, command: str, sink: Sink | None, timeout: f
         return str(exc)
     if result.ok:
         return None
-    lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
+    text = _ANSI.sub("", result.stderr or result.stdout)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[-1] if lines else f"exit status {result.exit_status}"
 
 
@@ -487,6 +490,37 @@ async def _until_up(
         return (await waiting)[pm_id]
     finally:
         waiting.cancel()
+
+
+def _still_old(
+    before: Mapping[int, Pm2Process], after: Mapping[int, Pm2Process]
+) -> tuple[int, ...]:
+    """Workers still online with the process they had before the deploy (read, not assumed)."""
+    return tuple(
+        i for i, w in sorted(before.items()) if (a := after.get(i)) and a.online and a.pid == w.pid
+    )
+
+
+def _left_serving(
+    failed: int,
+    before: Mapping[int, Pm2Process],
+    after: Mapping[int, Pm2Process],
+    old: tuple[int, ...],
+) -> str:
+    if failed in old:
+        lost = f"worker {failed} still runs its old process"
+    else:
+        lost = (
+            f"pm2 replaced worker {failed}'s old process all the same (after listen_timeout, "
+            "pm2 #1155)"
+        )
+    others = [i for i in old if i != failed]
+    serving = (
+        f"workers {others} keep running the previous release"
+        if others
+        else "no other worker runs the previous release"
+    )
+    return f"{lost}; {serving} — roll the code back"
 
 
 async def _finish(commands: list[asyncio.Task[str | None]]) -> list[str | None]:
@@ -537,6 +571,13 @@ async def rolling_reload(
             f"confirmed ({plan.mode} {list(plan.pm_ids)} → {current.mode} {list(current.pm_ids)})",
             untouched=current.pm_ids,
         )
+    if any(w.pm_id < 0 for w in workers):  # pm2 lists a replaced worker as "_old_<id>"
+        return result(
+            False,
+            f"nothing reloaded: a pm2 reload of {target.pm2_name} is still in progress (pm2 "
+            "lists an old worker being replaced); wait for it to end",
+            untouched=current.pm_ids,
+        )
     down = [w for w in workers if not w.online]
     if down:
         listed = ", ".join(f"{w.pm_id} {w.status}" for w in down)
@@ -583,17 +624,16 @@ async def rolling_reload(
                     )
                 )
                 if why is not None:
-                    rest = current.pm_ids[n + 1 :]
                     _say(sink, f"stopped at worker {pm_id}: {why}")
                     await _finish(commands)
-                    serving = f"workers {list(rest)} keep running" if rest else "no worker runs"
+                    after = {p.pm_id: p for p in await pm2_status(target, transport)}
+                    old = _still_old(before, after)
                     return result(
                         False,
-                        f"reload stopped at worker {pm_id}: {why}. pm2 replaced its old process "
-                        f"all the same (after listen_timeout, pm2 #1155); {serving} the previous "
-                        "release — roll the code back",
+                        f"reload stopped at worker {pm_id}: {why}. "
+                        + _left_serving(pm_id, before, after, old),
                         failed_pm_id=pm_id,
-                        untouched=rest,
+                        untouched=old,
                     )
                 _say(sink, outcomes[-1].reason)
             errors = [e for e in await _finish(commands) if e is not None]
@@ -613,7 +653,7 @@ async def _restart_fork(
     plan: ReloadPlan,
     before: Mapping[int, Pm2Process],
     outcomes: list[WorkerOutcome],
-    result: Any,
+    result: Callable[..., ReloadResult],
     settle: float,
     ready_timeout: float,
     reload_timeout: float,
@@ -709,6 +749,11 @@ class LogOffsets:
 
     def to_dict(self) -> dict[str, int]:
         return dict(self.sizes)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LogOffsets:
+        """Back from the journal (:meth:`to_dict`)."""
+        return cls({str(k): int(v) for k, v in data.items()})
 
 
 async def capture_log_offsets(target: Target, transport: Transport) -> LogOffsets:
