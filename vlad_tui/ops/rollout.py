@@ -258,8 +258,9 @@ class HealthProbe:
             result = await check_health(
                 self._target, self._transport, url=self._url, timeout=self._timeout
             )
-        except VladError as exc:  # an unusable URL or a transport that cannot connect
-            self._probes.append(Probe(at, False, time.monotonic() - self._t0 - at, error=str(exc)))
+        except Exception as exc:  # a probe that broke still counts, as failed
+            why = str(exc) or type(exc).__name__
+            self._probes.append(Probe(at, False, time.monotonic() - self._t0 - at, error=why))
             return
         self._probes.append(Probe(at, result.ok, result.latency, result.status, result.error))
 
