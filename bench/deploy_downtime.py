@@ -2,7 +2,7 @@
 
 Starts a private pm2 daemon (temporary ``PM2_HOME``) and the sample backend with a slow boot
 (``--boot-ms``, like a NestJS app), then, under a steady bounded load of ``--rate`` GETs a
-second against loopback (a :class:`~vlad_tui.ops.rollout.HealthProbe` from ``--lead`` seconds
+second against loopback (a :class:`~vlad_tui.ops.probe.HealthProbe` from ``--lead`` seconds
 before the step until ``--tail`` seconds after it), runs in one go:
 
   (a) vlad-tui's rolling reload, cluster mode (``--instances`` workers)   goal: 0 failed
@@ -38,7 +38,8 @@ from vlad_tui.config import Target  # noqa: E402
 from vlad_tui.demo import install_backend  # noqa: E402
 from vlad_tui.demo.pm2 import Pm2, find_pm2  # noqa: E402
 from vlad_tui.ops.health import check_health  # noqa: E402
-from vlad_tui.ops.rollout import HealthProbe, ProbeReport, plan_reload, rolling_reload  # noqa: E402
+from vlad_tui.ops.probe import HealthProbe, ProbeReport  # noqa: E402
+from vlad_tui.ops.rollout import plan_reload, rolling_reload  # noqa: E402
 from vlad_tui.transport import LocalTransport  # noqa: E402
 
 NAME = "backend-vlad-bench"

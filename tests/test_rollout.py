@@ -21,23 +21,18 @@ from tests.rig.services import free_port
 from tests.rig.sshd import SshdServer
 from vlad_tui.config import Target
 from vlad_tui.demo import install_backend
-from vlad_tui.ops.pm2 import Pm2Process, pm2_status
-from vlad_tui.ops.rollout import (
+from vlad_tui.ops.deploy_gate import (
     ERROR_LOG,
     HEALTH,
     NO_CRASH_LOOP,
     ONLINE,
-    HealthProbe,
     LogOffsets,
-    Probe,
-    ProbeReport,
-    ReloadPlan,
     capture_log_offsets,
-    describe_reload,
-    plan_reload,
     post_deploy_gate,
-    rolling_reload,
 )
+from vlad_tui.ops.pm2 import Pm2Process, pm2_status
+from vlad_tui.ops.probe import HealthProbe, Probe, ProbeReport
+from vlad_tui.ops.rollout import ReloadPlan, describe_reload, plan_reload, rolling_reload
 from vlad_tui.transport import LocalTransport, open_transport
 
 pytestmark = pytest.mark.integration
