@@ -12,6 +12,11 @@ this one is verified, not when the command returns.) Fork mode has a single proc
 restarted, and the result says that cluster mode avoids the downtime. Either way a
 :class:`~vlad_tui.ops.probe.HealthProbe` runs for the whole step and the result carries its
 figures. :func:`describe_reload` gives the exact commands for the confirmation.
+
+A reload runs the code at the paths pm2 recorded at start (``pm_exec_path``, ``pm_cwd``): it
+fits code replaced in place and restarts. Moving to another release directory is
+:mod:`vlad_tui.ops.release_switch`'s start-beside-then-delete; the probe and
+:mod:`vlad_tui.ops.deploy_gate` serve both.
 """
 
 from __future__ import annotations
