@@ -379,3 +379,19 @@ async def test_a_refused_step_stops_the_follow_and_says_what_unlocks_it(tmp_path
         assert screen.steps.selected_step_id == "p1.verify_backup"
         assert "To unlock: run «Backup completo de producción» first" in note_of(app)
         release.set()
+
+
+def test_the_staging_address_is_read_from_either_form_of_the_line() -> None:
+    from vlad_tui.tui.widgets.note import staging_url
+
+    assert staging_url(["the staging instance answers at http://127.0.0.1:3101/"]) == (
+        "http://127.0.0.1:3101/"
+    )
+    tunnel = (
+        "the staging instance answers through a private tunnel (only your user can use it): "
+        "curl --unix-socket /run/user/0/vlad/s.sock http://127.0.0.1:3101/"
+    )
+    assert (
+        staging_url([tunnel]) == "curl --unix-socket /run/user/0/vlad/s.sock http://127.0.0.1:3101/"
+    )
+    assert staging_url(["nothing here"]) is None

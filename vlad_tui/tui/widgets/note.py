@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 #: Gate reasons that come from the production gate (the only ones the override lifts).
 PRODUCTION_REASONS = ("Phase 2 has not passed", "verified backup")
-_URL = re.compile(r"answers here at (https?://\S+)")
+#: How the manual-checks step says where the staging instance answers (a URL, or the curl
+#: command through the private tunnel).
+_URL = re.compile(r"answers (?:here )?at (https?://\S+)|private tunnel.*?: (curl .+)$")
 #: Keys of the phase screens, for "what comes next".
 PHASE_KEYS = {1: "1", 2: "2", 3: "3", 4: "4"}
 
@@ -101,7 +103,7 @@ def staging_url(lines: Iterable[str]) -> str | None:
     for text in lines:
         found = _URL.search(text)
         if found:
-            return found.group(1)
+            return found.group(1) or found.group(2)
     return None
 
 
@@ -113,8 +115,8 @@ def waiting_note(
     out.append("▶ Waiting for you: ", style="bold yellow")
     out.append("check on the staging instance")
     if url:
-        out.append(" at ")
-        out.append(url, style="bold underline")
+        out.append(" at " if url.startswith("http") else " with ")
+        out.append(url, style="bold")
     out.append(", then tick each item (space, with an optional note):\n")
     for item in items:
         done = checked.get(item.id, False)
