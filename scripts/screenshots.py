@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import os
 import shutil
 import tempfile
@@ -125,7 +126,13 @@ class DemoShooter:
 
     async def snap(self, name: str) -> None:
         await self.pilot.pause(0.4)  # one log flush (the log pane batches lines)
-        print(self.app.save_screenshot(filename=f"{name}.svg", path=str(self.out)))
+        path = Path(self.app.save_screenshot(filename=f"{name}.svg", path=str(self.out)))
+        # The screenshots go into the repository: no path of this machine in them.
+        text = html.unescape(path.read_text(encoding="utf-8"))
+        for private in (str(REPO), tempfile.gettempdir() + "/"):
+            if private in text:
+                raise SystemExit(f"screenshots: {path.name} shows a local path ({private})")
+        print(path)
 
     async def select(self, step_id: str) -> None:
         from vlad_tui.tui.widgets.step_list import StepList
@@ -185,6 +192,7 @@ class DemoShooter:
             await pilot.press("enter")
             await pilot.pause(0.2)
         await self.until(lambda: not app.busy, "the rest of phase 2", timeout=180)
+        await self.select("p2.integrity")  # row counts (p2.stop's log names local paths)
         await self.snap("phase2-passed")
 
         # The same phase as a newcomer's 80×24 terminal shows it.
