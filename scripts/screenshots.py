@@ -1,19 +1,20 @@
 """Write SVG screenshots of the main screens into ``screenshots/`` (linked from the README).
 
 ``--demo`` (the default) builds a ``vlad-tui demo`` sandbox in a temporary directory (or reuses
-``--dir``), walks the real wizard on it with Pilot — Phase 1 run for real, so the log, the
+``--dir``), walks the real wizard on it with Pilot — Phases 1 and 2 run for real, so the log, the
 checklist and the confirmation show real output — and tears the sandbox down afterwards (a
 ``--dir`` sandbox is left running). ``--recorded`` renders the recorded sample state instead
 (``vlad_tui.tui.sample``: no services, frozen clock): deterministic, for quick layout checks.
 
     .venv/bin/python scripts/screenshots.py [--demo | --recorded] [--dir D] [--out screenshots]
-                                            [--size 100x30]
+                                            [--size 120x36]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import os
 import shutil
 import tempfile
@@ -110,10 +111,11 @@ def recorded(out: Path, size: tuple[int, int]) -> None:
 class DemoShooter:
     """One app run on the sandbox, walked screen by screen; each ``snap`` writes an SVG."""
 
-    def __init__(self, app: VladApp, pilot: Pilot, out: Path) -> None:
+    def __init__(self, app: VladApp, pilot: Pilot, out: Path, size: tuple[int, int]) -> None:
         self.app = app
         self.pilot = pilot
         self.out = out
+        self.size = size
 
     async def until(self, condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -124,7 +126,13 @@ class DemoShooter:
 
     async def snap(self, name: str) -> None:
         await self.pilot.pause(0.4)  # one log flush (the log pane batches lines)
-        print(self.app.save_screenshot(filename=f"{name}.svg", path=str(self.out)))
+        path = Path(self.app.save_screenshot(filename=f"{name}.svg", path=str(self.out)))
+        # The screenshots go into the repository: no path of this machine in them.
+        text = html.unescape(path.read_text(encoding="utf-8"))
+        for private in (str(REPO), tempfile.gettempdir() + "/"):
+            if private in text:
+                raise SystemExit(f"screenshots: {path.name} shows a local path ({private})")
+        print(path)
 
     async def select(self, step_id: str) -> None:
         from vlad_tui.tui.widgets.step_list import StepList
@@ -148,13 +156,13 @@ class DemoShooter:
         shot = False
         while app.busy:
             if isinstance(app.screen, ConfirmScreen):
-                await self.until(lambda: app.screen.focused is not None, "the modal's focus")
-                await pilot.press("shift+tab", *"produc")  # half typed: the operator at work
+                await pilot.press(*"produc")  # half typed: the operator at work (no Tab)
                 if not shot:
                     await self.snap("confirm")
                     shot = True
                 await pilot.press(*"tion", "enter")
             await pilot.pause(0.05)
+        await self.snap("phase1-passed")
         await self.select("p1.lint")
         await self.snap("phase1")
         await pilot.press("k")
@@ -163,7 +171,37 @@ class DemoShooter:
         await self.snap("acknowledge")
         await pilot.press("escape")
 
-        for number in (2, 3, 4):
+        # Phase 2 for real: "a" runs up to the manual checks, which wait for the operator.
+        await pilot.press("2")
+        await pilot.pause(0.3)
+        await pilot.press("a")
+        waiting = "p2.features"
+        await self.until(
+            lambda: app.engine is not None and app.engine.statuses[waiting] == "running",
+            "the manual checks",
+            timeout=180,
+        )
+        await pilot.press("space")
+        await self.until(lambda: isinstance(app.screen, ReasonScreen), "the tick's note")
+        await pilot.press(*"login probado en staging", "enter")
+        await pilot.pause(0.3)
+        await self.snap("phase2")
+        while app.engine.statuses[waiting] == "running":
+            await pilot.press("space")
+            await self.until(lambda: isinstance(app.screen, ReasonScreen), "the tick's note")
+            await pilot.press("enter")
+            await pilot.pause(0.2)
+        await self.until(lambda: not app.busy, "the rest of phase 2", timeout=180)
+        await self.select("p2.integrity")  # row counts (p2.stop's log names local paths)
+        await self.snap("phase2-passed")
+
+        # The same phase as a newcomer's 80×24 terminal shows it.
+        await pilot.press("1")
+        await pilot.resize_terminal(80, 24)
+        await self.snap("phase1-80x24")
+        await pilot.resize_terminal(*self.size)
+
+        for number in (3, 4):
             await pilot.press(str(number))
             await pilot.pause(0.3)
             if number == 3:
@@ -185,7 +223,7 @@ async def demo_shots(
         config, target=config.target("production"), journal=Journal(journal_dir), environ={}
     )
     async with app.run_test(size=size) as pilot:
-        await DemoShooter(app, pilot, out).walk()
+        await DemoShooter(app, pilot, out, size).walk()
         await pilot.press("q")
 
 
@@ -216,7 +254,7 @@ def main() -> None:
     mode.add_argument("--recorded", action="store_true", help="the recorded sample state")
     parser.add_argument("--dir", type=Path, help="reuse (and keep) this demo sandbox")
     parser.add_argument("--out", type=Path, default=REPO / "screenshots")
-    parser.add_argument("--size", default="100x30", help="COLSxROWS")
+    parser.add_argument("--size", default="120x36", help="COLSxROWS")
     args = parser.parse_args()
     cols, rows = (int(n) for n in args.size.split("x"))
     os.environ["TZ"] = "UTC"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Button, Input
 
 from tests.rig.pm2 import SampleApp
 from vlad_tui.config import Config, Project, Target
@@ -24,7 +24,7 @@ from vlad_tui.runbook.events import StepStatusChanged
 from vlad_tui.tui.app import EngineMessage, VladApp, make_app
 from vlad_tui.tui.screens.confirm import ConfirmScreen
 from vlad_tui.tui.screens.phase import PhaseScreen
-from vlad_tui.tui.screens.prompt import YesNoScreen
+from vlad_tui.tui.screens.prompt import ReasonScreen, YesNoScreen
 from vlad_tui.tui.widgets.checklist import Checklist
 from vlad_tui.tui.widgets.log_pane import LogPane
 from vlad_tui.tui.widgets.step_list import StepList
@@ -120,23 +120,21 @@ async def test_destructive_palette_action_needs_the_typed_target_name(setup: Set
         await pilot.pause()
         modal = app.screen
         assert isinstance(modal, ConfirmScreen)
-        assert modal.focused is not None and modal.focused.id == "cancel"  # Cancel by default
+        assert isinstance(modal.focused, Input)  # focus in the name field, Run disabled
+        assert modal.query_one("#run", Button).disabled
         assert modal.request.expected == "production"
+        assert modal.request.changes.startswith("target production on ")
         assert any("reload" in command for command in modal.request.commands)
 
-        await pilot.press("shift+tab")  # from Cancel back to the name field
-        assert isinstance(modal.focused, Input)
-        await pilot.press(*"prod", "enter")
-        await wait_until(pilot, lambda: not app.busy, what="refused action ends")
-        confirmations = journal_events(app, "confirmation")
-        assert confirmations[-1]["step"] == "cmd.pm2_reload"
-        assert confirmations[-1]["typed"] == "prod" and confirmations[-1]["accepted"] is False
+        await pilot.press(*"prod", "enter")  # a wrong name: the modal stays and says why
+        await pilot.pause()
+        assert app.screen is modal and modal.query_one("#run", Button).disabled
+        assert "'prod' is not 'production'" in str(modal.query_one("#confirm-why").render())
         assert not any(e["step"] == "cmd.pm2_reload" for e in journal_events(app, "step_started"))
 
-        await pilot.press("escape")  # close the action's output screen
-        await open_palette_command(pilot, "pm2 reload")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
-        await pilot.press("shift+tab", *"production", "enter")
+        await pilot.press(*"uction")
+        assert not modal.query_one("#run", Button).disabled
+        await pilot.press("enter")
         await wait_until(pilot, lambda: not app.busy, timeout=60, what="pm2 reload ends")
         confirmations = journal_events(app, "confirmation")
         assert confirmations[-1]["typed"] == "production" and confirmations[-1]["accepted"]
@@ -217,10 +215,13 @@ async def test_space_ticks_a_manual_checklist_item(setup: Setup) -> None:
         assert app.focused is checklist
         item = checklist.highlighted_item
         assert item is not None and item.manual
-        await pilot.press("space")
+        await pilot.press("space")  # asks for the optional note
+        await wait_until(pilot, lambda: isinstance(app.screen, ReasonScreen), what="note")
+        await pilot.press(*"llamé a Marta", "enter")
         await wait_until(pilot, lambda: app.engine is not None and app.engine.checklist[item.id])
         ticks = journal_events(app, "checklist")
         assert ticks[-1]["item"] == item.id and ticks[-1]["checked"] is True
+        assert ticks[-1].get("note") == "llamé a Marta", ticks[-1]
         assert ticks[-1]["by"] == app.engine.run.operator
         await pilot.press("space")  # untick
         await wait_until(pilot, lambda: not app.engine.checklist[item.id])

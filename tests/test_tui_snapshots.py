@@ -1,4 +1,4 @@
-"""Deterministic snapshots (pytest-textual-snapshot) of the main screens at 80×24.
+"""Deterministic snapshots (pytest-textual-snapshot) of the main screens at 80×24 and 120×40.
 
 Built from recorded state only (``vlad_tui.tui.sample``): injected facts, a frozen clock, fixed
 host names and replayed engine events; no service and no timing is involved.
@@ -20,6 +20,7 @@ from vlad_tui.tui.sample import sample_confirm_request as confirm_request
 from vlad_tui.tui.screens.confirm import ConfirmScreen
 
 SIZE = (80, 24)
+SIZES = pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 
 
 @pytest.fixture(autouse=True)
@@ -41,11 +42,13 @@ def sample_app(tmp_path: Path, *, ssh: bool = False) -> VladApp:
     )
 
 
-def test_overview(snap_compare, tmp_path: Path) -> None:
-    assert snap_compare(sample_app(tmp_path, ssh=True), terminal_size=SIZE)
+@SIZES
+def test_overview(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    assert snap_compare(sample_app(tmp_path, ssh=True), terminal_size=size)
 
 
-def test_phase_mid_run(snap_compare, tmp_path: Path) -> None:
+@SIZES
+def test_phase_mid_run(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
     async def replay(pilot: Pilot) -> None:
         await pilot.press("1")
         await pilot.pause()
@@ -54,18 +57,62 @@ def test_phase_mid_run(snap_compare, tmp_path: Path) -> None:
         await pilot.pause(0.4)  # one batched log flush
 
     app = sample_app(tmp_path)
-    assert snap_compare(app, terminal_size=SIZE, run_before=replay, press=["down"] * 4)
+    assert snap_compare(app, terminal_size=size, run_before=replay, press=["down"] * 6)
 
 
-def test_confirmation_modal(snap_compare, tmp_path: Path) -> None:
+def test_phase_details_pane_at_80x24(snap_compare, tmp_path: Path) -> None:
+    """``v`` swaps the log for the selected step's details (here: why it is locked)."""
+
+    async def go(pilot: Pilot) -> None:
+        await pilot.press("1")
+        await pilot.pause()
+        await pilot.press("down", "down", "down", "enter", "v")
+        await pilot.pause(0.3)
+
+    assert snap_compare(sample_app(tmp_path), terminal_size=SIZE, run_before=go)
+
+
+def test_phase2_waiting_for_the_manual_checks(snap_compare, tmp_path: Path) -> None:
+    from vlad_tui.events import OutputLine
+    from vlad_tui.runbook.events import ChecklistChanged, StepOutput, StepStatusChanged
+
+    async def go(pilot: Pilot) -> None:
+        await pilot.press("2")
+        await pilot.pause()
+        app = pilot.app
+        for step_id in ("p2.status", "p2.migrate", "p2.generate", "p2.build", "p2.start"):
+            app.engine_sink(StepStatusChanged(step_id, "ok", NOW - 60, 2.0, None))  # type: ignore[attr-defined]
+        app.engine_sink(StepStatusChanged("p2.features", "running", NOW - 20, None, None))  # type: ignore[attr-defined]
+        for text in (
+            "the staging instance answers here at http://127.0.0.1:41234 (tunnelled to "
+            "127.0.0.1:3101 on the server)",
+            "tick each item once checked on the staging instance (a note is optional)",
+        ):
+            app.engine_sink(StepOutput("p2.features", OutputLine(text, ts=NOW - 19)))  # type: ignore[attr-defined]
+        app.engine_sink(ChecklistChanged("p2.login", True, "ana@bastion"))  # type: ignore[attr-defined]
+        await pilot.pause()
+        await pilot.press(*["down"] * 6)
+        await pilot.pause(0.4)
+
+    assert snap_compare(sample_app(tmp_path), terminal_size=SIZE, run_before=go)
+
+
+@SIZES
+def test_confirmation_modal(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
     async def ask(pilot: Pilot) -> None:
         pilot.app.push_screen(ConfirmScreen(confirm_request()))
         await pilot.pause()
+        await pilot.press(*"produc")
 
-    assert snap_compare(sample_app(tmp_path), terminal_size=SIZE, run_before=ask)
+    assert snap_compare(sample_app(tmp_path), terminal_size=size, run_before=ask)
 
 
-def test_rollback_screen(snap_compare, tmp_path: Path) -> None:
+def test_help(snap_compare, tmp_path: Path) -> None:
+    assert snap_compare(sample_app(tmp_path), terminal_size=SIZE, press=["question_mark"])
+
+
+@SIZES
+def test_rollback_screen(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
     journal = Journal(tmp_path / "runs")
     run = journal.start_run("production", operator="ana@bastion")
     for hours, verified in ((2.3, True), (26.0, True), (50.0, False)):
@@ -86,4 +133,4 @@ def test_rollback_screen(snap_compare, tmp_path: Path) -> None:
         await pilot.press("r")
         await pilot.pause(0.3)
 
-    assert snap_compare(sample_app(tmp_path), terminal_size=SIZE, run_before=go)
+    assert snap_compare(sample_app(tmp_path), terminal_size=size, run_before=go)

@@ -6,7 +6,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import Log
 
 from vlad_tui.events import OutputLine
-from vlad_tui.tui.widgets.log_pane import LogPane, clean, format_line
+from vlad_tui.tui.widgets.log_pane import STDERR_MARK, LogPane, clean, format_line
 
 
 def test_clean_strips_escapes_and_control_characters() -> None:
@@ -15,7 +15,7 @@ def test_clean_strips_escapes_and_control_characters() -> None:
 
 
 def test_format_line_marks_stderr() -> None:
-    assert format_line(OutputLine("boom", "stderr", 0.0)).split(" ", 1)[0].endswith("!")
+    assert format_line(OutputLine("boom", "stderr", 0.0)).split(" ", 1)[0].endswith(STDERR_MARK)
 
 
 class Harness(App[None]):
@@ -63,3 +63,23 @@ async def test_step_list_title_column_follows_the_width() -> None:
         await pilot.pause(0.2)
         assert table.virtual_size.width - narrow == 60  # the table grew with the terminal
         assert table.virtual_size.width <= table.size.width  # and still fits: no h-scroll
+
+
+async def test_long_lines_wrap_and_w_turns_wrapping_off() -> None:
+    app = Harness()
+    async with app.run_test(size=(60, 10)) as pilot:
+        pane = app.query_one(LogPane)
+        view = pane.query_one(Log)
+        pane.show("s1", [OutputLine("word " * 30, ts=0.0)])
+        await pilot.pause()
+        assert view.line_count > 1 and view.lines[1].startswith(" " * 10)  # under the text
+        table = "│ 0  │ backend-vlad │ default │ 1.0.0 │ cluster │ 4242 │ online │ 0% │ 53mb │"
+        pane.show("s1", [OutputLine(table, ts=0.0)])
+        await pilot.pause()
+        assert view.line_count == 1  # a box-drawn table stays whole
+        pane.show("s1", [OutputLine("word " * 30, ts=0.0)])
+        pane.focus_log()
+        await pilot.press("w")
+        await pilot.pause()
+        assert not pane.wrap and view.line_count == 1
+        assert "no wrap" in str(pane.border_title)

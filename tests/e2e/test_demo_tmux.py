@@ -1,8 +1,11 @@
-"""``vlad-tui demo`` in a real terminal: tmux at 80×24, Phase 1 walked by keys, the screen read.
+"""``vlad-tui demo`` in a real terminal: tmux at 80×24, walked by keys as a newcomer would.
 
 The real console command builds its own sandbox (``--dir`` in a temp dir, pm2 from PATH), opens
 the wizard, and is driven with ``tmux send-keys``; every wait polls ``capture-pane`` against a
-deadline. The sandbox is torn down (``vlad-tui demo --teardown``) whatever happens.
+deadline. Confirmations are typed the way people type "the name to delete": the name, then
+Enter, never Tab, starting the instant the modal shows. Every phase runs by ``a``; the screen is
+read at each stage (Phase 3 says it is incomplete where this version cannot deploy). The
+sandbox is torn down (``vlad-tui demo --teardown``) whatever happens.
 """
 
 from __future__ import annotations
@@ -26,9 +29,8 @@ from vlad_tui.runbook import model
 
 pytestmark = pytest.mark.integration
 
-#: Rows of the Phase 1 step list as they fit an 80-column terminal.
-FIRST_ROW = "✓  Verificar conexión a la"
-LAST_ROW = "✓  Comparar integridad de s"
+#: Phase 2's critical features, in the order the waiting step asks for them.
+FEATURES = [i.text for i in model.CHECKLIST if i.phase == 2 and i.manual]
 
 
 class Terminal:
@@ -69,6 +71,28 @@ class Terminal:
             time.sleep(0.1)
         raise AssertionError(f"{texts!r} never all appeared; the screen was:\n{screen}")
 
+    def wait_for_any(self, *texts: str, timeout: float = 30.0) -> str:
+        """The screen once it shows one of ``texts``."""
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if any(t in screen for t in texts):
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"none of {texts!r} appeared; the screen was:\n{screen}")
+
+    def wait_gone(self, text: str, timeout: float = 30.0) -> str:
+        """The screen once ``text`` is no longer on it."""
+        deadline = time.monotonic() + timeout
+        screen = self.screen()
+        while text in screen:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never went away; the screen was:\n{screen}")
+            time.sleep(0.1)
+            screen = self.screen()
+        return screen
+
     def close(self) -> None:
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
 
@@ -103,7 +127,7 @@ def terminal() -> Iterator[Terminal]:
         term.close()
 
 
-def test_demo_walks_phase1_in_tmux(
+def test_demo_walks_the_phases_in_tmux(
     demo_dir: tuple[Path, dict[str, str]], terminal: Terminal
 ) -> None:
     root, env = demo_dir
@@ -125,32 +149,81 @@ def test_demo_walks_phase1_in_tmux(
     screen = terminal.wait_for("Target production", "2 pending", timeout=90)
     assert "4 applied" in screen and "online" in screen
 
+    # Phase 1 at 80×24: the step list and the log get the width, titles whole.
     terminal.keys("1")
-    screen = terminal.wait_for("1 Preparación", "Verificar conexión")
-    assert "pending" in screen and "Checklist" in screen
+    screen = terminal.wait_for("1 Preparación", "Verificar conexión a la base de datos")
+    assert "Restaurar backup de producción en staging ◆" in screen  # ◆: destructive
+    assert "Checklist" not in screen  # behind v at this width
+    assert "interr." not in screen and "pending" in screen
 
     terminal.keys("a")  # the rest of the phase; it stops at the restore's confirmation
-    screen = terminal.wait_for("Destructive step", "Type production to run it", timeout=60)
-    assert "Restaurar backup de producción en staging" in screen and "pg_restore" in screen
-    # Human reaction time: keys sent within milliseconds of the modal's first paint can arrive
-    # before its focus is set (see the report of issue #5's e2e work).
-    time.sleep(0.5)
-    terminal.keys("BTab")  # from Cancel (the default) to the name field
-    terminal.type("production")
+    screen = terminal.wait_for("Changes: staging database", "Type production", timeout=60)
+    # The modal's first line names what changes, although the name to type is the target's.
+    assert "Changes: staging database peludosclick_staging on " in screen
+    assert "Destructive step: Restaurar backup de producción en staging" in screen
+    # Typed at once, no Tab: a wrong name keeps the modal open and says why.
+    terminal.type("produccion")
     terminal.keys("Enter")
-    # The lint found a breaking change: its row says so instead of a plain ✓.
-    screen = terminal.wait_for(FIRST_ROW, "⚠  1 breaking · Revisar las", timeout=60)
-    assert "Destructive step" not in screen
+    screen = terminal.wait_for("'produccion' is not 'production'")
+    assert "Changes: staging database" in screen
+    # The "Will run" list scrolls inside the modal (the field keeps the focus).
+    terminal.keys("PageDown")
+    terminal.wait_for("Will run:", "pg_restore")
+    terminal.keys(*["BSpace"] * 4)
+    terminal.type("tion")
+    terminal.wait_for("Name matches")
+    terminal.keys("Enter")
 
-    # The list scrolls with the cursor: walk down to the last step, then back to the backup's
-    # verification to read its log.
-    terminal.keys(*["Down"] * 10)
-    screen = terminal.wait_for(LAST_ROW, "✓  Restaurar backup de prod", timeout=60)
-    assert "FAILED" not in screen
-    assert "○  Copiar el backup fuera d" in screen  # optional: left pending by "a"
-    terminal.keys(*["Up"] * 6)
-    screen = terminal.wait_for("Log · p1.verify_backup", "backup verified:")
-    assert "✓ sha256:" in screen and "matches" in screen
+    # The phase passes; the log followed the run to its last step; what comes next is named,
+    # and the optional off-box copy is said to be skipped (and how to run it).
+    screen = terminal.wait_for("1 Preparación passed", "press 2", timeout=60)
+    assert "Destructive step" not in screen and "FAILED" not in screen
+    assert "Next: 2 Testing en staging" in screen
+    assert "Log · p1.staging_integrity" in screen
+    assert "skipped as optional" in screen and "enter to run it" in screen
+    # The lint found a breaking change: its row says so instead of a plain ✓.
+    assert "⚠  1 breaking · Revisar las migraciones pendientes" in screen
+
+    # Phase 2: "a" runs up to the manual checks; the log follows to the waiting step, which
+    # shows what it waits for and where (the staging instance's address).
+    terminal.keys("2")
+    terminal.wait_for("2 Testing en staging", "Verificar estado actual (staging)")
+    terminal.keys("a")
+    screen = terminal.wait_for("Waiting for you", "http://", timeout=180)
+    assert "Log · p2.features" in screen
+    assert "[ ] Login del dashboard" in screen
+    for n, feature in enumerate(FEATURES):
+        terminal.keys("Space")  # on the waiting step: its next open item, with a note
+        terminal.wait_for(f"Tick «{feature}»")
+        if n == 0:
+            terminal.type("probado en staging")
+        terminal.keys("Enter")
+        terminal.wait_gone(f"Tick «{feature}»")
+    screen = terminal.wait_for("2 Testing en staging passed", "press 3", timeout=120)
+    assert "Next: 3 Producción" in screen and "FAILED" not in screen
+
+    # Phase 3: "a" does what this version can (lock, backup, verify, status, unlock) and the
+    # phase says it is incomplete, never passed.
+    terminal.keys("3")
+    terminal.wait_for("3 Producción", "Tomar el lock de despliegue")
+    terminal.keys("a")
+    screen = terminal.wait_for("◐ 3 Producción:", "It has not passed", timeout=120)
+    assert "does not run" in screen and "3 Producción passed" not in screen
+    assert "Log · p3.unlock" in screen and "released" in screen  # the lock is not left behind
+
+    # Phase 4: it passes what can run, or stops on a failure with the failing step selected
+    # and its error in view.
+    terminal.keys("4")
+    terminal.wait_for("4 Monitoreo", "La aplicación responde correctamente")
+    terminal.keys("a")
+    screen = terminal.wait_for_any("◐ 4 Monitoreo:", "» failed", timeout=120)
+    failed = [s for s in model.phase(4).steps if f"✗  {s.title}" in screen]
+    if "» failed" in screen:
+        [step] = failed
+        assert f"✗ «{step.title}» failed: " in screen and f"Log · {step.id}" in screen
+    else:
+        assert not failed and "incomplete" in screen, screen
+        assert "4 Monitoreo passed" not in screen
 
     terminal.keys("q")
     screen = terminal.wait_for("the sandbox keeps running", timeout=20)
@@ -159,5 +232,11 @@ def test_demo_walks_phase1_in_tmux(
     # What the screen showed is what the journal holds.
     [run] = Journal(root / "runs").list_runs()
     statuses = run.steps
-    for step in model.phase(1).steps:
-        assert statuses.get(step.id) == (None if step.optional else "ok"), step.id
+    for number in (1, 2):
+        for step in model.phase(number).steps:
+            assert statuses.get(step.id) == (None if step.optional else "ok"), step.id
+    for step_id in ("p3.backup", "p3.verify_backup", "p3.status"):
+        assert statuses.get(step_id) == "ok", step_id
+    record = Journal(root / "runs").load(run.run_id)
+    notes = [e.get("note") for e in record.events_of("checklist") if e.get("checked")]
+    assert "probado en staging" in notes

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input
 
 from tests.e2e.conftest import DemoSandbox
 from vlad_tui.config import load_config
@@ -34,7 +33,6 @@ from vlad_tui.tui.app import VladApp, make_app
 from vlad_tui.tui.screens.confirm import ConfirmScreen
 from vlad_tui.tui.screens.phase import PhaseScreen
 from vlad_tui.tui.screens.prompt import ReasonScreen
-from vlad_tui.tui.widgets.checklist import Checklist
 from vlad_tui.tui.widgets.step_list import StepList
 
 pytestmark = pytest.mark.integration
@@ -105,15 +103,18 @@ class Walk:
         assert steps.selected_step_id == step_id
 
     async def type_confirmation(self, text: str) -> ConfirmScreen:
-        """Wait for the typed-confirmation modal, type ``text`` into it and press enter."""
+        """Wait for the typed-confirmation modal, type ``text`` into it and press enter, as a
+        newcomer does (the field has focus; no Tab). A wrong name keeps the modal open: it
+        says why, and the operator then cancels with escape."""
         await self.until(lambda: isinstance(self.app.screen, ConfirmScreen), "confirmation")
         modal = self.app.screen
         assert isinstance(modal, ConfirmScreen)
-        await self.until(lambda: modal.focused is not None, "the modal's focus")
-        assert modal.focused is not None and modal.focused.id == "cancel"  # safe default
-        await self.pilot.press("shift+tab")  # from Cancel to the name field
-        assert isinstance(modal.focused, Input)
         await self.pilot.press(*text, "enter")
+        if text != modal.request.expected:
+            await self.pilot.pause()
+            assert self.app.screen is modal  # still open, saying why
+            assert "is not" in str(modal.query_one("#confirm-why").render())
+            await self.pilot.press("escape")
         await self.until(lambda: self.app.screen is not modal, "the modal to close")
         return modal
 
@@ -181,7 +182,7 @@ async def leg_phase1(walk: Walk) -> None:
     operator = walk.engine.operator
     asked = [c for c in walk.events("confirmation") if c.get("needed") is not False]
     assert [(c["step"], c["typed"], c["accepted"], c["operator"]) for c in asked] == [
-        ("p1.staging_restore", "prod", False, operator),
+        ("p1.staging_restore", "", False, operator),  # cancelled after a wrong name
         ("p1.staging_restore", TARGET, True, operator),
     ]
     # The staging database did not exist: nothing was dropped, and the journal says so.
@@ -239,15 +240,14 @@ async def leg_phase2(walk: Walk) -> None:
     staging_name = walk.engine.target.staging_name
     assert staging_name in walk.demo.pm2_names()  # the staging instance is up meanwhile
 
-    await walk.pilot.press("space")  # focuses the first unticked item of this phase
-    checklist = screen.query_one(Checklist)
-    assert walk.app.focused is checklist
-    for item_id in FEATURES:
-        assert checklist.highlighted_item is not None
-        assert checklist.highlighted_item.id == item_id
+    # The log followed the run to the waiting step; space ticks its next open item, each
+    # after the optional note (typed for the first, left empty for the rest).
+    await walk.until(lambda: screen.steps.selected_step_id == "p2.features", "the cursor")
+    for n, item_id in enumerate(FEATURES):
         await walk.pilot.press("space")
+        await walk.until(lambda: isinstance(walk.app.screen, ReasonScreen), f"note {item_id}")
+        await walk.pilot.press(*("probado en staging" if n == 0 else ""), "enter")
         await walk.until(lambda i=item_id: walk.engine.checklist[i], item_id)
-        await walk.pilot.press("down")
     await walk.until(lambda: not walk.app.busy, "the rest of phase 2", PHASE_TIMEOUT)
     for step in model.phase(2).steps:
         assert walk.status(step.id) == "ok", (step.id, walk.failures())

@@ -455,10 +455,10 @@ class VladApp(App[None]):
 
         return self.run_worker(job(), group=STEPS_GROUP, name=name, exit_on_error=False)
 
-    def tick(self, item_id: str, checked: bool) -> None:
-        """Tick (or untick) a manual checklist item; journaled by the engine."""
+    def tick(self, item_id: str, checked: bool, note: str = "") -> None:
+        """Tick (or untick) a manual checklist item, with an optional note; journaled."""
         try:
-            self.ensure_engine().tick(item_id, checked)
+            self.ensure_engine().tick(item_id, checked, note=note)
         except Exception as exc:
             self.notify(str(exc), title="Cannot tick", severity="error")
 

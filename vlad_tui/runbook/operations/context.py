@@ -29,6 +29,8 @@ class ConfirmRequest:
     database: str
     consequence: str
     expected: str
+    #: What the step changes, named for the modal's first line ("staging database x on h").
+    changes: str = ""
 
 
 ConfirmFn = Callable[[ConfirmRequest], Awaitable[str | None]]
@@ -193,12 +195,18 @@ class Operation:
                     ctx.state.get(NOT_DESTRUCTIVE) or _NOTHING_DESTRUCTIVE
                 )
                 return None
+        host = req.host or ctx.transport.label
+        database = redact.scrub(req.database)
+        changes = req.changes or (
+            f"database {database} on {host}" if database else f"target {ctx.target.name} on {host}"
+        )
         return ConfirmRequest(
             step_id=ctx.step.id,
             title=req.title or ctx.step.title,
             commands=[redact.scrub(c) for c in req.commands],
-            host=req.host or ctx.transport.label,
-            database=redact.scrub(req.database),
+            host=host,
+            database=database,
             consequence=req.consequence,
             expected=ctx.target.name,
+            changes=redact.scrub(changes),
         )

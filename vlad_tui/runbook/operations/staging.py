@@ -63,6 +63,7 @@ async def _staging_create_describe(ctx: StepContext) -> ConfirmRequest | None:
             f"cannot be undone. Production ({production.database}) is not touched."
         ),
         expected=ctx.target.name,
+        changes=f"staging database {url.database} on {ctx.transport.label}",
     )
 
 
@@ -108,6 +109,7 @@ async def _staging_restore_describe(ctx: StepContext) -> ConfirmRequest:
             f"not stop it). Production ({production.database}) is not touched."
         ),
         expected=ctx.target.name,
+        changes=f"staging database {url.database} on {ctx.transport.label}",
     )
 
 

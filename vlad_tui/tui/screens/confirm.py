@@ -1,8 +1,10 @@
 """The typed-confirmation modal shown before every destructive step.
 
-It shows exactly what will run, where, against which database and what cannot be undone. The
-operator types the target's name; the engine compares it (and journals the typed text and
-whether it was accepted). Cancel has focus, Escape cancels.
+Its first line names what the step changes; then exactly what will run, where, against which
+database and what cannot be undone. The operator types the target's name, as in "type the name
+to delete": the field has focus, Run stays disabled until the text matches exactly, Enter runs
+only on an exact match (otherwise it says why and stays open), Escape cancels. The engine
+compares the text again and journals it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -18,6 +21,17 @@ from textual.widgets import Button, Input, Static
 
 if TYPE_CHECKING:
     from vlad_tui.runbook.engine import ConfirmRequest
+
+HINT = "Run stays disabled until the name matches exactly · escape cancels"
+
+
+def changes_line(request: ConfirmRequest) -> str:
+    """What the step changes (older requests without ``changes``: the database or the host)."""
+    if request.changes:
+        return request.changes
+    if request.database:
+        return f"database {request.database} on {request.host or '?'}"
+    return f"target {request.expected} on {request.host or '?'}"
 
 
 def render_request(request: ConfirmRequest) -> Text:
@@ -39,12 +53,31 @@ def render_request(request: ConfirmRequest) -> Text:
     return out
 
 
+def mismatch(typed: str, expected: str) -> str:
+    """Why ``typed`` does not confirm (empty when it does)."""
+    if typed == expected:
+        return ""
+    if not typed:
+        return f"Type {expected} first (escape cancels)."
+    if typed.strip() == expected:
+        return f"Remove the spaces: type exactly {expected}."
+    if typed.lower() == expected.lower():
+        return f"Case matters: type exactly {expected}."
+    if expected.startswith(typed):
+        return f"Not finished: {typed!r} is not {expected!r}."
+    return f"{typed!r} is not {expected!r}: type the target's name exactly."
+
+
 class ConfirmScreen(ModalScreen[str | None]):
-    """Returns the typed text (``enter`` or Run), or ``None`` on Cancel / Escape."""
+    """Returns the typed text (only ever the exact name), or ``None`` on Cancel / Escape."""
 
     CSS_PATH = "confirm.tcss"
-    AUTO_FOCUS = "#cancel"
-    BINDINGS: ClassVar = [Binding("escape", "cancel", "Cancel", id="confirm.cancel")]
+    AUTO_FOCUS = "#confirm-input"
+    BINDINGS: ClassVar = [
+        Binding("escape", "cancel", "Cancel", id="confirm.cancel"),
+        Binding("pageup", "scroll_body(-1)", "Scroll up", show=False, id="confirm.scroll_up"),
+        Binding("pagedown", "scroll_body(1)", "Scroll down", show=False, id="confirm.scroll_dn"),
+    ]
 
     def __init__(self, request: ConfirmRequest) -> None:
         super().__init__()
@@ -53,6 +86,9 @@ class ConfirmScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         request = self.request
         with Vertical(id="confirm-dialog"):
+            changes = Text("Changes: ", style="bold")
+            changes.append(changes_line(request), style="bold yellow")
+            yield Static(changes, id="confirm-changes")
             yield Static(
                 Text(f"Destructive step: {request.title}", style="bold"), id="confirm-title"
             )
@@ -60,26 +96,78 @@ class ConfirmScreen(ModalScreen[str | None]):
                 yield Static(render_request(request), id="confirm-details")
             prompt = Text("Type ")
             prompt.append(request.expected, style="bold reverse")
-            prompt.append(" to run it:")
+            prompt.append(" (the target's name) to run it:")
             yield Static(prompt, id="confirm-prompt")
-            yield Input(placeholder=request.expected, id="confirm-input")
+            yield Input(id="confirm-input", select_on_focus=False)
+            yield Static(Text(HINT, style="dim"), id="confirm-why")
             with Horizontal(id="confirm-buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
-                yield Button("Run", id="run", variant="error")
+                yield Button("Run", id="run", variant="error", disabled=True)
 
     def on_mount(self) -> None:
         self.query_one("#confirm-dialog").border_title = "Confirm"
+        body = self.query_one("#confirm-body")
+        body.border_subtitle = "pgup/pgdn scroll"
+        body.can_focus = False  # Tab goes input → Cancel → Run
 
     @property
     def typed(self) -> str:
         return self.query_one("#confirm-input", Input).value
 
+    @property
+    def matches(self) -> bool:
+        return self.typed == self.request.expected
+
+    def on_key(self, event: events.Key) -> None:
+        """Keys typed before the field had focus (the modal's first frame) go into it."""
+        field = self.query_one("#confirm-input", Input)
+        if field.has_focus or isinstance(self.focused, Button):
+            return
+        if event.is_printable and event.character is not None:
+            event.stop()
+            event.prevent_default()
+            field.focus()
+            field.insert_text_at_cursor(event.character)
+        elif event.key == "enter":
+            event.stop()
+            event.prevent_default()
+            field.focus()
+            self._submit()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.query_one("#run", Button).disabled = not self.matches
+        why = self.query_one("#confirm-why", Static)
+        if self.matches:
+            why.update(Text("Name matches: enter (or Run) runs the step.", style="bold green"))
+        else:
+            why.update(Text(HINT, style="dim"))
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
+        self._submit()
+
+    def _submit(self) -> None:
+        reason = mismatch(self.typed, self.request.expected)
+        if reason:
+            self.query_one("#confirm-why", Static).update(Text(reason, style="bold red"))
+            self.query_one("#confirm-input", Input).focus()
+            return
         self.dismiss(self.typed)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(self.typed if event.button.id == "run" else None)
+        event.stop()
+        if event.button.id == "run":
+            self._submit()
+        else:
+            self.dismiss(None)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+    def action_scroll_body(self, direction: int) -> None:
+        body = self.query_one("#confirm-body", VerticalScroll)
+        if direction < 0:
+            body.scroll_page_up()
+        else:
+            body.scroll_page_down()

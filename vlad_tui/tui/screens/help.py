@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -20,39 +21,66 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("1-4", "phase screens: 1 Preparación, 2 Staging, 3 Producción, 4 Monitoreo"),
     ("0", "overview"),
     ("r", "rollback screen"),
-    ("enter", "run the selected step"),
-    ("a", "run the rest of the phase (stops at a confirmation or failure)"),
-    ("space", "tick / untick a manual checklist item"),
+    ("enter", "run the selected step (on a locked one: why, and what unlocks it)"),
+    (
+        "a",
+        "run the rest of the phase (stops at a confirmation or failure; optional steps are "
+        "left for enter); the log follows the running step",
+    ),
+    (
+        "space",
+        "tick / untick a manual checklist item (asks for an optional note); on a waiting "
+        "step: tick its next open item",
+    ),
     ("k", "acknowledge findings (breaking lint, rows lost on staging), with a note"),
+    ("v", "narrow terminal: show the details or the checklist in place of the log"),
     ("l", "focus the log of the selected step"),
-    ("/", "filter the log (escape clears); s: scroll lock"),
+    ("/", "filter the log (escape clears); s: scroll lock; w: wrap long lines on/off"),
     ("tab", "next pane"),
-    ("ctrl+p", "commands: pm2 status/logs/show/restart, migrations, DB check,"),
-    ("", "run report, override the production gate (typed reason)"),
+    (
+        "ctrl+p",
+        "commands: pm2 status/logs/show/restart, migrations, DB check, run report, "
+        "override the production gate (typed reason)",
+    ),
     ("f u t", "overview: refresh facts · resume unfinished run · pick target"),
     ("?", "this help"),
     ("q", "quit (asks first when a step is running)"),
 )
 
-LEGEND = (
-    "○ pending  ▶ running  ✓ ok  ✗ failed  ↷ skipped  ! interrupted  ■ locked  ? confirm  - n/a"
-)
+
+def legend() -> Text:
+    """Every mark on the phase screens, each meaning one thing."""
+    from vlad_tui.tui.widgets.checklist import OWN_MARK
+    from vlad_tui.tui.widgets.log_pane import STDERR_MARK
+    from vlad_tui.tui.widgets.step_list import LEGEND
+
+    out = Text()
+    for glyph, meaning in LEGEND:
+        out.append(glyph, style="bold")
+        out.append(f" {meaning}\n")
+    out.append(OWN_MARK, style="bold")
+    out.append(" checklist item of the phase on screen\n")
+    out.append(STDERR_MARK, style="bold")
+    out.append(" after a log line's time: the command wrote it to stderr")
+    return out
 
 
-def render_help(contacts: tuple[Contact, ...]) -> Table:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column()
+def render_help(contacts: tuple[Contact, ...]) -> Group:
+    keys = Table.grid(padding=(0, 2))
+    keys.add_column(style="bold", no_wrap=True)
+    keys.add_column()
     for key, text in KEYS:
-        grid.add_row(key, text)
-    grid.add_row("", "")
-    grid.add_row("Status", Text(LEGEND))
-    grid.add_row("", "")
-    grid.add_row(Text("Contacts", style="bold red"), "" if contacts else "none in the config")
+        keys.add_row(key, text)
+    keys.add_row("", "")
+    keys.add_row("marks", legend())
+    people = Table.grid(padding=(0, 2))
+    people.add_column(no_wrap=True)
+    people.add_column()
+    people.add_row(Text("Contacts", style="bold red"), "" if contacts else "none in the config")
     for contact in contacts:
         reach = " · ".join(x for x in (contact.phone, contact.email) if x)
-        grid.add_row(Text(contact.role), Text(f"{contact.name}  {reach}".rstrip()))
-    return grid
+        people.add_row(Text(contact.role), Text(f"{contact.name}  {reach}".rstrip()))
+    return Group(keys, Text(""), people)
 
 
 class HelpScreen(ModalScreen[None]):

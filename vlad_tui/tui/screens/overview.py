@@ -26,6 +26,10 @@ SSH_WARNING = (
 )
 
 
+#: Phase names as the keys 1-4 call them: the phase bar fits one 80-column line.
+_SHORT = {1: "Preparación", 2: "Staging", 3: "Producción", 4: "Monitoreo"}
+
+
 class OverviewScreen(Screen[None]):
     """Where vlad-tui opens."""
 
@@ -143,23 +147,26 @@ class OverviewScreen(Screen[None]):
         offer.update(text)
 
     def _show_phases(self) -> None:
+        from rich.columns import Columns
+
         from vlad_tui.runbook.model import PLAN
         from vlad_tui.runbook.operations import OPERATIONS
         from vlad_tui.runbook.progress import phase_progress
 
         engine = self.app.engine
-        line = Text()
+        cells: list[Text] = []
         for phase in PLAN:
             statuses = engine.statuses if engine else {}
             operations = engine.operations if engine else OPERATIONS
             progress = phase_progress(phase.number, statuses, operations)
-            if line:
-                line.append("  ")
+            line = Text(no_wrap=True)
             line.append(str(phase.number) if phase.number else "r", style="bold reverse")
-            line.append(f" {phase.title.split(' ', 1)[-1] if phase.number else phase.title} ")
+            line.append(f" {_SHORT.get(phase.number, phase.title)} ")
             style = {"passed": "green", "failed": "bold red", "incomplete": "yellow"}
             line.append(progress.label(), style=style.get(progress.state, "dim"))
-        self.query_one("#phases", Static).update(line)
+            cells.append(line)
+        # Whole cells per line: a phase never breaks across two lines.
+        self.query_one("#phases", Static).update(Columns(cells, padding=(0, 2)))
 
     # ------------------------------------------------------------------ actions
 

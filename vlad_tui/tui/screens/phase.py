@@ -1,26 +1,50 @@
-"""One screen per phase: steps with live status, the selected step's log and details, checklist."""
+"""One screen per phase: steps with live status, the selected step's log and details, checklist.
+
+Wide (110 columns or more): steps over the log on the left, the checklist over the details on
+the right. Narrow (80×24): the step list and the log get the width and ``v`` swaps the log for
+the details or the checklist. A line under the steps says why a step is locked, what a waiting
+step waits for, and whether the phase passed; while ``a`` runs, the log follows the running step
+and a failure is left selected with its error in view.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header
+from textual.worker import Worker
 
 from vlad_tui.events import OutputLine
 from vlad_tui.tui.widgets.checklist import Checklist
 from vlad_tui.tui.widgets.details import Details, render_details
 from vlad_tui.tui.widgets.log_pane import MAX_LINES, LogPane
+from vlad_tui.tui.widgets.note import (
+    PhaseNote,
+    explain_lock,
+    failure_note,
+    not_run_note,
+    phase_outcome,
+    running_note,
+    staging_url,
+    unfinished_note,
+    waiting_note,
+)
 from vlad_tui.tui.widgets.step_list import StepList
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from vlad_tui.runbook.engine import Engine
     from vlad_tui.runbook.events import EngineEvent
-    from vlad_tui.runbook.model import Phase, Step
+    from vlad_tui.runbook.model import ChecklistItem, Phase, Step
+    from vlad_tui.runbook.progress import PhaseProgress
     from vlad_tui.tui.app import VladApp
 
 
@@ -51,17 +75,25 @@ def findings_note(findings: Findings) -> str | None:
     return ", ".join(notes) or None
 
 
+#: What ``v`` shows in place of the log on a narrow terminal, in turn.
+PANES = ("log", "details", "side")
+#: The operation of a step that waits for the operator's ticks.
+MANUAL = "manual_checks"
+
+
 class PhaseScreen(Screen[None]):
     """Steps, log, checklist and details of phase ``number``."""
 
     CSS_PATH = "phase.tcss"
+    HORIZONTAL_BREAKPOINTS: ClassVar = [(0, "-narrow"), (110, "-wide")]
     BINDINGS: ClassVar = [
         Binding("enter", "run_step", "Run", id="step.run"),
         Binding("a", "run_phase", "Rest", id="phase.run_rest"),
         Binding("space", "tick", "Tick", key_display="␣", id="checklist.tick"),
         Binding("k", "acknowledge", "Ack", id="findings.acknowledge"),
+        Binding("v", "cycle_pane", "Details", id="pane.cycle"),
         Binding("l", "focus_log", "Log", id="log.focus"),
-        Binding("slash", "filter_log", "Find", key_display="/", id="log.filter"),
+        Binding("slash", "filter_log", "Find", key_display="/", show=False, id="log.filter"),
     ]
 
     app: VladApp  # type: ignore[assignment]
@@ -76,24 +108,33 @@ class PhaseScreen(Screen[None]):
         self._errors: dict[str, str] = {}
         # Output seen through events, for when no engine exists (replayed recordings).
         self._seen: dict[str, deque[OutputLine]] = {}
+        self.pane = "log"
+        #: The "run the phase" worker the log follows, and the step it stopped on.
+        self._following: Worker[Any] | None = None
+        self._stopped_on: str | None = None
+        #: The step whose lock the operator asked about (enter on a locked step).
+        self._explained: str | None = None
+        #: How far the last "run the phase" got (the engine's ``PhaseFinished``).
+        self._finished: PhaseProgress | None = None
 
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
-        with Horizontal(id="top"):
-            yield StepList(self.phase.steps, id="steps")
-            yield from self.compose_side()
-        with Horizontal(id="bottom"):
-            yield LogPane(id="log")
-            yield Details(id="details")
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield StepList(self.phase.steps, id="steps")
+                yield PhaseNote(id="note")
+                yield LogPane(id="log")
+            with Vertical(id="right"):
+                yield from self.compose_side()
+                yield Details(id="details")
         yield Footer(compact=True, show_command_palette=False)
 
     def compose_side(self) -> ComposeResult:
         from vlad_tui.runbook.model import CHECKLIST
 
-        items = [i for i in CHECKLIST if i.phase in (0, self.number)]
-        yield Checklist(items, id="checklist")
+        yield Checklist(CHECKLIST, phase=self.number, id="checklist")
 
     def on_mount(self) -> None:
         self.title = f"vlad-tui · {self.phase.title}"
@@ -122,6 +163,10 @@ class PhaseScreen(Screen[None]):
         found = self.query(Checklist)
         return found.first() if found else None
 
+    @property
+    def narrow(self) -> bool:
+        return self.has_class("-narrow")
+
     # ------------------------------------------------------------------ state
 
     def status(self, step: Step) -> str:
@@ -133,6 +178,23 @@ class PhaseScreen(Screen[None]):
         if step.operation not in OPERATIONS:
             return "unavailable"
         return "locked" if self.app.gate(step)[0] else "pending"
+
+    def statuses(self) -> dict[str, str]:
+        """What the step list shows, by step id."""
+        return {s.id: self.steps.status_of(s.id) for s in self.phase.steps}
+
+    def gate(self, step: Step) -> tuple[bool, str]:
+        return self.app.gate(step)
+
+    @property
+    def operations(self) -> Collection[str]:
+        """The operations this version runs (a step without one is unavailable)."""
+        engine = self.app.engine
+        if engine is not None:
+            return engine.operations
+        from vlad_tui.runbook.operations import OPERATIONS
+
+        return OPERATIONS
 
     def reload(self) -> None:
         """Redraw every row, the checklist, the log and details from the engine's state."""
@@ -154,11 +216,12 @@ class PhaseScreen(Screen[None]):
         step_id = self.steps.selected_step_id
         if step_id is None:
             return
-        engine = self.app.engine
-        self.log_pane.show(
-            step_id, engine.log(step_id) if engine else list(self._seen.get(step_id, ()))
-        )
+        self.log_pane.show(step_id, self._log(step_id))
         self._show_details(step_id)
+
+    def _log(self, step_id: str) -> list[OutputLine]:
+        engine = self.app.engine
+        return engine.log(step_id) if engine else list(self._seen.get(step_id, ()))
 
     def _show_findings(self) -> None:
         """Rows of steps whose findings await acknowledgement get their own mark."""
@@ -183,13 +246,13 @@ class PhaseScreen(Screen[None]):
 
         engine = self.app.engine
         step = get_step(step_id)
-        gate = self.app.gate(step)
+        gate = self.gate(step)
         self.query_one(Details).show(
             render_details(
                 step,
                 status=self.steps.status_of(step_id),
                 gate=gate,
-                error=self._errors.get(step_id) or (engine.error(step_id) if engine else None),
+                error=self._error(step_id),
                 artifacts=engine.artifacts(step_id) if engine else [],
                 findings={ACK_SUBJECTS[k]: v for k, v in step_findings(engine, step_id).items()},
                 found_at=self._found_elsewhere(("integrity", *step.acknowledge))
@@ -197,17 +260,89 @@ class PhaseScreen(Screen[None]):
                 else [],
             )
         )
+        self._show_note()
+
+    def _error(self, step_id: str) -> str | None:
+        engine = self.app.engine
+        return self._errors.get(step_id) or (engine.error(step_id) if engine else None)
+
+    # ------------------------------------------------------------------ the note line
+
+    def _manual_items(self, step: Step) -> list[ChecklistItem]:
+        from vlad_tui.runbook.model import CHECKLIST
+
+        return [i for i in CHECKLIST if i.phase == step.phase and i.manual]
+
+    def waiting_step(self) -> Step | None:
+        """The step of this phase that waits for the operator's ticks, if one is running."""
+        for step in self.phase.steps:
+            if step.operation == MANUAL and self.steps.status_of(step.id) == "running":
+                return step
+        return None
+
+    def note_text(self) -> Text | None:
+        """What the line under the steps says now (see the module's docstring)."""
+        from vlad_tui.runbook.model import step as get_step
+
+        statuses = self.statuses()
+        stopped_status = statuses.get(self._stopped_on or "")
+        if self._stopped_on is not None and stopped_status in _STOPS:
+            stopped = get_step(self._stopped_on)
+            error = self._error(stopped.id) or ""
+            if stopped_status == "locked":
+                return explain_lock(stopped, self.gate(stopped)[1], statuses, self.operations)
+            if stopped_status == "pending":
+                if error.startswith("not confirmed"):
+                    return not_run_note(stopped, error)
+            else:
+                return failure_note(stopped, error)
+        waiting = self.waiting_step()
+        if waiting is not None:
+            checked = self.checklist.checked if self.checklist is not None else {}
+            url = staging_url(line.text for line in self._log(waiting.id))
+            return waiting_note(waiting, self._manual_items(waiting), checked, url)
+        selected = self.steps.selected_step_id
+        if selected is not None:
+            step = get_step(selected)
+            status = statuses.get(selected)
+            if selected == self._explained and status in ("locked", "pending", "unavailable"):
+                locked, reason = self.gate(step)
+                if locked:
+                    return explain_lock(step, reason, statuses, self.operations)
+            if status == "failed":
+                return failure_note(step, self._error(selected))
+            error = self._error(selected)
+            if status == "pending" and error and error.startswith("not confirmed"):
+                return not_run_note(step, error)
+        finished = self._finished
+        if finished is not None and finished.state not in ("passed", "failed"):
+            return unfinished_note(self.phase, finished)
+        outcome = phase_outcome(self.phase, statuses, self.operations)
+        if outcome is None and self.following:
+            return running_note(self.phase, statuses)
+        return outcome
+
+    def _show_note(self) -> None:
+        self.query_one(PhaseNote).show(self.note_text())
+
+    # ------------------------------------------------------------------ engine events
 
     def engine_event(self, event: EngineEvent) -> None:
         from vlad_tui.runbook.events import (
             ArtifactAdded,
             ChecklistChanged,
             GateChanged,
+            PhaseFinished,
             StepOutput,
             StepStatusChanged,
         )
 
         if not self.is_mounted:
+            return
+        if isinstance(event, PhaseFinished):
+            if event.progress.number == self.number:
+                self._finished = event.progress
+                self._show_note()
             return
         selected = self.steps.selected_step_id
         match event:
@@ -215,6 +350,8 @@ class PhaseScreen(Screen[None]):
                 if self.app.engine is None:
                     self._seen.setdefault(step_id, deque(maxlen=MAX_LINES)).append(line)
                 self.log_pane.append(step_id, line)
+                if step_id == selected and self.waiting_step() is not None:
+                    self._show_note()  # the staging URL arrives as output
             case StepStatusChanged(step_id=step_id, status=status):
                 if event.started_at is not None and status == "running":
                     self._started[step_id] = event.started_at
@@ -225,12 +362,18 @@ class PhaseScreen(Screen[None]):
                 elapsed = event.elapsed
                 if status == "running" and event.started_at is not None:
                     elapsed = max(0.0, self.app.clock() - event.started_at)
+                before = self.steps.status_of(step_id)
                 self.steps.set_status(step_id, status, elapsed)
+                if self._follow(step_id, status, before, event.error):
+                    return  # the cursor moved: the highlight shows the step
                 if step_id == selected:
                     self._show_details(step_id)
+                else:
+                    self._show_note()
             case ChecklistChanged(item_id=item_id, checked=checked):
                 if self.checklist is not None:
                     self.checklist.set_checked(item_id, checked)
+                self._show_note()
             case GateChanged(step_id=step_id) | ArtifactAdded(step_id=step_id):
                 self.refresh_bindings()  # "k" shows while findings await acknowledgement
                 if isinstance(event, ArtifactAdded):
@@ -242,6 +385,38 @@ class PhaseScreen(Screen[None]):
                 if step_id == selected:
                     self._show_details(step_id)
 
+    @property
+    def following(self) -> bool:
+        """``a`` is running this phase (the log follows the running step)."""
+        return self._following is not None and not self._following.is_finished
+
+    def _follow(self, step_id: str, status: str, before: str, error: str | None) -> bool:
+        """While ``a`` runs: select the running step; on a stop, keep the stopping step
+        selected (the phase's cleanup that runs afterwards does not take the cursor)."""
+        mine = any(s.id == step_id for s in self.phase.steps)
+        if not self.following or not mine or self._stopped_on:
+            return False
+        refused = status == "locked" and before == "locked"  # gates only emit changes
+        not_confirmed = status == "pending" and (error or "").startswith("not confirmed")
+        if status in ("failed", "interrupted") or refused or not_confirmed:
+            self._stopped_on = step_id
+        elif status not in ("running", "needs_confirmation"):
+            return False
+        if self.steps.selected_step_id == step_id:
+            return False
+        self.steps.select(step_id)
+        return True
+
+    async def _watch_phase(self, worker: Worker[Any]) -> None:
+        """When ``a`` ends: select the step it stopped on (failed, refused or not confirmed)."""
+        with contextlib.suppress(Exception):
+            await worker.wait()
+        if not self.is_mounted:
+            return
+        if self._stopped_on is not None:
+            self.steps.select(self._stopped_on)
+        self._show_selected()
+
     def _tick_elapsed(self) -> None:
         now = self.app.clock()
         for step in self.phase.steps:
@@ -251,31 +426,67 @@ class PhaseScreen(Screen[None]):
     # ------------------------------------------------------------------ events
 
     def on_step_list_highlighted(self, message: StepList.Highlighted) -> None:
+        if message.step_id != self._explained:
+            self._explained = None
         self._show_selected()
 
     def on_step_list_run_requested(self, message: StepList.RunRequested) -> None:
         self._run(message.step_id)
 
     def on_checklist_tick_requested(self, message: Checklist.TickRequested) -> None:
-        self.app.tick(message.item_id, message.checked)
+        if message.checked:
+            self.ask_tick(message.item_id)
+        else:
+            self.app.tick(message.item_id, False)
+
+    def ask_tick(self, item_id: str) -> None:
+        """Tick a manual item after asking for its optional note (journaled with it)."""
+        from vlad_tui.runbook.model import checklist_item
+        from vlad_tui.tui.screens.prompt import ReasonScreen
+
+        item = checklist_item(item_id)
+
+        def given(note: str | None) -> None:
+            if note is not None:
+                self.app.tick(item_id, True, note)
+
+        self.app.push_screen(
+            ReasonScreen(
+                f"Tick «{item.text}»",
+                "Checked? A note is optional (what you checked, on what): it is journaled "
+                "with your name. Enter ticks it, escape leaves it open.",
+                ok="Tick",
+                placeholder="note (optional)",
+                optional=True,
+            ),
+            given,
+        )
 
     def _run(self, step_id: str) -> None:
         from vlad_tui.runbook.model import step as get_step
 
         step = get_step(step_id)
-        locked, reason = self.app.gate(step)
-        if locked and self.status(step) == "unavailable":
-            self.notify(reason, title=step.title, severity="warning")
+        if self.steps.status_of(step_id) in ("running", "needs_confirmation"):
+            self.notify("This step is already running.", title=step.title)
             return
+        if self.gate(step)[0]:
+            self._explained = step_id  # the line under the steps says why and what unlocks it
+            self._show_note()
+            self.app.bell()
+            return
+        self._stopped_on = None
+        self._finished = None
         self.app.run_step(step_id)
 
     # ------------------------------------------------------------------ actions
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "tick":
-            return self.checklist is not None
+            return self.checklist is not None or self.waiting_step() is not None
         if action == "acknowledge":
             return bool(self.pending_acknowledgements())
+        if action == "cycle_pane":
+            return self.narrow
         return True
 
     def action_run_step(self) -> None:
@@ -284,13 +495,55 @@ class PhaseScreen(Screen[None]):
             self._run(step_id)
 
     def action_run_phase(self) -> None:
-        self.app.run_phase(self.number)
+        worker = self.app.run_phase(self.number)
+        if worker is None:
+            return
+        self._following = worker
+        self._stopped_on = None
+        self._explained = None
+        self._finished = None
+        self._show_note()
+        self.run_worker(self._watch_phase(worker), group="follow", exit_on_error=False)
+
+    def action_cycle_pane(self) -> None:
+        """Narrow terminals: the log, the details or the checklist below the steps."""
+        self.pane = PANES[(PANES.index(self.pane) + 1) % len(PANES)]
+        for pane in PANES:
+            self.set_class(self.pane == pane and pane != "log", f"pane-{pane}")
+        self._pane_hints()
+
+    def on_resize(self) -> None:
+        self._pane_hints()
+
+    def _pane_hints(self) -> None:
+        """Narrow: each swappable pane says what ``v`` shows next."""
+        names = {"log": "details", "details": "checklist", "side": "log"}
+        if self.number == 0:
+            names["details"] = "backups"
+        side = self.query("#checklist, #backups")
+        panes = {"log": self.log_pane, "details": self.query_one(Details)}
+        if side:
+            panes["side"] = side.first()
+        for pane, widget in panes.items():
+            widget.border_subtitle = f"v: {names[pane]}" if self.narrow else ""
 
     def action_tick(self) -> None:
+        waiting = self.waiting_step()
         checklist = self.checklist
+        on_waiting = waiting is not None and self.steps.selected_step_id == waiting.id
+        if waiting is not None and (checklist is None or (on_waiting and self.steps.has_focus)):
+            ids = [i.id for i in self._manual_items(waiting)]
+            engine = self.app.engine
+            open_ = [i for i in ids if not (engine and engine.checklist.get(i))]
+            if open_:
+                self.ask_tick(open_[0])
+            return
         if checklist is None:
             return
         if self.focused is not checklist and checklist.highlighted is None:
+            if self.narrow and self.pane != "side":
+                self.pane = "details"
+                self.action_cycle_pane()  # show the checklist
             checklist.focus()
             manual = [
                 (i, checklist.items[o.id])
@@ -367,6 +620,9 @@ class PhaseScreen(Screen[None]):
         )
 
     def action_focus_log(self) -> None:
+        if self.narrow and self.pane != "log":
+            self.pane = "side"
+            self.action_cycle_pane()  # back to the log
         self.log_pane.focus_log()
 
     def action_filter_log(self) -> None:
@@ -390,3 +646,7 @@ class PhaseScreen(Screen[None]):
             ),
             given,
         )
+
+
+#: Statuses a run of the phase stops on (the note keeps them in view).
+_STOPS = ("failed", "interrupted", "locked", "pending")

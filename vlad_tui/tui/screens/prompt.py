@@ -42,7 +42,9 @@ class YesNoScreen(ModalScreen[bool]):
 
 
 class ReasonScreen(ModalScreen[str | None]):
-    """Ask for a typed reason or note (a gate override, an acknowledgement); Escape cancels."""
+    """Ask for a typed reason or note (a gate override, an acknowledgement); Escape cancels.
+
+    ``optional``: an empty text is accepted (returned as ``""``), e.g. the note of a tick."""
 
     CSS_PATH = "prompt.tcss"
     AUTO_FOCUS = "#reason"
@@ -55,8 +57,10 @@ class ReasonScreen(ModalScreen[str | None]):
         *,
         ok: str = "Override",
         placeholder: str = "reason (journaled)",
+        optional: bool = False,
     ) -> None:
         super().__init__()
+        self.optional = optional
         self.title_text = title
         self.explanation = explanation
         self.ok_label = ok
@@ -83,7 +87,7 @@ class ReasonScreen(ModalScreen[str | None]):
 
     def _submit(self) -> None:
         reason = self.query_one("#reason", Input).value.strip()
-        if not reason:
+        if not reason and not self.optional:
             self.notify("Type a reason first.", severity="warning")
             return
         self.dismiss(reason)

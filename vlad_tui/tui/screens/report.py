@@ -24,7 +24,7 @@ class TextScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="action-dialog"):
-            yield TextArea(self.text, read_only=True, id="report-text", soft_wrap=False)
+            yield TextArea(self.text, read_only=True, id="report-text", soft_wrap=True)
 
     def on_mount(self) -> None:
         dialog = self.query_one("#action-dialog")

@@ -1,4 +1,8 @@
-"""The plan's checklist: items tick themselves from step results; manual ones take ``space``."""
+"""The plan's checklist: items tick themselves from step results; manual ones take ``space``.
+
+Every phase screen shows the same items (one count across phases); the phase's own items come
+first, marked ``»``, and the title counts them apart.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,9 @@ GROUP_TITLES = {
     "phase": "Verificaciones de la fase",
 }
 
+#: Marks the items of the phase on screen.
+OWN_MARK = "»"
+
 
 class Checklist(OptionList):
     """Checklist items grouped before / during / after / phase checks."""
@@ -39,39 +46,73 @@ class Checklist(OptionList):
             self.item_id = item_id
             self.checked = checked
 
-    def __init__(self, items: Iterable[ChecklistItem], *, id: str | None = None) -> None:
+    def __init__(
+        self, items: Iterable[ChecklistItem], *, phase: int = 0, id: str | None = None
+    ) -> None:
         super().__init__(id=id)
+        self.phase = phase
         self.items = {item.id: item for item in items}
         self.checked: dict[str, bool] = dict.fromkeys(self.items, False)
 
+    @property
+    def own(self) -> list[str]:
+        """Ids of the items that belong to the phase on screen."""
+        return [i.id for i in self.items.values() if self.phase and i.phase == self.phase]
+
+    def _groups(self) -> list[tuple[str, list[ChecklistItem]]]:
+        """(title, items): the phase's own items first, then before/during/after, then the
+        other phases' checks."""
+        items = list(self.items.values())
+        groups: list[tuple[str, list[ChecklistItem]]] = []
+        own = [i for i in items if self.phase and i.phase == self.phase]
+        if own:
+            groups.append((f"{OWN_MARK} Fase {self.phase} (esta fase)", own))
+        for key, title in GROUP_TITLES.items():
+            rest = [i for i in items if i.group == key and i not in own]
+            by_phase = sorted({i.phase for i in rest})
+            for number in by_phase:
+                members = [i for i in rest if i.phase == number]
+                groups.append((f"{title} {number}" if key == "phase" else title, members))
+        known = set(GROUP_TITLES)
+        for key in sorted({i.group for i in items} - known):
+            groups.append((key, [i for i in items if i.group == key and i not in own]))
+        return [(t, members) for t, members in groups if members]
+
     def on_mount(self) -> None:
-        self.border_title = "Checklist"
         options: list[Option | None] = []
-        groups = [g for g in GROUP_TITLES if any(i.group == g for i in self.items.values())]
-        groups += sorted({i.group for i in self.items.values()} - set(GROUP_TITLES))
-        for group in groups:
+        for title, members in self._groups():
             if options:
                 options.append(None)
-            options.append(
-                Option(Text(GROUP_TITLES.get(group, group), style="bold"), disabled=True)
-            )
-            for item in self.items.values():
-                if item.group == group:
-                    options.append(Option(self._prompt(item.id), id=item.id))
+            options.append(Option(Text(title, style="bold"), disabled=True))
+            options.extend(Option(self._prompt(item.id), id=item.id) for item in members)
         self.add_options(options)
         self._update_title()
 
     def _prompt(self, item_id: str) -> Text:
         item = self.items[item_id]
         done = self.checked.get(item_id, False)
+        mark = Text(f"{OWN_MARK} " if item_id in self.own else "  ", style="bold")
         box = Text("[x] " if done else "[ ] ", style="bold green" if done else "")
-        text = Text(item.text)
+        text = Text(item.text, style="" if item_id in self.own or not item.phase else "dim")
         hint = Text("" if item.manual else " (auto)", style="dim")
-        return Text.assemble(box, text, hint)
+        return Text.assemble(mark, box, text, hint)
 
     def _update_title(self) -> None:
         done = sum(self.checked.values())
-        self.border_title = f"Checklist {done}/{len(self.items)}"
+        title = f"Checklist {done}/{len(self.items)}"
+        own = self.own
+        if own:
+            own_done = sum(self.checked[i] for i in own)
+            title += f" · {OWN_MARK} fase {self.phase}: {own_done}/{len(own)}"
+        self.border_title = title
+
+    def next_open(self, item_ids: Iterable[str] | None = None) -> str | None:
+        """The first unticked manual item (of ``item_ids``, default: the phase's own)."""
+        for item_id in self.own if item_ids is None else item_ids:
+            item = self.items.get(item_id)
+            if item is not None and item.manual and not self.checked.get(item_id):
+                return item_id
+        return None
 
     def set_checked(self, item_id: str, checked: bool) -> None:
         """Reflect an item's state (ignores items not shown here)."""

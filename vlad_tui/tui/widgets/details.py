@@ -58,7 +58,7 @@ def render_details(
         out.append(f"\nUnavailable: {reason}", style="italic")
     elif locked and status in ("locked", "pending"):
         out.append(f"\nLocked: {reason}", style="cyan")
-        if step.production_gate:
+        if _overridable(step, reason):
             out.append("\n(override: ctrl+p → Override production gate)", style="dim")
         if "not acknowledged" in reason and found_at:
             out.append(
@@ -82,6 +82,17 @@ def render_details(
             out.append(f"\n  {key}: ", style="dim")
             out.append(format_value(key, value))
     return out
+
+
+def _overridable(step: Step, reason: str) -> bool:
+    """The override helps only when the production gate is what holds the step (not when a
+    step it needs cannot run in this version)."""
+    from vlad_tui.runbook.model import step as get_step
+    from vlad_tui.tui.widgets.note import blocked_for_good, is_production_lock
+
+    if not step.production_gate or not is_production_lock(reason):
+        return False
+    return not any(blocked_for_good(get_step(n)) for n in step.needs)
 
 
 class Details(VerticalScroll):

@@ -2,12 +2,14 @@
 
 Remote output is untrusted: it is written to a :class:`~textual.widgets.Log` (never parsed as
 markup) after control characters and ANSI escapes are stripped. Lines are buffered and flushed
-every ``FLUSH_INTERVAL`` seconds so a chatty command cannot flood the event loop.
+every ``FLUSH_INTERVAL`` seconds so a chatty command cannot flood the event loop. Long lines
+wrap under their text with the timestamp kept (``w`` turns wrapping off, for side scrolling).
 """
 
 from __future__ import annotations
 
 import re
+import textwrap
 import time
 from typing import ClassVar
 
@@ -31,11 +33,37 @@ def clean(text: str) -> str:
     return _UNSAFE.sub("", text).expandtabs(4)
 
 
+_BOX = re.compile("[\u2500-\u257f]{2}|[\u2502\u2503]")
+#: After a line's time: the command wrote the line to stderr.
+STDERR_MARK = "▸"
+#: Width of ``HH:MM:SS`` + the stream mark + a space: continuation lines are indented by it.
+PREFIX_WIDTH = 10
+
+
 def format_line(line: OutputLine) -> str:
-    """``HH:MM:SS`` (local time), a ``!`` for stderr, then the cleaned text."""
+    """``HH:MM:SS`` (local time), a mark for stderr, then the cleaned text."""
     stamp = time.strftime("%H:%M:%S", time.localtime(line.ts))
-    mark = "!" if line.stream == "stderr" else " "
+    mark = STDERR_MARK if line.stream == "stderr" else " "
     return f"{stamp}{mark} {clean(line.text)}"
+
+
+def wrap_line(text: str, width: int) -> list[str]:
+    """``text`` (a :func:`format_line` result) cut to ``width`` columns, continuation lines
+    indented under the text so the timestamp column stays readable; unchanged when it fits
+    or ``width`` is too small to wrap into."""
+    if width <= PREFIX_WIDTH + 10 or len(text) <= width or _BOX.search(text):
+        return [text]  # box-drawn tables (pm2 status) stay whole: scroll them sideways
+    prefix, body = text[:PREFIX_WIDTH], text[PREFIX_WIDTH:]
+    indent = body[: len(body) - len(body.lstrip(" "))]
+    pad = " " * PREFIX_WIDTH
+    wrapped = textwrap.wrap(
+        body.lstrip(" "),
+        width=width,
+        initial_indent=prefix + indent,
+        subsequent_indent=pad + indent,
+        break_on_hyphens=False,
+    )
+    return wrapped or [text]
 
 
 class LogPane(Vertical):
@@ -46,11 +74,13 @@ class LogPane(Vertical):
     BINDINGS: ClassVar = [
         Binding("slash", "filter", "Filter", id="log.filter"),
         Binding("s", "toggle_scroll_lock", "Scroll lock", id="log.scroll_lock"),
+        Binding("w", "toggle_wrap", "Wrap", id="log.wrap"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="log.clear_filter"),
     ]
 
     filter_text: reactive[str] = reactive("", init=False)
     scroll_locked: reactive[bool] = reactive(False, init=False)
+    wrap: reactive[bool] = reactive(True, init=False)
 
     def __init__(self, *, max_lines: int = MAX_LINES, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -58,6 +88,7 @@ class LogPane(Vertical):
         self.step_id: str | None = None
         self._lines: list[OutputLine] = []
         self._pending: list[OutputLine] = []
+        self._width = 0
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter (enter to apply, escape to clear)", id="log-filter")
@@ -98,17 +129,33 @@ class LogPane(Vertical):
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        texts = [format_line(line) for line in batch if self._matches(line)]
+        texts = self._formatted([line for line in batch if self._matches(line)])
         if texts:
             self.log_view.write_lines(texts, scroll_end=not self.scroll_locked)
 
     def _matches(self, line: OutputLine) -> bool:
         return not self.filter_text or self.filter_text.lower() in line.text.lower()
 
+    def _formatted(self, lines: list[OutputLine]) -> list[str]:
+        texts = [format_line(line) for line in lines]
+        if not self.wrap or self._width <= 0:
+            return texts
+        return [part for text in texts for part in wrap_line(text, self._width)]
+
+    def _view_width(self) -> int:
+        return max(0, self.log_view.scrollable_content_region.width - 1)  # the scrollbar
+
+    def on_resize(self) -> None:
+        width = self._view_width()
+        if width != self._width:
+            self._width = width
+            if self.wrap:
+                self._rerender()
+
     def _rerender(self) -> None:
         view = self.log_view
         view.clear()
-        texts = [format_line(line) for line in self._lines if self._matches(line)]
+        texts = self._formatted([line for line in self._lines if self._matches(line)])
         if texts:
             view.write_lines(texts, scroll_end=not self.scroll_locked)
         self._update_title()
@@ -119,6 +166,8 @@ class LogPane(Vertical):
             parts.append(f"filter: {self.filter_text}")
         if self.scroll_locked:
             parts.append("scroll locked")
+        if not self.wrap:
+            parts.append("no wrap (w)")
         self.border_title = " · ".join(parts)
 
     def watch_filter_text(self) -> None:
@@ -148,6 +197,13 @@ class LogPane(Vertical):
         box.display = False
         self.filter_text = ""
         self.log_view.focus()
+
+    def watch_wrap(self) -> None:
+        self._width = self._view_width()
+        self._rerender()
+
+    def action_toggle_wrap(self) -> None:
+        self.wrap = not self.wrap
 
     def action_toggle_scroll_lock(self) -> None:
         self.scroll_locked = not self.scroll_locked

@@ -9,29 +9,47 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey
 
 from vlad_tui.tui.widgets._css import sibling_css
 
 if TYPE_CHECKING:
     from vlad_tui.runbook.model import Step
 
-#: status -> (glyph, short label, style)
+#: status -> (glyph, label, style). Every glyph means one thing (see :data:`LEGEND`).
 STATUS_LOOK: dict[str, tuple[str, str, str]] = {
     "pending": ("○", "pending", "dim"),
     "running": ("▶", "running", "bold yellow"),
     "ok": ("✓", "ok", "bold green"),
     "failed": ("✗", "FAILED", "bold red"),
     "skipped": ("↷", "skipped", "dim"),
-    "interrupted": ("!", "interr.", "bold magenta"),
+    "interrupted": ("!", "interrupted", "bold magenta"),
     "locked": ("■", "locked", "cyan"),
     "needs_confirmation": ("?", "confirm", "bold yellow"),
     "unavailable": ("-", "n/a", "dim italic"),
 }
 
-
+#: After a step's title: the step is destructive (asks for the typed target name first).
+DESTRUCTIVE_MARK = "◆"
 #: A step that ended ok but found something the operator must acknowledge (``set_findings``).
 FINDINGS_LOOK = ("⚠", "bold yellow")
+
+#: What each mark means; shown in the help.
+MEANINGS = {
+    "pending": "pending: can run",
+    "running": "running",
+    "ok": "ok",
+    "failed": "failed (enter runs it again)",
+    "skipped": "skipped",
+    "interrupted": "interrupted: vlad-tui stopped while it ran",
+    "locked": "locked (enter says why)",
+    "needs_confirmation": "waiting for the typed confirmation",
+    "unavailable": "not in this version",
+}
+LEGEND: tuple[tuple[str, str], ...] = (
+    *((glyph, MEANINGS.get(s, label)) for s, (glyph, label, _style) in STATUS_LOOK.items()),
+    (FINDINGS_LOOK[0], "ok, with findings to acknowledge (k)"),
+    (DESTRUCTIVE_MARK, "destructive: asks for the typed target name"),
+)
 
 
 def format_elapsed(seconds: float | None) -> str:
@@ -70,8 +88,8 @@ class StepList(DataTable):
 
     BINDINGS: ClassVar = [Binding("enter", "select_cursor", "Run", id="step.run")]
 
-    #: Widths of the glyph, status and time columns; the title takes the rest.
-    FIXED_WIDTHS = (1, 7, 5)
+    #: Widths of the glyph, status and time columns; the title takes the rest (and wraps).
+    FIXED_WIDTHS = (1, 11, 5)
 
     def __init__(self, steps: Iterable[Step], *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False, show_header=True)
@@ -80,34 +98,38 @@ class StepList(DataTable):
         self._elapsed: dict[str, float | None] = {}
         #: Findings awaiting acknowledgement, per step ("2 breaking"): shown instead of a ✓.
         self._findings: dict[str, str] = {}
+        self._built_width = 0
 
     def on_mount(self) -> None:
+        self._build()
+
+    def _build(self) -> None:
+        """(Re)create the columns and rows; a row is as tall as its wrapped title."""
+        row = self.cursor_row
+        self.clear(columns=True)
         glyph, status, elapsed = self.FIXED_WIDTHS
+        self._built_width = self._title_width()
         self.add_column(" ", key="glyph", width=glyph)
-        self.add_column("Step", key="title", width=self._title_width())
+        self.add_column("Step", key="title", width=self._built_width)
         self.add_column("Status", key="status", width=status)
         self.add_column("Time", key="time", width=elapsed)
         for step in self.steps:
-            self.add_row(*self._cells(step.id), key=step.id)
+            self.add_row(*self._cells(step.id), key=step.id, height=None)
+        if self.steps:
+            self.move_cursor(row=max(0, min(row, len(self.steps) - 1)), animate=False)
 
     def _cells(self, step_id: str) -> tuple[Text, Text, Text, Text]:
         status = self._status.get(step_id, "pending")
         glyph, label, style = STATUS_LOOK.get(status, ("?", status, ""))
         rich_style = style
         step = next(s for s in self.steps if s.id == step_id)
-        title = Text(
-            step.title,
-            style="dim" if status == "unavailable" else "",
-            overflow="ellipsis",
-            no_wrap=True,
-        )
+        title = Text(step.title, style="dim" if status == "unavailable" else "")
         if step.destructive:
-            title.append(" !", style="bold red")
+            title.append(f" {DESTRUCTIVE_MARK}", style="bold red")
         findings = self._findings.get(step_id)
         if findings and status == "ok":
             glyph, rich_style = FINDINGS_LOOK
-            title = Text.assemble((f"{findings} · ", rich_style), title, no_wrap=True)
-            title.overflow = "ellipsis"
+            title = Text.assemble((f"{findings} · ", rich_style), title)
         return (
             Text(glyph, style=rich_style),
             title,
@@ -117,17 +139,20 @@ class StepList(DataTable):
 
     def _title_width(self) -> int:
         padding = 2 * self.cell_padding * (len(self.FIXED_WIDTHS) + 1)
-        available = self.scrollable_content_region.width - 1  # room for the scrollbar
+        # ``size`` is current in ``on_resize`` (regions can lag a layout behind): leave room
+        # for the scrollbar and one column to spare.
+        available = self.size.width - 2
         return max(12, available - sum(self.FIXED_WIDTHS) - padding)
 
     def on_resize(self) -> None:
-        column = self.columns.get(ColumnKey("title"))
-        if column is not None and column.width != self._title_width():
-            column.width = self._title_width()
-            if self.steps:  # re-measure through the public API (the table's size follows)
-                first = self.steps[0].id
-                self.update_cell(first, "title", self._cells(first)[1], update_width=True)
-            self.refresh()
+        if self._title_width() != self._built_width:
+            self._build()
+
+    def select(self, step_id: str) -> None:
+        """Move the cursor to ``step_id`` (posts :class:`Highlighted`)."""
+        ids = [s.id for s in self.steps]
+        if step_id in ids:
+            self.move_cursor(row=ids.index(step_id))
 
     @property
     def selected_step_id(self) -> str | None:
@@ -151,14 +176,16 @@ class StepList(DataTable):
         return self._findings.get(step_id)
 
     def set_findings(self, step_id: str, note: str | None) -> None:
-        """Mark an ok step whose findings await acknowledgement (``None`` clears it)."""
+        """Mark an ok step whose findings await acknowledgement (``None`` clears it); the
+        rows are rebuilt, as the longer title may need another line."""
         if step_id not in self._status or self._findings.get(step_id) == note:
             return
         if note:
             self._findings[step_id] = note
         else:
             self._findings.pop(step_id, None)
-        self._refresh_row(step_id)
+        if self.is_mounted:
+            self._build()
 
     def set_elapsed(self, step_id: str, elapsed: float | None) -> None:
         if step_id in self._status:
