@@ -47,10 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     check = sub.add_parser(
-        "check", help="connect to a target and print its facts (exit 1 when unhealthy)"
+        "check",
+        help="connect to a target, print its facts and one round of monitoring samples against "
+        "the baseline (journaled as a daily check; exit 1 when unhealthy or a threshold is "
+        "breached)",
     )
     check.add_argument("--target", dest="check_target", metavar="NAME", required=True)
     check.add_argument("--json", action="store_true", help="print the facts as JSON")
+    check.add_argument(
+        "--no-monitor", action="store_true", help="only the facts: no monitoring round"
+    )
 
     sub.add_parser("runs", help="list journaled runs, newest first")
 
@@ -136,18 +142,31 @@ async def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args)
     target = config.target(args.check_target)
     transport = open_transport(target)
+    round_ = None
     try:
         facts = await read_state(config, target, transport, Journal.default())
+        if facts.reachable and not args.no_monitor:
+            from vlad_tui.ops.baseline import daily_check
+
+            round_ = await daily_check(config, target, transport, Journal(config.journal_dir))
     finally:
         await transport.close()
+    healthy = facts.ok and (round_ is None or round_.ok)
     if args.json:
         # The JSON (with its "problems") is for programs; stderr says the reason to a person.
-        print(json.dumps(facts.to_dict(), indent=2, default=str))
+        data = facts.to_dict()
+        if round_ is not None:
+            data["monitor"] = round_.to_dict()
+        print(json.dumps(data, indent=2, default=str))
         for problem in facts.problems:
             _err(problem)
+        for finding in round_.breached if round_ is not None else ():
+            _err(f"{finding.level}: {finding.metric}: {finding.text}")
     else:
         print(facts.render_text())  # its PROBLEM lines say each reason, once
-    return EXIT_OK if facts.ok else EXIT_UNHEALTHY
+        if round_ is not None:
+            print("\n".join(round_.render_text()))
+    return EXIT_OK if healthy else EXIT_UNHEALTHY
 
 
 def _journal(args: argparse.Namespace):  # -> Journal
@@ -172,14 +191,21 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for run in runs:
         started = datetime.fromtimestamp(run.started_at).strftime("%Y-%m-%d %H:%M")
         status = "unfinished" if run.unfinished else run.status
-        print(f"{run.run_id}  {started}  {run.target:<12} {status:<10} {run.operator}")
+        line = f"{run.run_id}  {started}  {run.target:<12} {status:<10} {run.operator}"
+        if run.meta.get("kind") == "daily_check":
+            deploy = run.meta.get("deploy_run")
+            line += f"  daily check{f' of {deploy}' if deploy else ' (no deploy journaled)'}"
+        print(line)
     return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from vlad_tui.report import render_report
+    from vlad_tui.report import daily_checks_of, render_report
 
-    print(render_report(_journal(args).load(args.run_id), args.format))
+    journal = _journal(args)
+    record = journal.load(args.run_id)
+    checks = daily_checks_of(journal, args.run_id)
+    print(render_report(record, args.format, daily_checks=checks))
     return EXIT_OK
 
 

@@ -209,11 +209,51 @@ class Project:
 
 
 @dataclass(frozen=True)
+class Levels:
+    """A metric's warning and critical levels (``warning < critical``)."""
+
+    warning: float
+    critical: float
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """``[monitor]``: sampling and the thresholds of Phase 4 and the daily checks.
+
+    ``latency_ms`` (p95), ``error_rate`` (error log lines per minute), ``memory_mb`` (the
+    largest worker's RSS) and ``restarts`` are measured against the baseline: the levels are
+    what the metric may rise *over* the baseline (restarts: since it). Without a baseline the
+    first three compare the value itself; ``connections_share`` (of ``max_connections``) and
+    ``non_2xx_rate`` (share of probes not answering as expected) are always absolute.
+    """
+
+    interval: float = 2.0
+    retention_days: float = 30.0
+    latency_ms: Levels = Levels(300.0, 1000.0)
+    error_rate: Levels = Levels(5.0, 30.0)
+    memory_mb: Levels = Levels(150.0, 400.0)
+    connections_share: Levels = Levels(0.7, 0.9)
+    restarts: Levels = Levels(1.0, 3.0)
+    non_2xx_rate: Levels = Levels(0.05, 0.25)
+
+
+MONITOR_LEVELS = (
+    "latency_ms",
+    "error_rate",
+    "memory_mb",
+    "connections_share",
+    "restarts",
+    "non_2xx_rate",
+)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     project: Project = field(default_factory=Project)
     targets: dict[str, Target] = field(default_factory=dict)
     contacts: tuple[Contact, ...] = ()
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     @property
     def journal_dir(self) -> Path:
@@ -272,7 +312,9 @@ _SAFE_TOKEN = re.compile(r"[^\s@'\"`;|&$<>\\]+")
 _TOML_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
 
-_TOP_KEYS = ("project", "targets", "contacts")
+_TOP_KEYS = ("project", "targets", "contacts", "monitor")
+_MONITOR_KEYS = ("interval", "retention_days", *MONITOR_LEVELS)
+_LEVEL_KEYS = ("warning", "critical")
 _PROJECT_KEYS = (
     "name",
     "critical_tables",
@@ -534,7 +576,42 @@ class _Validator:
             if not isinstance(raw, list):
                 raise self.fail("contacts", f"expected [[contacts]] entries, got {_type_name(raw)}")
             contacts = tuple(self.contact(i, entry) for i, entry in enumerate(raw, 1))
-        return Config(path=self.path, project=project, targets=targets, contacts=contacts)
+        monitor = MonitorConfig()
+        if "monitor" in data:
+            if not isinstance(data["monitor"], dict):
+                raise self.fail("monitor", f"expected a table, got {_type_name(data['monitor'])}")
+            monitor = self.monitor(data["monitor"])
+        return Config(
+            path=self.path, project=project, targets=targets, contacts=contacts, monitor=monitor
+        )
+
+    def monitor(self, table: dict[str, Any]) -> MonitorConfig:
+        self.check_keys(table, _MONITOR_KEYS, "monitor")
+        kwargs: dict[str, Any] = {}
+        for key in ("interval", "retention_days"):
+            value = self.positive(table, key, "monitor")
+            if value is not None:
+                kwargs[key] = value
+        defaults = MonitorConfig()
+        for key in MONITOR_LEVELS:
+            raw = self.get(table, key, "monitor", dict)
+            if raw is None:
+                continue
+            prefix = f"monitor.{key}"
+            self.check_keys(raw, _LEVEL_KEYS, prefix)
+            default: Levels = getattr(defaults, key)
+            warning = self.positive(raw, "warning", prefix)
+            critical = self.positive(raw, "critical", prefix)
+            levels = Levels(
+                default.warning if warning is None else warning,
+                default.critical if critical is None else critical,
+            )
+            if not levels.warning < levels.critical:
+                raise self.fail(prefix, "warning must be below critical")
+            if key in ("connections_share", "non_2xx_rate") and levels.critical > 1:
+                raise self.fail(f"{prefix}.critical", "is a share: at most 1")
+            kwargs[key] = levels
+        return MonitorConfig(**kwargs)
 
     def project(self, table: dict[str, Any]) -> Project:
         self.check_keys(table, _PROJECT_KEYS, "project")
@@ -925,6 +1002,21 @@ backup_dir = "/var/backups/backend-vlad-staging"
 database = "dotenv:.env"
 # Its own Phase 2 instance needs a port of its own (3336 is its app's).
 staging_port = 3337
+
+# Phase 4 monitoring and the daily checks (`vlad-tui check`, from cron on days 2-7). Every sample
+# is recorded beside the journal for retention_days. Each threshold has a warning and a critical
+# level; latency_ms (p95), error_rate (error log lines per minute), memory_mb (largest worker)
+# and restarts count what the metric rose over the pre-deploy baseline (restarts: since it).
+[monitor]
+interval = 2
+retention_days = 30
+latency_ms = { warning = 300, critical = 1000 }
+error_rate = { warning = 5, critical = 30 }
+memory_mb = { warning = 150, critical = 400 }
+restarts = { warning = 1, critical = 3 }
+# Shares, always absolute: connections of max_connections, probes not answering as expected.
+connections_share = { warning = 0.7, critical = 0.9 }
+non_2xx_rate = { warning = 0.05, critical = 0.25 }
 
 # Emergency contacts, shown in the app (repeat the block for each person).
 [[contacts]]

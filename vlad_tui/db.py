@@ -384,6 +384,11 @@ class Database:
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
             raise self._error(e) from None
 
+    async def fetch_one(self, query: str, *args: Any) -> asyncpg.Record | None:
+        """The first row of ``query`` (errors as :class:`DatabaseError`)."""
+        rows = await self._fetch(query, *args)
+        return rows[0] if rows else None
+
     async def _value(self, query: str, *args: Any) -> Any:
         rows = await self._fetch(query, *args)
         return rows[0][0] if rows else None

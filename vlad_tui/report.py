@@ -13,6 +13,8 @@ from vlad_tui import redact
 from vlad_tui.journal import RunRecord
 
 FORMATS = ("md", "json")
+#: The artifact ``p4.metrics`` leaves (its own section, not the generic artifact list).
+MONITOR_SUMMARY = "monitor_summary"
 #: Statuses whose log tail the report includes.
 TAIL_STATUSES = frozenset({"failed", "interrupted"})
 TAIL_LINES = 40
@@ -35,11 +37,17 @@ class StepReport:
     log_tail: list[str] = field(default_factory=list)
 
 
-def render_report(record: RunRecord, fmt: str = "md") -> str:
-    """The run as ``md`` (Markdown) or ``json``; every known secret is scrubbed."""
+def render_report(
+    record: RunRecord, fmt: str = "md", *, daily_checks: list[dict[str, Any]] | None = None
+) -> str:
+    """The run as ``md`` (Markdown) or ``json``; every known secret is scrubbed.
+
+    ``daily_checks``: the rounds of ``vlad-tui check`` journaled for this run's deploy
+    (:func:`daily_checks_of`), listed at the end."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown report format {fmt!r}; expected one of {', '.join(FORMATS)}")
     document = build_document(record)
+    document["daily_checks_of_this_deploy"] = daily_checks or []
     if fmt == "json":
         return json.dumps(redact.scrub_obj(document), indent=2, ensure_ascii=False) + "\n"
     return redact.scrub(_markdown(document))
@@ -135,7 +143,40 @@ def build_document(record: RunRecord) -> dict[str, Any]:
         ],
         "confirmations": confirmations,
         "artifacts": artifacts,
+        "monitoring": [
+            {"at": a["at"], "step": a["step"], **a["data"]}
+            for a in artifacts
+            if a["kind"] == MONITOR_SUMMARY
+        ],
+        "daily_check": [
+            {"at": _iso(e.get("ts")), **{k: v for k, v in e.items() if k not in ("ts", "kind")}}
+            for e in record.events_of("monitor_check")
+        ],
     }
+
+
+def daily_checks_of(journal: Any, run_id: str) -> list[dict[str, Any]]:
+    """The daily check rounds journaled for the deploy of run ``run_id``, oldest first:
+    ``{run_id, at, level, breached}``."""
+    found = []
+    for summary in journal.list_runs():
+        if summary.meta.get("kind") != "daily_check" or summary.meta.get("deploy_run") != run_id:
+            continue
+        try:
+            events = journal.load(summary.run_id).events_of("monitor_check")
+        except (OSError, ValueError, KeyError):
+            continue
+        for e in events:
+            breached = [b.get("metric") for b in e.get("breached") or () if isinstance(b, dict)]
+            found.append(
+                {
+                    "run_id": summary.run_id,
+                    "at": _iso(e.get("ts")),
+                    "level": e.get("level"),
+                    "breached": breached,
+                }
+            )
+    return sorted(found, key=lambda c: c["at"] or "")
 
 
 def _markdown(doc: dict[str, Any]) -> str:
@@ -191,13 +232,29 @@ def _markdown(doc: dict[str, Any]) -> str:
         out.append("None.")
 
     out += ["", "## Artifacts", ""]
-    if doc["artifacts"]:
-        for a in doc["artifacts"]:
+    listed = [a for a in doc["artifacts"] if a["kind"] != MONITOR_SUMMARY]
+    if listed:
+        for a in listed:
             out.append(f"- **{_cell(a['kind'])}** (step `{_cell(a['step'])}`)")
             for key, value in a["data"].items():
                 out.append(f"  - {_cell(key)}: `{_cell(fmt.field(str(key), value))}`")
     else:
         out.append("None.")
+
+    for m in doc["monitoring"]:
+        out += ["", f"## Monitoring (step `{_cell(m.get('step'))}`)", ""]
+        out += _monitoring(m)
+    for c in doc["daily_check"]:
+        out += ["", f"## Daily check ({_cell(_human(c.get('at')))})", ""]
+        out += _daily_check(c)
+    if doc.get("daily_checks_of_this_deploy"):
+        out += ["", "## Daily checks of this deploy", ""]
+        out += ["| Time | Run | Level | Breached |", "|---|---|---|---|"]
+        for c in doc["daily_checks_of_this_deploy"]:
+            out.append(
+                f"| {_cell(_human(c['at']))} | `{_cell(c['run_id'])}` | {_cell(c['level'])} "
+                f"| {_cell(', '.join(map(str, c['breached'])) or 'none')} |"
+            )
 
     tails = [s for s in doc["steps"] if s["log_tail"]]
     if tails:
@@ -208,6 +265,55 @@ def _markdown(doc: dict[str, Any]) -> str:
                 out += [f"Command: `{_cell(s['command'])}`", ""]
             out += _fenced(s["log_tail"])
     return "\n".join(out) + "\n"
+
+
+def _monitoring(m: dict[str, Any]) -> list[str]:
+    out = [
+        f"{m.get('samples', 0)} sample(s) from {_cell(_human(_iso(m.get('from'))))} to "
+        f"{_cell(_human(_iso(m.get('to'))))}, {m.get('gaps', 0)} with a gap; "
+        f"{_cell(m.get('stopped') or '')}. Baseline: {_cell(m.get('baseline') or 'none')}.",
+        "",
+    ]
+    out += _metrics_table(m.get("metrics"))
+    crossings = m.get("crossings") or []
+    out += ["", "Thresholds crossed:" if crossings else "No threshold crossed."]
+    for c in crossings:
+        out.append(f"- {_cell(_human(_iso(c.get('ts'))))} **{_cell(c.get('level'))}** "
+                   f"{_cell(c.get('metric'))}: {_cell(c.get('text'))}")
+    return out
+
+
+def _metrics_table(metrics: Any) -> list[str]:
+    if not isinstance(metrics, dict) or not metrics:
+        return ["No figures recorded."]
+    out = ["| Metric | Min | Median | Max |", "|---|---|---|---|"]
+    for name, v in metrics.items():
+        if isinstance(v, dict):
+            out.append(
+                f"| {_cell(name)} | {_cell(v.get('min'))} | {_cell(v.get('median'))} "
+                f"| {_cell(v.get('max'))} |"
+            )
+    return out
+
+
+def _daily_check(c: dict[str, Any]) -> list[str]:
+    baseline = c.get("baseline") if isinstance(c.get("baseline"), dict) else {}
+    out = [
+        f"Level **{_cell(c.get('level'))}**. Baseline: {_cell(baseline.get('note') or 'none')}.",
+        "",
+        "| Metric | Level | Finding |",
+        "|---|---|---|",
+    ]
+    for f in c.get("findings") or ():
+        if isinstance(f, dict):
+            out.append(
+                f"| {_cell(f.get('metric'))} | {_cell(f.get('level'))} | {_cell(f.get('text'))} |"
+            )
+    out += [f"- gap: {_cell(g)}" for g in c.get("failures") or ()]
+    summary = c.get("summary")
+    if isinstance(summary, dict):
+        out += ["", *_metrics_table(summary.get("metrics"))]
+    return out
 
 
 def _fenced(lines: list[str]) -> list[str]:

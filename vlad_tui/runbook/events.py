@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vlad_tui.events import OutputLine
+from vlad_tui.ops.monitor import Finding, Sample
 from vlad_tui.runbook.model import StepStatus
 from vlad_tui.runbook.progress import PhaseProgress
 
@@ -73,6 +74,18 @@ class PhaseFinished:
     progress: PhaseProgress
 
 
+@dataclass(frozen=True)
+class MonitorSampled:
+    """A monitoring sample (``p4.metrics``), its findings (``ok`` ones too) and the baseline
+    it was compared with; ``baseline_note`` says where the baseline comes from (the samples
+    recorded before the last deploy, or the first samples of this session)."""
+
+    sample: Sample
+    findings: tuple[Finding, ...]
+    baseline: Sample | None
+    baseline_note: str = ""
+
+
 EngineEvent = (
     StepStatusChanged
     | StepOutput
@@ -81,4 +94,5 @@ EngineEvent = (
     | GateChanged
     | FactsUpdated
     | PhaseFinished
+    | MonitorSampled
 )

@@ -38,6 +38,7 @@ from vlad_tui.runbook.operations.lock import (
     _lock_status,
 )
 from vlad_tui.runbook.operations.migrations import _migration_lint, _migration_status
+from vlad_tui.runbook.operations.monitor import _monitor
 from vlad_tui.runbook.operations.pm2 import (
     _log_errors,
     _pm2_action,
@@ -102,4 +103,5 @@ OPERATIONS: dict[str, Operation] = {
     "staging_integrity": Operation(_staging_integrity, read_only=True),
     "staging_stop": Operation(_staging_stop),
     "integrity_compare": Operation(_integrity_compare, read_only=True),
+    "monitor": Operation(_monitor, read_only=True),
 }

@@ -1,0 +1,768 @@
+"""Phase 4 monitoring, UI-free: one sample of the app, pm2 and PostgreSQL, and its thresholds.
+
+:class:`Sampler` takes a :class:`Sample` with at most one remote command (``pm2 jlist`` plus the
+new bytes of the app's pm2 error log files, read from offsets) and one SQL round trip (the
+pg_activity-style figures in one row), plus HTTP probes of the health URL and the GET smoke
+checks through the transport's forward. A part that fails is ``None`` and one line in
+``failures``: a gap, never an exception. :func:`evaluate` compares a sample with the baseline
+and the ``[monitor]`` levels; :class:`Crossings` says when a metric rose to a worse level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import secrets
+import statistics
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from vlad_tui import redact
+from vlad_tui.config import Config, Levels, MonitorConfig, Target
+from vlad_tui.errors import VladError
+from vlad_tui.ops.logs import ERROR_PATTERN, app_lines
+from vlad_tui.ops.pm2 import DAEMON_DOWN, jlist_command, jlist_entries, shell_path
+from vlad_tui.transport.base import Transport
+
+if TYPE_CHECKING:
+    from vlad_tui.db import Database, DatabaseUrl
+
+Level = Literal["ok", "warning", "critical"]
+LEVELS: tuple[Level, ...] = ("ok", "warning", "critical")
+
+#: Probes kept for the latency percentiles and the non-2xx rate (about a minute at 2 s).
+PROBE_WINDOW = 30
+#: Seconds over which errors per minute are counted.
+ERROR_WINDOW_S = 60.0
+#: Bytes read from one log file per sample (the rest is read by the next samples).
+LOG_CHUNK = 256 * 1024
+#: Lines of the error log kept per sample and characters per line.
+MAX_NEW_LINES = 200
+MAX_LINE = 500
+#: Signature groups kept (the most frequent).
+MAX_GROUPS = 20
+QUERY_CHARS = 200
+STATEMENT_TIMEOUT_MS = 3000
+REMOTE_TIMEOUT = 20.0
+PROBE_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class AppSample:
+    """Health and smoke endpoints probed through the tunnel, over a sliding window."""
+
+    up: bool
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    non_2xx_rate: float | None
+    probes: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerSample:
+    """One pm2 worker from ``pm2 jlist`` (nothing of its ``pm2_env`` secrets is kept)."""
+
+    name: str
+    pm_id: int
+    status: str
+    cpu: float
+    memory: int
+    restarts: int
+    unstable_restarts: int
+    uptime_s: float | None
+
+
+@dataclass(frozen=True)
+class DbSample:
+    """pg_activity-style figures; vlad-tui's own session is excluded."""
+
+    connections: dict[str, int]
+    max_connections: int
+    waiting: int
+    blocking_pid: int | None
+    longest_query_s: float | None
+    longest_query: str | None
+    longest_xact_s: float | None
+    size_bytes: int | None
+    cache_hit_ratio: float | None
+
+
+@dataclass(frozen=True)
+class ErrorSample:
+    """New lines of the pm2 error log files (read from offsets, not ``pm2 logs --nostream``),
+    error lines per minute over the last minute, and error lines grouped by signature since
+    monitoring started."""
+
+    new_lines: tuple[str, ...]
+    per_minute: float
+    groups: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Sample:
+    ts: float
+    app: AppSample | None
+    workers: tuple[WorkerSample, ...]
+    db: DbSample | None
+    errors: ErrorSample | None
+    failures: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Finding:
+    metric: str
+    level: Level
+    value: float | None
+    limit: float | None
+    text: str
+
+
+# --- signatures --------------------------------------------------------------------------------
+
+_SIGNATURE_RULES = (
+    (re.compile(r"^\S*\d{4}-\d\d-\d\d[T ][\d:.,]+\S*\s*"), ""),  # a leading timestamp
+    (
+        re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
+        "<uuid>",
+    ),
+    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<hex>"),
+    (re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b", re.I), "<hex>"),
+    (re.compile(r'"(?:[^"\\]|\\.)*"'), '"<v>"'),
+    (re.compile(r"'(?:[^'\\]|\\.)*'"), "'<v>'"),
+    (re.compile(r"\d+(?:\.\d+)?"), "<n>"),
+    (re.compile(r"\s+"), " "),
+)
+
+
+def signature(line: str) -> str:
+    """``line`` with what varies between similar lines normalised: digits, hex, uuids and
+    quoted values (``relation "medals" does not exist`` and ``relation "users" …`` group)."""
+    text = line.strip()
+    for pattern, repl in _SIGNATURE_RULES:
+        text = pattern.sub(repl, text)
+    return text.strip()[:MAX_LINE]
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+
+def _level(value: float, levels: Levels, base: float = 0.0) -> tuple[Level, float]:
+    """The level of ``value`` and the limit it is compared with (the next one it may cross)."""
+    if value >= base + levels.critical:
+        return "critical", base + levels.critical
+    if value >= base + levels.warning:
+        return "warning", base + levels.warning
+    return "ok", base + levels.warning
+
+
+def _finding(
+    metric: str, what: str, value: float, levels: Levels, base: float | None, unit: str
+) -> Finding:
+    level, limit = _level(value, levels, base or 0.0)
+    shown = f"{what} {_fmt(value, unit)}"
+    if base is not None:
+        shown += f" (baseline {_fmt(base, unit)})"
+    if level != "ok":
+        shown += f": {level}, at or over {_fmt(limit, unit)}"
+    return Finding(metric, level, round(value, 4), round(limit, 4), shown)
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "%":
+        return f"{value * 100:.0f} %"
+    if unit in ("ms", "MB"):
+        return f"{value:.0f} {unit}"
+    if unit == "/min":
+        return f"{value:.1f}/min"
+    return f"{value:g}"
+
+
+def _max_memory_mb(workers: tuple[WorkerSample, ...]) -> float | None:
+    if not workers:
+        return None
+    return max(w.memory for w in workers) / 1024 / 1024
+
+
+def evaluate(sample: Sample, baseline: Sample | None, thresholds: MonitorConfig) -> list[Finding]:
+    """One finding per metric the sample has (``ok`` included), against ``baseline`` where the
+    ``[monitor]`` levels are relative (see :class:`~vlad_tui.config.MonitorConfig`)."""
+    found: list[Finding] = []
+    base_app = baseline.app if baseline is not None else None
+    if sample.app is not None:
+        app = sample.app
+        if not app.up:
+            found.append(
+                Finding("health", "critical", 0.0, None, f"the app does not answer: {app.error}")
+            )
+        else:
+            found.append(Finding("health", "ok", 1.0, None, "the app answers"))
+        if app.latency_p95_ms is not None:
+            base = base_app.latency_p95_ms if base_app is not None else None
+            found.append(
+                _finding(
+                    "latency", "p95 latency", app.latency_p95_ms, thresholds.latency_ms, base, "ms"
+                )
+            )
+        if app.non_2xx_rate is not None:
+            found.append(
+                _finding(
+                    "non_2xx",
+                    "unexpected answers",
+                    app.non_2xx_rate,
+                    thresholds.non_2xx_rate,
+                    None,
+                    "%",
+                )
+            )
+    found.extend(_worker_findings(sample, baseline, thresholds))
+    if sample.errors is not None:
+        base_errors = baseline.errors if baseline is not None else None
+        base = base_errors.per_minute if base_errors is not None else None
+        found.append(
+            _finding(
+                "error_rate",
+                "error lines",
+                sample.errors.per_minute,
+                thresholds.error_rate,
+                base,
+                "/min",
+            )
+        )
+    if sample.db is not None:
+        found.extend(_db_findings(sample.db, thresholds))
+    return found
+
+
+def _worker_findings(
+    sample: Sample, baseline: Sample | None, thresholds: MonitorConfig
+) -> list[Finding]:
+    if any(f.startswith("pm2:") for f in sample.failures):
+        return []  # not read this time: a gap, not "no process"
+    found: list[Finding] = []
+    down = [w for w in sample.workers if w.status != "online"]
+    if not sample.workers:
+        found.append(Finding("workers", "critical", 0.0, None, "no pm2 process of the app"))
+    elif down:
+        names = ", ".join(f"{w.name}[{w.pm_id}] {w.status}" for w in down)
+        found.append(Finding("workers", "critical", float(len(down)), None, f"not online: {names}"))
+    else:
+        found.append(Finding("workers", "ok", 0.0, None, f"{len(sample.workers)} worker(s) online"))
+    memory = _max_memory_mb(sample.workers)
+    if memory is not None:
+        base = _max_memory_mb(baseline.workers) if baseline is not None else None
+        found.append(_finding("memory", "largest worker", memory, thresholds.memory_mb, base, "MB"))
+    if baseline is not None and baseline.workers and sample.workers:
+        before = {w.pm_id: w.restarts for w in baseline.workers}
+        restarts = sum(max(0, w.restarts - before.get(w.pm_id, 0)) for w in sample.workers)
+        found.append(
+            _finding(
+                "restarts",
+                "restarts since the baseline",
+                float(restarts),
+                thresholds.restarts,
+                None,
+                "",
+            )
+        )
+    return found
+
+
+def _db_findings(db: DbSample, thresholds: MonitorConfig) -> list[Finding]:
+    found: list[Finding] = []
+    total = sum(db.connections.values())
+    if db.max_connections > 0:
+        share = total / db.max_connections
+        f = _finding("connections", "connections", share, thresholds.connections_share, None, "%")
+        text = f"{total} of {db.max_connections} " + f.text
+        found.append(Finding(f.metric, f.level, f.value, f.limit, text))
+    if db.waiting:
+        who = f" (blocked by pid {db.blocking_pid})" if db.blocking_pid is not None else ""
+        found.append(
+            Finding(
+                "locks", "warning", float(db.waiting), None, f"{db.waiting} waiting on locks{who}"
+            )
+        )
+    else:
+        found.append(Finding("locks", "ok", 0.0, None, "nothing waits on a lock"))
+    return found
+
+
+_RANK = {level: i for i, level in enumerate(LEVELS)}
+
+
+class Crossings:
+    """Remembers each metric's level; :meth:`update` returns the findings that rose to a worse
+    level than the metric had (a metric missing from a sample keeps its level: a gap is not a
+    recovery)."""
+
+    def __init__(self) -> None:
+        self.levels: dict[str, Level] = {}
+
+    def update(self, findings: list[Finding] | tuple[Finding, ...]) -> list[Finding]:
+        crossed = []
+        for f in findings:
+            before = self.levels.get(f.metric, "ok")
+            if _RANK[f.level] > _RANK[before]:
+                crossed.append(f)
+            self.levels[f.metric] = f.level
+        return crossed
+
+
+def worst(findings: list[Finding] | tuple[Finding, ...]) -> Level:
+    return max((f.level for f in findings), key=_RANK.__getitem__, default="ok")
+
+
+# --- serialisation (the recording, the journal) -------------------------------------------------
+
+
+def sample_to_dict(sample: Sample) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(sample)
+
+
+def sample_from_dict(data: dict[str, Any]) -> Sample:
+    app = data.get("app")
+    db = data.get("db")
+    errors = data.get("errors")
+    return Sample(
+        ts=float(data["ts"]),
+        app=AppSample(**app) if isinstance(app, dict) else None,
+        workers=tuple(WorkerSample(**w) for w in data.get("workers") or ()),
+        db=DbSample(**db) if isinstance(db, dict) else None,
+        errors=(
+            ErrorSample(
+                new_lines=tuple(errors.get("new_lines") or ()),
+                per_minute=float(errors.get("per_minute") or 0.0),
+                groups=dict(errors.get("groups") or {}),
+            )
+            if isinstance(errors, dict)
+            else None
+        ),
+        failures=tuple(data.get("failures") or ()),
+    )
+
+
+def finding_to_dict(finding: Finding) -> dict[str, Any]:
+    return {
+        "metric": finding.metric,
+        "level": finding.level,
+        "value": finding.value,
+        "limit": finding.limit,
+        "text": finding.text,
+    }
+
+
+def finding_from_dict(data: dict[str, Any]) -> Finding:
+    level = data.get("level")
+    return Finding(
+        metric=str(data.get("metric")),
+        level=level if level in LEVELS else "critical",  # type: ignore[arg-type]
+        value=data.get("value"),
+        limit=data.get("limit"),
+        text=str(data.get("text") or ""),
+    )
+
+
+def metrics(sample: Sample) -> dict[str, float]:
+    """The sample's figures by name (what the report summarises)."""
+    out: dict[str, float] = {}
+    if sample.app is not None:
+        out["up"] = 1.0 if sample.app.up else 0.0
+        for key in ("latency_p50_ms", "latency_p95_ms", "non_2xx_rate"):
+            value = getattr(sample.app, key)
+            if value is not None:
+                out[key] = float(value)
+    if sample.workers:
+        out["workers_online"] = float(sum(w.status == "online" for w in sample.workers))
+        out["cpu_percent"] = float(sum(w.cpu for w in sample.workers))
+        out["memory_mb"] = float(_max_memory_mb(sample.workers) or 0.0)
+        out["restarts"] = float(sum(w.restarts for w in sample.workers))
+    if sample.errors is not None:
+        out["errors_per_minute"] = sample.errors.per_minute
+    if sample.db is not None:
+        db = sample.db
+        out["connections"] = float(sum(db.connections.values()))
+        if db.max_connections:
+            out["connections_share"] = sum(db.connections.values()) / db.max_connections
+        out["waiting"] = float(db.waiting)
+        for key in ("longest_query_s", "longest_xact_s", "cache_hit_ratio"):
+            value = getattr(db, key)
+            if value is not None:
+                out[key] = float(value)
+        if db.size_bytes is not None:
+            out["db_size_mb"] = db.size_bytes / 1024 / 1024
+    return out
+
+
+def merge(samples: list[Sample]) -> Sample | None:
+    """One baseline from a few samples: medians of the app's and the error log's figures,
+    the rest from the newest sample that has it."""
+    if not samples:
+        return None
+    newest = samples[-1]
+    apps = [s.app for s in samples if s.app is not None and s.app.up]
+
+    def median(values: list[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return statistics.median(present) if present else None
+
+    app = newest.app
+    if apps:
+        app = AppSample(
+            up=True,
+            latency_p50_ms=median([a.latency_p50_ms for a in apps]),
+            latency_p95_ms=median([a.latency_p95_ms for a in apps]),
+            non_2xx_rate=median([a.non_2xx_rate for a in apps]),
+            probes=sum(a.probes for a in apps),
+        )
+    errors = [s.errors for s in samples if s.errors is not None]
+    merged_errors = None
+    if errors:
+        merged_errors = ErrorSample((), median([e.per_minute for e in errors]) or 0.0, {})
+    workers = next((s.workers for s in reversed(samples) if s.workers), ())
+    db = next((s.db for s in reversed(samples) if s.db is not None), None)
+    return Sample(newest.ts, app, workers, db, merged_errors, ())
+
+
+# --- the sampler -------------------------------------------------------------------------------
+
+_DB_QUERY = """
+with act as (
+    select pid, state, wait_event_type, xact_start, query_start, query,
+           pg_blocking_pids(pid) as blockers
+    from pg_stat_activity
+    where backend_type = 'client backend' and pid <> pg_backend_pid()
+)
+select
+    (select coalesce(json_object_agg(s, n), '{}')::text from (
+        select coalesce(state, 'unknown') as s, count(*)::int as n from act group by 1) c
+    ) as connections,
+    current_setting('max_connections')::int as max_connections,
+    (select count(*)::int from act where cardinality(blockers) > 0) as waiting,
+    (select min(b) from act, unnest(blockers) as b) as blocking_pid,
+    (select extract(epoch from clock_timestamp() - query_start)::float8 from act
+        where state = 'active' order by query_start limit 1) as longest_query_s,
+    (select left(query, $1) from act
+        where state = 'active' order by query_start limit 1) as longest_query,
+    (select extract(epoch from clock_timestamp() - xact_start)::float8 from act
+        where xact_start is not null order by xact_start limit 1) as longest_xact_s,
+    pg_database_size(current_database()) as size_bytes,
+    d.blks_hit, d.blks_read
+from pg_stat_database d where d.datname = current_database()
+"""
+
+
+@dataclass
+class _Log:
+    """One error log file: where the next read starts (``None``: at its end, once seen)."""
+
+    path: str
+    offset: int | None = None
+
+
+@dataclass
+class _State:
+    probes: deque[tuple[float | None, bool]] = field(
+        default_factory=lambda: deque(maxlen=PROBE_WINDOW)
+    )
+    errors: deque[tuple[float, int]] = field(default_factory=deque)
+    groups: Counter[str] = field(default_factory=Counter)
+    logs: dict[str, _Log] = field(default_factory=dict)
+    started: float | None = None
+    blocks: tuple[int, int] | None = None
+
+
+class Sampler:
+    """Takes samples of one target; holds what lies between them (the probe window, the log
+    offsets, the cache counters, the database connection). :meth:`close` when done."""
+
+    def __init__(
+        self,
+        config: Config,
+        target: Target,
+        transport: Transport,
+        *,
+        database_url: Any = None,
+    ) -> None:
+        self.config = config
+        self.target = target
+        self.transport = transport
+        #: ``async () -> DatabaseUrl`` (the engine's resolver) or ``None``: resolved here.
+        self._database_url = database_url
+        self._db: Database | None = None
+        self._state = _State()
+        self._marker = f"@@vlad-tui-{secrets.token_hex(6)}"
+        self.remote_commands = 0
+        self.sql_round_trips = 0
+
+    async def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            with contextlib.suppress(Exception):
+                await db.close()
+
+    async def sample(self) -> Sample:
+        """One sample; never raises for a part that fails (it is ``None`` plus a line in
+        ``failures``)."""
+        ts = time.time()
+        if self._state.started is None:
+            self._state.started = ts
+        app, remote, db = await asyncio.gather(
+            self._probe(), self._remote(ts), self._database(), return_exceptions=True
+        )
+        failures: list[str] = []
+        app_part = _part(app, "app", failures)
+        remote_part = _part(remote, "pm2", failures)
+        db_part = _part(db, "postgres", failures)
+        workers, errors, pm2_failure = remote_part if remote_part is not None else ((), None, None)
+        if pm2_failure:
+            failures.append(redact.scrub(f"pm2: {pm2_failure}"))
+        return Sample(ts, app_part, workers, db_part, errors, tuple(failures))
+
+    # app
+
+    def _probe_urls(self) -> list[tuple[str, int | None]]:
+        """The health URL, then the GET smoke checks (only GET: a probe every few seconds
+        must not change anything) at the health URL's origin."""
+        urls: list[tuple[str, int | None]] = [(self.target.health_url, None)]
+        parts = urlsplit(self.target.health_url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        for check in self.target.smoke_checks:
+            url = origin + check.path
+            if check.method == "GET" and url != self.target.health_url:
+                urls.append((url, check.expect))
+        return urls
+
+    async def _probe(self) -> AppSample:
+        from vlad_tui.ops.health import check_health
+
+        results = []
+        for url, expect in self._probe_urls():
+            result = await check_health(self.target, self.transport, url=url, timeout=PROBE_TIMEOUT)
+            ok = result.ok if expect is None else result.status == expect
+            latency = result.latency * 1000 if result.status is not None else None
+            self._state.probes.append((latency, ok))
+            results.append(result)
+        health = results[0]
+        latencies = sorted(lat for lat, _ok in self._state.probes if lat is not None)
+        window = len(self._state.probes)
+        return AppSample(
+            up=health.ok,
+            latency_p50_ms=_percentile(latencies, 0.5),
+            latency_p95_ms=_percentile(latencies, 0.95),
+            non_2xx_rate=(sum(not ok for _lat, ok in self._state.probes) / window)
+            if window
+            else None,
+            probes=window,
+            error=None if health.ok else redact.scrub(health.describe()),
+        )
+
+    # pm2 and the error log: one command
+
+    def remote_command(self) -> str:
+        """``pm2 jlist`` (guarded: never spawns a daemon), then per known error log file its
+        size and the bytes from its offset (a file smaller than the offset was rotated or
+        flushed: read from 0; an offset not known yet: start at its end)."""
+        mark = self._marker
+        parts = [f"( {jlist_command(self.target)} ); rc=$?; printf '\\n{mark} rc %s\\n' \"$rc\""]
+        for index, log in enumerate(self._state.logs.values()):
+            offset = -1 if log.offset is None else log.offset
+            path = shell_path(log.path)
+            parts.append(
+                f"s=$(wc -c < {path} 2>/dev/null) || s=-1; o={offset}; "
+                'if [ "$s" -ge 0 ] && { [ "$o" -lt 0 ] || [ "$s" -lt "$o" ]; }; then '
+                f'if [ "$o" -lt 0 ]; then o=$s; else o=0; fi; fi; '
+                f'printf \'{mark} log {index} %s %s\\n\' "$s" "$o"; '
+                f'if [ "$s" -gt "$o" ]; then tail -c +$((o+1)) {path} | head -c {LOG_CHUNK}; fi; '
+                f"printf '\\n{mark} end\\n'"
+            )
+        return "; ".join(parts)
+
+    async def _remote(
+        self, ts: float
+    ) -> tuple[tuple[WorkerSample, ...], ErrorSample | None, str | None]:
+        """The app's workers, the new error log lines, and why pm2 could not be read."""
+        self.remote_commands += 1
+        result = await self.transport.run(self.remote_command(), timeout=REMOTE_TIMEOUT)
+        jlist_text, rc, chunks = _split_remote(result.stdout, self._marker)
+        logs = list(self._state.logs.values())
+        new_text: list[str] = []
+        for index, (size, start, data) in chunks.items():
+            if index >= len(logs) or size < 0:
+                continue
+            log = logs[index]
+            complete = data[: data.rfind("\n") + 1]
+            if not complete and len(data) >= LOG_CHUNK:
+                complete = data  # one line longer than a chunk: take it as it is
+            log.offset = start + len(complete.encode("utf-8", errors="surrogateescape"))
+            new_text.append(complete)
+        errors = self._errors(ts, "".join(new_text)) if logs else None
+        if rc == 0:
+            return self._workers(jlist_text, ts), errors, None
+        lines = [ln.strip() for ln in (result.stderr or jlist_text).splitlines() if ln.strip()]
+        reason = lines[-1] if lines else f"exit status {rc}"
+        if rc == DAEMON_DOWN:
+            return (), errors, f"pm2 is not running on {self.target.name} ({reason})"
+        return (), errors, f"pm2 jlist failed on {self.target.name}: {reason}"
+
+    def _workers(self, text: str, now: float) -> tuple[WorkerSample, ...]:
+        workers = []
+        for entry in jlist_entries(text):
+            env = entry.get("pm2_env") or {}
+            name = str(entry.get("name") or env.get("name") or "?")
+            if name != self.target.pm2_name:
+                continue
+            nested = env.get("env")
+            if isinstance(nested, dict):
+                # Learnt, never kept: an app that logs its own secret is scrubbed.
+                redact.add_env({str(k): str(v) for k, v in nested.items()})
+            path = env.get("pm_err_log_path")
+            if isinstance(path, str) and path and path != "/dev/null":
+                self._state.logs.setdefault(path, _Log(path))
+            monit = entry.get("monit") or {}
+            status = str(env.get("status") or "unknown")
+            started = env.get("pm_uptime")
+            uptime = None
+            if status == "online" and isinstance(started, int | float) and started > 0:
+                uptime = max(0.0, now - started / 1000)
+            workers.append(
+                WorkerSample(
+                    name=name,
+                    pm_id=_int(entry.get("pm_id", env.get("pm_id")), -1),
+                    status=status,
+                    cpu=float(monit.get("cpu") or 0.0),
+                    memory=_int(monit.get("memory"), 0),
+                    restarts=_int(env.get("restart_time"), 0),
+                    unstable_restarts=_int(env.get("unstable_restarts"), 0),
+                    uptime_s=uptime,
+                )
+            )
+        return tuple(sorted(workers, key=lambda w: w.pm_id))
+
+    def _errors(self, ts: float, text: str) -> ErrorSample:
+        lines = [redact.scrub(ln)[:MAX_LINE] for ln in app_lines(text)]
+        errors = [ln for ln in lines if ERROR_PATTERN.search(ln)]
+        window = self._state.errors
+        window.append((ts, len(errors)))
+        while window and window[0][0] < ts - ERROR_WINDOW_S:
+            window.popleft()
+        self._state.groups.update(signature(ln) for ln in errors)
+        started = ts if self._state.started is None else self._state.started
+        span = min(ERROR_WINDOW_S, ts - started)
+        per_minute = sum(n for _t, n in window) * 60.0 / max(span, 1.0)
+        groups = dict(self._state.groups.most_common(MAX_GROUPS))
+        return ErrorSample(tuple(lines[-MAX_NEW_LINES:]), round(per_minute, 3), groups)
+
+    # PostgreSQL: one round trip
+
+    async def _database(self) -> DbSample:
+        from vlad_tui.db import Database, resolve_database_url
+
+        if self._db is None:
+            url: DatabaseUrl
+            if self._database_url is not None:
+                url = await self._database_url()
+            else:
+                url = await resolve_database_url(self.target, self.transport)
+            db = Database(self.target, self.transport, url, command_timeout=10.0)
+            await db.connect()
+            await db.connection.execute(f"set statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            self._db = db
+        try:
+            self.sql_round_trips += 1
+            row = await self._db.fetch_one(_DB_QUERY, QUERY_CHARS)
+        except BaseException:
+            await self.close()  # reconnect on the next sample
+            raise
+        if row is None:
+            raise VladError("pg_stat_database has no row for the database")
+        blocks = (int(row["blks_hit"] or 0), int(row["blks_read"] or 0))
+        ratio = None
+        if self._state.blocks is not None:
+            hit = blocks[0] - self._state.blocks[0]
+            read = blocks[1] - self._state.blocks[1]
+            if hit >= 0 and read >= 0 and hit + read > 0:
+                ratio = round(hit / (hit + read), 4)
+        self._state.blocks = blocks
+        query = row["longest_query"]
+        return DbSample(
+            connections={str(k): int(v) for k, v in json.loads(row["connections"]).items()},
+            max_connections=int(row["max_connections"]),
+            waiting=int(row["waiting"]),
+            blocking_pid=row["blocking_pid"],
+            longest_query_s=_round(row["longest_query_s"]),
+            longest_query=redact.scrub(" ".join(query.split())) if query else None,
+            longest_xact_s=_round(row["longest_xact_s"]),
+            size_bytes=int(row["size_bytes"]) if row["size_bytes"] is not None else None,
+            cache_hit_ratio=ratio,
+        )
+
+
+def _split_remote(stdout: str, mark: str) -> tuple[str, int, dict[int, tuple[int, int, str]]]:
+    """The jlist output, its exit status, and per log index ``(size, start offset, data)``."""
+    head, sep, rest = stdout.partition(f"\n{mark} rc ")
+    if not sep:
+        raise VladError("the monitoring command printed nothing readable")
+    rc_text, _, rest = rest.partition("\n")
+    chunks: dict[int, tuple[int, int, str]] = {}
+    for block in rest.split(f"\n{mark} end\n"):
+        header, sep, data = block.partition("\n")
+        words = header.split()
+        if not sep or len(words) != 5 or words[0] != mark or words[1] != "log":
+            continue
+        with contextlib.suppress(ValueError):
+            chunks[int(words[2])] = (int(words[3]), int(words[4]), data)
+    return head, _int(rc_text.strip(), -1), chunks
+
+
+def _part(value: Any, what: str, failures: list[str]) -> Any:
+    if isinstance(value, BaseException):
+        if isinstance(value, asyncio.CancelledError):
+            raise value
+        text = str(value).strip().splitlines()
+        reason = text[0] if text else type(value).__name__
+        failures.append(redact.scrub(f"{what}: {reason}"))
+        return None
+    return value
+
+
+def _percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return round(sorted_values[index], 2)
+
+
+def _round(value: Any) -> float | None:
+    return None if value is None else round(float(value), 3)
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+__all__ = [
+    "AppSample",
+    "Crossings",
+    "DbSample",
+    "ErrorSample",
+    "Finding",
+    "Level",
+    "Sample",
+    "Sampler",
+    "WorkerSample",
+    "evaluate",
+    "merge",
+    "metrics",
+    "signature",
+]
