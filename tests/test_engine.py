@@ -91,7 +91,7 @@ async def test_phase1_read_only_steps_run_and_are_journaled(rig: Rig, pg: PgServ
     assert engine.statuses["p1.connectivity"] == "pending"
     assert engine.statuses["p1.migrations"] == "locked"  # needs p1.connectivity
     assert engine.statuses["p1.backup"] == "locked"
-    assert engine.statuses["p4.metrics"] == "unavailable"
+    assert engine.statuses["p3.deploy"] == "unavailable"
     assert engine.gate("p1.migrations") == (
         True,
         "needs «Verificar conexión a la base de datos» (p1.connectivity) ok first",
@@ -242,7 +242,7 @@ async def test_run_phase_stops_at_first_failure(rig: Rig) -> None:
     assert await engine.run_phase(4) is False
     assert engine.statuses["p4.health"] == "failed"
     assert engine.statuses["p4.logs"] == "pending"  # never started
-    assert engine.statuses["p4.metrics"] == "unavailable"
+    assert engine.statuses["p4.metrics"] == "pending"
     assert "no answer" in (engine.error("p4.health") or "")
     assert engine.log("p4.health")[-1].stream == "stderr"
     assert engine.checklist["p4.responds"] is False
@@ -343,7 +343,7 @@ async def test_resume_keeps_finished_steps_and_shows_the_interrupted_one(rig: Ri
         assert resumed.statuses["p1.migrations"] == "interrupted"
         assert resumed.statuses["p1.facts"] == "pending"
         assert resumed.statuses["p1.backup"] == "pending"
-        assert resumed.statuses["p4.metrics"] == "unavailable"
+        assert resumed.statuses["p3.deploy"] == "unavailable"
         assert resumed.checklist["before.team"] is True
         assert [(ln.stream, ln.text) for ln in resumed.log("p1.migrations")] == [
             ("stdout", "applied   20240115093000_init"),
