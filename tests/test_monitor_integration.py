@@ -122,8 +122,24 @@ async def test_metrics_appear_for_the_running_app(sampler: Sampler) -> None:
     assert "pg_blocking_pids" not in (db.longest_query or "")
     assert any(s.db and s.db.cache_hit_ratio is not None for s in samples[1:])
     assert last.errors is not None  # the error log files are known from the first sample on
-    # At most one remote command and one SQL round trip per sample.
+    # At most one remote command and one SQL round trip per sample; pm2 jlist only in the
+    # first while the workers' pids stay alive (the others read /proc).
     assert sampler.remote_commands == sampler.sql_round_trips == 3
+    assert sampler.jlist_runs == 1
+    assert [w.restarts for w in last.workers] == [w.restarts for w in samples[0].workers]
+
+
+async def test_a_restart_is_seen_by_the_next_sample(rig: Rig, sampler: Sampler) -> None:
+    from vlad_tui.ops.monitor import evaluate
+
+    baseline = (await _samples(sampler, 2))[-1]
+    rig.pm2.run("restart", NAME)
+    wait_http(f"http://127.0.0.1:{rig.port}/health")
+    after = (await _samples(sampler, 1))[0]
+    assert sampler.jlist_runs == 2  # the old pids were gone: pm2 jlist ran in that command
+    assert [w.restarts for w in after.workers] == [w.restarts + 1 for w in baseline.workers]
+    found = {f.metric: f for f in evaluate(after, baseline, MonitorConfig())}
+    assert found["restarts"].value == 2.0 and found["restarts"].level == "warning"
 
 
 async def test_stopping_the_app_turns_health_critical(rig: Rig, sampler: Sampler) -> None:

@@ -18,7 +18,7 @@ import secrets
 import statistics
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
@@ -47,6 +47,10 @@ MAX_LINE = 500
 #: Signature groups kept (the most frequent).
 MAX_GROUPS = 20
 QUERY_CHARS = 200
+#: Samples between two full ``pm2 jlist`` runs while every worker's pid stays alive: in
+#: between, the workers' CPU and RSS come from ``/proc`` (``pm2 jlist`` starts a Node.js
+#: process costing ~0.3 s of CPU on the server; a changed or vanished pid runs it at once).
+FULL_EVERY = 15
 STATEMENT_TIMEOUT_MS = 3000
 REMOTE_TIMEOUT = 20.0
 PROBE_TIMEOUT = 5.0
@@ -477,6 +481,19 @@ class _State:
     logs: dict[str, _Log] = field(default_factory=dict)
     started: float | None = None
     blocks: tuple[int, int] | None = None
+    procs: dict[int, _Proc] = field(default_factory=dict)
+    tck: int | None = None
+    since_full: int = 0
+
+
+@dataclass
+class _Proc:
+    """A worker as the last full ``pm2 jlist`` saw it, and its last ``/proc`` reading."""
+
+    worker: WorkerSample
+    starttime: str | None = None
+    ticks: int | None = None
+    ts: float = 0.0
 
 
 class Sampler:
@@ -501,6 +518,8 @@ class Sampler:
         self._marker = f"@@vlad-tui-{secrets.token_hex(6)}"
         self.remote_commands = 0
         self.sql_round_trips = 0
+        #: Of the remote commands, those that ran ``pm2 jlist``.
+        self.jlist_runs = 0
 
     async def close(self) -> None:
         db, self._db = self._db, None
@@ -567,12 +586,29 @@ class Sampler:
     # pm2 and the error log: one command
 
     def remote_command(self) -> str:
-        """``pm2 jlist`` (guarded: never spawns a daemon), then per known error log file its
-        size and the bytes from its offset (a file smaller than the offset was rotated or
-        flushed: read from 0; an offset not known yet: start at its end)."""
+        """One shell command: the workers (from ``/proc`` for the pids the last ``pm2 jlist``
+        reported; ``pm2 jlist`` itself, guarded so it never spawns a daemon, when one of them
+        is gone, every :data:`FULL_EVERY` samples, or when no pid is known), then per known
+        error log file its size and the bytes from its offset (a file smaller than the offset
+        was rotated or flushed: read from 0; an offset not known yet: start at its end)."""
         mark = self._marker
-        parts = [f"( {jlist_command(self.target)} ); rc=$?; printf '\\n{mark} rc %s\\n' \"$rc\""]
-        for index, log in enumerate(self._state.logs.values()):
+        jlist = f"( {jlist_command(self.target)} ); rc=$?"
+        state = self._state
+        parts: list[str] = []
+        if state.procs and state.tck and state.since_full < FULL_EVERY:
+            pids = " ".join(str(int(pid)) for pid in state.procs)
+            parts.append(
+                f"g=0; for p in {pids}; do "
+                'if [ -r "/proc/$p/stat" ] && read -r l < "/proc/$p/stat"; then r=-1; '
+                'while read -r k v _; do if [ "$k" = VmRSS: ]; then r=$v; fi; '
+                'done < "/proc/$p/status"; '
+                f'printf \'{mark} proc %s %s %s\\n\' "$p" "$r" "$l"; else g=1; fi; done; '
+                f'if [ "$g" = 1 ]; then {jlist}; else rc=-; fi'
+            )
+        else:
+            parts.append(f"{jlist}; printf '\\n{mark} tck %s\\n' \"$(getconf CLK_TCK)\"")
+        parts.append(f"printf '\\n{mark} rc %s\\n' \"$rc\"")
+        for index, log in enumerate(state.logs.values()):
             offset = -1 if log.offset is None else log.offset
             path = shell_path(log.path)
             parts.append(
@@ -591,7 +627,10 @@ class Sampler:
         """The app's workers, the new error log lines, and why pm2 could not be read."""
         self.remote_commands += 1
         result = await self.transport.run(self.remote_command(), timeout=REMOTE_TIMEOUT)
-        jlist_text, rc, chunks = _split_remote(result.stdout, self._marker)
+        head, rc, chunks = _split_remote(result.stdout, self._marker)
+        jlist_text, procs, tck = _split_head(head, self._marker)
+        if tck:
+            self._state.tck = tck
         logs = list(self._state.logs.values())
         new_text: list[str] = []
         for index, (size, start, data) in chunks.items():
@@ -604,16 +643,49 @@ class Sampler:
             log.offset = start + len(complete.encode("utf-8", errors="surrogateescape"))
             new_text.append(complete)
         errors = self._errors(ts, "".join(new_text)) if logs else None
+        if rc is None:  # every pid alive: pm2 jlist was not needed
+            self._state.since_full += 1
+            return self._from_proc(procs, ts), errors, None
+        self._state.since_full = 0
+        self.jlist_runs += 1
         if rc == 0:
-            return self._workers(jlist_text, ts), errors, None
+            return self._workers(jlist_text, ts, procs), errors, None
+        self._state.procs.clear()
         lines = [ln.strip() for ln in (result.stderr or jlist_text).splitlines() if ln.strip()]
         reason = lines[-1] if lines else f"exit status {rc}"
         if rc == DAEMON_DOWN:
             return (), errors, f"pm2 is not running on {self.target.name} ({reason})"
         return (), errors, f"pm2 jlist failed on {self.target.name}: {reason}"
 
-    def _workers(self, text: str, now: float) -> tuple[WorkerSample, ...]:
+    def _from_proc(
+        self, procs: dict[int, tuple[int, str, str, int]], ts: float
+    ) -> tuple[WorkerSample, ...]:
+        """The workers of the last ``pm2 jlist`` with CPU and RSS read from ``/proc``."""
         workers = []
+        for pid, known in self._state.procs.items():
+            reading = procs.get(pid)
+            w = known.worker
+            if reading is None or (known.starttime and reading[1] != known.starttime):
+                self._state.since_full = FULL_EVERY  # not the same process: jlist next time
+                workers.append(replace(w, status="unknown"))
+                continue
+            ticks, starttime, proc_state, rss_kb = reading
+            cpu = w.cpu
+            if known.ticks is not None and ts > known.ts and self._state.tck:
+                cpu = round((ticks - known.ticks) / self._state.tck / (ts - known.ts) * 100, 1)
+            uptime = w.uptime_s + (ts - known.ts) if w.uptime_s is not None else None
+            status = "online" if proc_state != "Z" else "unknown"
+            memory = rss_kb * 1024 if rss_kb >= 0 else w.memory
+            known.worker = replace(w, status=status, cpu=cpu, memory=memory, uptime_s=uptime)
+            known.starttime, known.ticks, known.ts = starttime, ticks, ts
+            workers.append(known.worker)
+        return tuple(sorted(workers, key=lambda w: w.pm_id))
+
+    def _workers(
+        self, text: str, now: float, procs: dict[int, tuple[int, str, str, int]]
+    ) -> tuple[WorkerSample, ...]:
+        workers = []
+        self._state.procs.clear()
         for entry in jlist_entries(text):
             env = entry.get("pm2_env") or {}
             name = str(entry.get("name") or env.get("name") or "?")
@@ -632,18 +704,28 @@ class Sampler:
             uptime = None
             if status == "online" and isinstance(started, int | float) and started > 0:
                 uptime = max(0.0, now - started / 1000)
-            workers.append(
-                WorkerSample(
-                    name=name,
-                    pm_id=_int(entry.get("pm_id", env.get("pm_id")), -1),
-                    status=status,
-                    cpu=float(monit.get("cpu") or 0.0),
-                    memory=_int(monit.get("memory"), 0),
-                    restarts=_int(env.get("restart_time"), 0),
-                    unstable_restarts=_int(env.get("unstable_restarts"), 0),
-                    uptime_s=uptime,
-                )
+            worker = WorkerSample(
+                name=name,
+                pm_id=_int(entry.get("pm_id", env.get("pm_id")), -1),
+                status=status,
+                cpu=float(monit.get("cpu") or 0.0),
+                memory=_int(monit.get("memory"), 0),
+                restarts=_int(env.get("restart_time"), 0),
+                unstable_restarts=_int(env.get("unstable_restarts"), 0),
+                uptime_s=uptime,
             )
+            workers.append(worker)
+            pid = _int(entry.get("pid"), 0)
+            if status == "online" and pid > 0:
+                reading = procs.get(pid)
+                self._state.procs[pid] = _Proc(
+                    worker,
+                    starttime=reading[1] if reading else None,
+                    ticks=reading[0] if reading else None,
+                    ts=now,
+                )
+        if any(w.status != "online" for w in workers):
+            self._state.procs.clear()  # something is not running: pm2 jlist every sample
         return tuple(sorted(workers, key=lambda w: w.pm_id))
 
     def _errors(self, ts: float, text: str) -> ErrorSample:
@@ -705,9 +787,34 @@ class Sampler:
         )
 
 
-def _split_remote(stdout: str, mark: str) -> tuple[str, int, dict[int, tuple[int, int, str]]]:
-    """The jlist output, its exit status, and per log index ``(size, start offset, data)``."""
-    head, sep, rest = stdout.partition(f"\n{mark} rc ")
+def _split_head(
+    head: str, mark: str
+) -> tuple[str, dict[int, tuple[int, str, str, int]], int | None]:
+    """``pm2 jlist``'s output, the ``/proc`` readings ``{pid: (utime+stime ticks, starttime,
+    state, VmRSS kB)}`` and ``CLK_TCK`` from what came before the exit status."""
+    procs: dict[int, tuple[int, str, str, int]] = {}
+    tck = None
+    rest = []
+    for line in head.split("\n"):
+        if line.startswith(f"{mark} proc "):
+            words = line.split(" ", 4)
+            fields = words[4].rsplit(")", 1)[-1].split() if len(words) == 5 else []
+            with contextlib.suppress(ValueError, IndexError):
+                ticks = int(fields[11]) + int(fields[12])
+                procs[int(words[2])] = (ticks, fields[19], fields[0], int(words[3]))
+        elif line.startswith(f"{mark} tck "):
+            tck = _int(line.split()[-1], 0) or None
+        else:
+            rest.append(line)
+    return "\n".join(rest), procs, tck
+
+
+def _split_remote(
+    stdout: str, mark: str
+) -> tuple[str, int | None, dict[int, tuple[int, int, str]]]:
+    """What came before the exit status, the exit status of ``pm2 jlist`` (``None``: not
+    run), and per log index ``(size, start offset, data)``."""
+    head, sep, rest = ("\n" + stdout).partition(f"\n{mark} rc ")
     if not sep:
         raise VladError("the monitoring command printed nothing readable")
     rc_text, _, rest = rest.partition("\n")
@@ -719,7 +826,8 @@ def _split_remote(stdout: str, mark: str) -> tuple[str, int, dict[int, tuple[int
             continue
         with contextlib.suppress(ValueError):
             chunks[int(words[2])] = (int(words[3]), int(words[4]), data)
-    return head, _int(rc_text.strip(), -1), chunks
+    rc = None if rc_text.strip() == "-" else _int(rc_text.strip(), -1)
+    return head, rc, chunks
 
 
 def _part(value: Any, what: str, failures: list[str]) -> Any:
