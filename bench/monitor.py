@@ -9,7 +9,9 @@ Builds (or reuses) the demo sandbox reached through its loopback OpenSSH sshd
       "server" side the sshd session tree (the remote commands are its children), the
       PostgreSQL backend of the sampler's connection, and what the pm2 daemon and the app's
       workers used beyond the idle window (``pm2 jlist`` and the probes);
-  (b) ``pm2 monit`` in a pseudo-terminal: its process tree, and the daemon and workers beyond
+  (b) a bare ``true`` every ``--interval`` s over SSH: the floor any remote command costs on
+      this server (sshd's channel, the login shell and whatever its rc files run);
+  (c) ``pm2 monit`` in a pseudo-terminal: its process tree, and the daemon and workers beyond
       idle.
 
 CPU is read from ``/proc/<pid>/stat`` (utime+stime, plus cutime+cstime of reaped children), as a
@@ -141,6 +143,22 @@ async def vlad_window(config, target, seconds: float, interval: float, pm2: Pm2S
         await transport.close()
 
 
+async def floor_window(target, seconds: float, interval: float, sshd_pid: int) -> dict[str, float]:
+    """A bare ``true`` every ``interval`` over the same SSH connection: what any command costs
+    on this server (sshd's channel, the login shell and its rc files) before it does anything."""
+    transport = open_transport(target)
+    try:
+        await transport.run("true")
+        s0, t0 = tree_cpu(sshd_pid), time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            started = time.monotonic()
+            await transport.run("true")
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+        return {"wall": time.monotonic() - t0, "sshd": tree_cpu(sshd_pid) - s0}
+    finally:
+        await transport.close()
+
+
 def monit_window(pm2_bin: str, pm2_home: str, seconds: float, pm2: Pm2Side) -> dict[str, float]:
     master, slave = pty.openpty()
     env = {
@@ -216,6 +234,7 @@ def main() -> None:
         idle_rate = (pm2.cpu() - p0) / (time.monotonic() - t0)
         print(f"idle: pm2 daemon + workers {pct(idle_rate, 1)}", flush=True)
         v = asyncio.run(vlad_window(config, target, args.seconds, args.interval, pm2, sshd_pid))
+        f = asyncio.run(floor_window(target, args.seconds, args.interval, sshd_pid))
         m = monit_window(target.pm2_bin, target.pm2_home, args.seconds, pm2)
         v_pm2 = max(0.0, v["pm2"] - idle_rate * v["wall"])
         m_pm2 = max(0.0, m["pm2"] - idle_rate * m["wall"])
@@ -229,6 +248,10 @@ def main() -> None:
         print(f"          PostgreSQL backend         {pct(v['postgres'], v['wall'])}")
         print(f"          pm2 daemon + workers > idle {pct(v_pm2, v['wall'])}")
         print(f"          total                      {pct(server, v['wall'])}  goal ≤ 2 %")
+        print(
+            f"  of which a bare `true` every {args.interval:g} s costs {pct(f['sshd'], f['wall'])}"
+            " on this server (sshd channel + login shell + its rc files)"
+        )
         print(f"pm2 monit over {m['wall']:.1f} s:")
         print(f"  client (pm2 monit)                 {pct(m['client'], m['wall'])}")
         print(f"  server: pm2 daemon + workers > idle {pct(m_pm2, m['wall'])}")

@@ -278,8 +278,10 @@ def _monitoring(m: dict[str, Any]) -> list[str]:
     crossings = m.get("crossings") or []
     out += ["", "Thresholds crossed:" if crossings else "No threshold crossed."]
     for c in crossings:
-        out.append(f"- {_cell(_human(_iso(c.get('ts'))))} **{_cell(c.get('level'))}** "
-                   f"{_cell(c.get('metric'))}: {_cell(c.get('text'))}")
+        out.append(
+            f"- {_cell(_human(_iso(c.get('ts'))))} **{_cell(c.get('level'))}** "
+            f"{_cell(c.get('metric'))}: {_cell(c.get('text'))}"
+        )
     return out
 
 
