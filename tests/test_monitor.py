@@ -88,7 +88,7 @@ def test_a_healthy_sample_against_itself_is_ok_everywhere() -> None:
     found = _by_metric(evaluate(s, s, MonitorConfig()))
     assert set(found) >= {"health", "latency", "workers", "memory", "restarts", "error_rate"}
     assert {f.level for f in found.values()} == {"ok"}
-    assert found["connections"].text.startswith("10 of 100 connections")
+    assert found["connections"].text == "connections 10 of 100: 10 %"
 
 
 def test_levels_relative_to_the_baseline() -> None:
@@ -234,3 +234,35 @@ async def test_error_log_is_read_from_offsets_in_one_command(tmp_path: Path) -> 
     assert errors is not None and errors.new_lines == ("Error: after rotation",)
     assert sampler.remote_commands == 4
     assert os.path.exists(log)
+
+
+def test_proc_readings_are_parsed_from_the_head() -> None:
+    mark = "@@m"
+    stat_line = "4242 (node /srv/a (x)) S 1 2 3 4 5 6 7 8 9 10 150 50 0 0 20 0 1 0 98765 1 2"
+    head = f'[{{"name": "a"}}]\n{mark} proc 4242 58000 {stat_line}\n{mark} tck 100\n'
+    text, procs, tck = monitor._split_head(head, mark)
+    assert procs == {4242: (200, "98765", "S", 58000)}
+    assert tck == 100 and text.strip() == '[{"name": "a"}]'
+
+
+async def test_a_sample_with_nothing_reachable_is_gaps_not_an_exception(tmp_path: Path) -> None:
+    from tests.rig.services import free_port
+
+    target = Target(
+        "t",
+        host="local",
+        pm2_home=str(tmp_path / "no-pm2"),
+        health_url=f"http://127.0.0.1:{free_port()}/health",
+        database=f"postgresql://nobody@127.0.0.1:{free_port()}/nothing",
+        connect_timeout=2.0,
+    )
+    sampler = Sampler(_config(tmp_path), target, LocalTransport())
+    try:
+        sample = await sampler.sample()
+    finally:
+        await sampler.close()
+    assert sample.app is not None and not sample.app.up and sample.app.latency_p95_ms is None
+    assert [f.split(":")[0] for f in sample.failures] == ["pm2", "postgres"]
+    assert sample.workers == () and sample.db is None
+    found = {f.metric: f.level for f in evaluate(sample, None, MonitorConfig())}
+    assert found == {"health": "critical", "non_2xx": "critical"}

@@ -282,9 +282,8 @@ def _db_findings(db: DbSample, thresholds: MonitorConfig) -> list[Finding]:
     total = sum(db.connections.values())
     if db.max_connections > 0:
         share = total / db.max_connections
-        f = _finding("connections", "connections", share, thresholds.connections_share, None, "%")
-        text = f"{total} of {db.max_connections} " + f.text
-        found.append(Finding(f.metric, f.level, f.value, f.limit, text))
+        what = f"connections {total} of {db.max_connections}:"
+        found.append(_finding("connections", what, share, thresholds.connections_share, None, "%"))
     if db.waiting:
         who = f" (blocked by pid {db.blocking_pid})" if db.blocking_pid is not None else ""
         found.append(
@@ -539,10 +538,10 @@ class Sampler:
         failures: list[str] = []
         app_part = _part(app, "app", failures)
         remote_part = _part(remote, "pm2", failures)
-        db_part = _part(db, "postgres", failures)
         workers, errors, pm2_failure = remote_part if remote_part is not None else ((), None, None)
         if pm2_failure:
             failures.append(redact.scrub(f"pm2: {pm2_failure}"))
+        db_part = _part(db, "postgres", failures)
         return Sample(ts, app_part, workers, db_part, errors, tuple(failures))
 
     # app
