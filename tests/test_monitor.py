@@ -174,6 +174,10 @@ def test_recording_is_private_survives_a_reopen_and_summarises(tmp_path: Path) -
         assert replay[2].findings and replay[0].run_id == "r1"
         assert [r.kind for r in rec.of_run("r2")] == ["check"]
         assert [r.sample.ts for r in rec.latest_before(T + 5, 2)] == [T + 2, T + 4]
+        assert rec.log_offsets() == ({}, None)
+        rec.save_log_offsets({"/logs/app-error-0.log": 120}, T)
+    with Recording.open(config, "production") as rec:
+        assert rec.log_offsets() == ({"/logs/app-error-0.log": 120}, T)
     assert summary["samples"] == 4
     assert summary["metrics"]["latency_p95_ms"] == {"min": 50.0, "median": 70.0, "max": 2000.0}
     assert [(c["metric"], c["level"]) for c in summary["crossings"]] == [("latency", "critical")]

@@ -253,9 +253,16 @@ def test_check_exits_1_on_a_breached_threshold_and_journals_the_round(
     broken = replace(rig.target, smoke_checks=(SmokeCheck(), SmokeCheck("GET", "/missing", 200)))
     text = dump_config([broken], Project(journal_dir=tmp_path / "runs"))
     path.write_text(text + "\n[monitor]\ninterval = 0.5\n")
+    # Errors logged between two checks are read by the next one (from the saved offsets).
+    with rig.error_logs()[0].open("a") as f:
+        f.write("Error: between the checks 1\nError: between the checks 2\n    at x\n")
+        f.write("TypeError: between the checks\n")
     code = cli.main(["--config", str(path), "check", "--target", "production", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 1
+    assert out["monitor"]["error_lines"] == 3 and out["monitor"]["errors_since"]
+    groups = out["monitor"]["sample"]["errors"]["groups"]
+    assert groups == {"Error: between the checks <n>": 2, "TypeError: between the checks": 1}
     assert [b["metric"] for b in out["monitor"]["breached"]] == ["non_2xx"]
     journal = Journal(tmp_path / "runs")
     checks = [r for r in journal.list_runs() if r.meta.get("kind") == "daily_check"]

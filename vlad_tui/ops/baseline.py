@@ -8,7 +8,7 @@ first samples of the session. :attr:`Baseline.note` says which, for the screen a
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -118,6 +118,10 @@ class DailyCheck:
     baseline: Baseline
     run_id: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    #: Error lines read since the error logs were last read (the last check or monitoring
+    #: session), and since when; ``None`` when they had not been read before.
+    error_lines: int = 0
+    errors_since: float | None = None
 
     @property
     def level(self) -> str:
@@ -151,12 +155,19 @@ class DailyCheck:
                     "deploy_run": self.baseline.deploy.run_id if self.baseline.deploy else None,
                 },
                 "sample": sample_to_dict(last) if last is not None else None,
+                "error_lines": self.error_lines,
+                "errors_since": self.errors_since,
                 "summary": self.summary,
             }
         )
 
     def render_text(self) -> list[str]:
         lines = [f"monitor    {len(self.samples)} sample(s); baseline: {self.baseline.note}"]
+        if self.errors_since is not None:
+            lines.append(
+                f"errors     {self.error_lines} error line(s) in the app's error logs since "
+                f"{_clock(self.errors_since)}"
+            )
         for f in self.findings:
             mark = {"ok": "ok", "warning": "WARNING", "critical": "CRITICAL"}[f.level]
             lines.append(f"  {mark:<9}{f.metric:<12} {f.text}")
@@ -192,11 +203,20 @@ async def daily_check(
                     + ("no deploy journaled" if deploy is None else "none before the deploy"),
                     deploy,
                 )
+        offsets, since = await asyncio.to_thread(recording.log_offsets)
+        sampler.resume_logs(offsets)
         taken: list[Sample] = []
         for i in range(max(1, samples)):
             if i:
                 await asyncio.sleep(config.monitor.interval)
             taken.append(await sampler.sample())
+        last = taken[-1]
+        if since is not None and last.errors is not None:
+            # The rate since the logs were last read, not over these few seconds only.
+            minutes = max(1.0, (last.ts - since) / 60)
+            rate = round(sampler.error_lines / minutes, 3)
+            taken[-1] = replace(last, errors=replace(last.errors, per_minute=rate))
+        await asyncio.to_thread(recording.save_log_offsets, sampler.log_offsets(), last.ts)
         if baseline is None:
             baseline = Baseline(None, "none", "nothing recorded before: no baseline", deploy)
         findings = tuple(evaluate(taken[-1], baseline.sample, config.monitor))
@@ -206,6 +226,7 @@ async def daily_check(
             meta={"kind": DAILY_CHECK, "deploy_run": deploy.run_id if deploy else None},
         )
         check = DailyCheck(target.name, taken, findings, baseline, run.run_id)
+        check.error_lines, check.errors_since = sampler.error_lines, since
         for s in taken:
             last = s is taken[-1]
             await asyncio.to_thread(

@@ -483,6 +483,8 @@ class _State:
     procs: dict[int, _Proc] = field(default_factory=dict)
     tck: int | None = None
     since_full: int = 0
+    #: Set by :meth:`Sampler.resume_logs`: the next read is a backlog, not the last minute.
+    backlog: bool = False
 
 
 @dataclass
@@ -519,6 +521,19 @@ class Sampler:
         self.sql_round_trips = 0
         #: Of the remote commands, those that ran ``pm2 jlist``.
         self.jlist_runs = 0
+        #: Error lines read so far (a resumed backlog included).
+        self.error_lines = 0
+
+    def log_offsets(self) -> dict[str, int]:
+        """How far each error log file has been read (to resume from, next time)."""
+        return {p: log.offset for p, log in self._state.logs.items() if log.offset is not None}
+
+    def resume_logs(self, offsets: dict[str, int]) -> None:
+        """Read the error log files on from ``offsets`` (saved by an earlier session): their
+        lines since then count in :attr:`error_lines`, not in the per-minute rate."""
+        for path, offset in offsets.items():
+            self._state.logs.setdefault(path, _Log(path, int(offset)))
+        self._state.backlog = bool(offsets)
 
     async def close(self) -> None:
         db, self._db = self._db, None
@@ -731,7 +746,9 @@ class Sampler:
         lines = [redact.scrub(ln)[:MAX_LINE] for ln in app_lines(text)]
         errors = [ln for ln in lines if ERROR_PATTERN.search(ln)]
         window = self._state.errors
-        window.append((ts, len(errors)))
+        self.error_lines += len(errors)
+        backlog, self._state.backlog = self._state.backlog, False
+        window.append((ts, 0 if backlog else len(errors)))
         while window and window[0][0] < ts - ERROR_WINDOW_S:
             window.popleft()
         self._state.groups.update(signature(ln) for ln in errors)

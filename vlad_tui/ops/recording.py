@@ -48,6 +48,11 @@ create table if not exists samples (
     findings text not null
 );
 create index if not exists samples_ts on samples (ts);
+create table if not exists log_offsets (
+    path text primary key,
+    offset integer not null,
+    ts real not null
+);
 """
 
 
@@ -132,6 +137,21 @@ class Recording:
             self._private_sidecars()
         if self._appends % SWEEP_EVERY == 0:
             self.sweep()
+
+    def log_offsets(self) -> tuple[dict[str, int], float | None]:
+        """How far the target's error log files were read last, and when."""
+        with self._lock:
+            rows = self._db.execute("select path, offset, ts from log_offsets").fetchall()
+        if not rows:
+            return {}, None
+        return {path: int(offset) for path, offset, _ts in rows}, min(ts for *_, ts in rows)
+
+    def save_log_offsets(self, offsets: dict[str, int], ts: float) -> None:
+        with self._lock:
+            self._db.executemany(
+                "insert or replace into log_offsets (path, offset, ts) values (?, ?, ?)",
+                [(path, offset, ts) for path, offset in offsets.items()],
+            )
 
     def _select(self, where: str, args: tuple[Any, ...], order: str = "ts") -> list[Recorded]:
         with self._lock:

@@ -81,6 +81,8 @@ async def _monitor(ctx: StepContext) -> None:
     finally:
         with contextlib.suppress(Exception):
             await asyncio.shield(sampler.close())
+    if sampler.log_offsets():  # the next daily check reads the error logs on from here
+        await asyncio.to_thread(recording.save_log_offsets, sampler.log_offsets(), time.time())
     try:
         recorded = await asyncio.to_thread(recording.between, since, time.time())
         summary = summarize([r for r in recorded if r.run_id == ctx.run_id])
