@@ -276,3 +276,42 @@ def test_check_exits_1_on_a_breached_threshold_and_journals_the_round(
     assert cli.main(["--config", str(path), "report", checks[0].run_id]) == 0
     report = capsys.readouterr().out
     assert "Daily check" in report and "non_2xx" in report
+
+
+async def test_a_stopped_app_is_journaled_as_a_crossing(rig: Rig, tmp_path: Path) -> None:
+    rig.ensure_online()
+    config = rig.config(tmp_path)
+    journal = Journal(config.journal_dir)
+    run = journal.start_run(rig.target.name)
+    events: list[Any] = []
+    transport = open_transport(rig.target)
+
+    async def no_confirm(_request: Any) -> str | None:
+        return None
+
+    engine = Engine(
+        config, rig.target, transport, run, confirm=no_confirm, sink=events.append, journal=journal
+    )
+    try:
+        task = asyncio.create_task(engine.run_step("p4.metrics", params={"duration": 6}))
+        deadline = time.monotonic() + 30
+        while sum(isinstance(e, MonitorSampled) for e in events) < 2:
+            assert time.monotonic() < deadline and not task.done()
+            await asyncio.sleep(0.1)
+        await asyncio.to_thread(rig.pm2.run, "stop", NAME)
+        assert await task == "ok"  # the duration ran out
+    finally:
+        rig.ensure_online()
+        await transport.close()
+        run.close()
+    record = journal.load(run.run_id)
+    crossed = [(e["metric"], e["level"]) for e in record.events_of("monitor_threshold")]
+    assert ("health", "critical") in crossed and ("workers", "critical") in crossed
+    assert any("critical: health" in line for line in record.step_log("p4.metrics"))
+    last = [e for e in events if isinstance(e, MonitorSampled)][-1]
+    assert {f.metric: f.level for f in last.findings}["health"] == "critical"
+    (summary,) = [
+        e["data"] for e in record.events_of("artifact") if e["artifact"] == "monitor_summary"
+    ]
+    assert summary["stopped"] == "the duration ran out"
+    assert ("health", "critical") in [(c["metric"], c["level"]) for c in summary["crossings"]]
