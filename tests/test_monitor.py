@@ -236,8 +236,31 @@ async def test_error_log_is_read_from_offsets_in_one_command(tmp_path: Path) -> 
     log.write_text("Error: after rotation\n")  # smaller than the offset: read from 0
     _workers, errors, _ = await sampler._remote(42.0)
     assert errors is not None and errors.new_lines == ("Error: after rotation",)
-    assert sampler.remote_commands == 4
+    assert sampler.remote_commands == 4 and sampler.sessions_opened == 1
+    await sampler.close()
     assert os.path.exists(log)
+
+
+async def test_a_shell_session_runs_commands_one_after_another() -> None:
+    from vlad_tui.errors import CommandTimeout
+
+    transport = LocalTransport()
+    session = await transport.open_session()
+    assert session is not None
+    try:
+        assert await session.run("echo one; echo two >&2", timeout=5) == (0, "one\ntwo\n")
+        # A command that reads stdin reads nothing: the next commands stay the shell's.
+        assert await session.run("cat; echo after", timeout=5) == (0, "after\n")
+        assert (await session.run("no_such_command_xyz", timeout=5))[0] == 127
+        status, big = await session.run("head -c 3000000 /dev/zero | tr '\\0' x", timeout=10)
+        assert status == 0 and len(big) == 3000000
+        assert (await session.run("false", timeout=5))[0] == 1
+        assert await session.run("printf 'no newline'", timeout=5) == (0, "no newline")
+        with pytest.raises(CommandTimeout):
+            await session.run("sleep 5", timeout=0.3)
+        assert session.closed
+    finally:
+        await session.close()
 
 
 def test_proc_readings_are_parsed_from_the_head() -> None:

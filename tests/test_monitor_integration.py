@@ -126,6 +126,7 @@ async def test_metrics_appear_for_the_running_app(sampler: Sampler) -> None:
     # first while the workers' pids stay alive (the others read /proc).
     assert sampler.remote_commands == sampler.sql_round_trips == 3
     assert sampler.jlist_runs == 1
+    assert sampler.sessions_opened == 1  # one shell on the server for every sample
     assert [w.restarts for w in last.workers] == [w.restarts for w in samples[0].workers]
 
 

@@ -31,6 +31,7 @@ from vlad_tui.transport.base import Transport
 
 if TYPE_CHECKING:
     from vlad_tui.db import Database, DatabaseUrl
+    from vlad_tui.transport.session import ShellSession
 
 Level = Literal["ok", "warning", "critical"]
 LEVELS: tuple[Level, ...] = ("ok", "warning", "critical")
@@ -523,6 +524,8 @@ class Sampler:
         self.jlist_runs = 0
         #: Error lines read so far (a resumed backlog included).
         self.error_lines = 0
+        self._session: ShellSession | None = None
+        self.sessions_opened = 0
 
     def log_offsets(self) -> dict[str, int]:
         """How far each error log file has been read (to resume from, next time)."""
@@ -536,6 +539,13 @@ class Sampler:
         self._state.backlog = bool(offsets)
 
     async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            with contextlib.suppress(Exception):
+                await session.close()
+        await self._close_db()
+
+    async def _close_db(self) -> None:
         db, self._db = self._db, None
         if db is not None:
             with contextlib.suppress(Exception):
@@ -640,8 +650,8 @@ class Sampler:
     ) -> tuple[tuple[WorkerSample, ...], ErrorSample | None, str | None]:
         """The app's workers, the new error log lines, and why pm2 could not be read."""
         self.remote_commands += 1
-        result = await self.transport.run(self.remote_command(), timeout=REMOTE_TIMEOUT)
-        head, rc, chunks = _split_remote(result.stdout, self._marker)
+        stdout, stderr = await self._run(self.remote_command())
+        head, rc, chunks = _split_remote(stdout, self._marker)
         jlist_text, procs, tck = _split_head(head, self._marker)
         if tck:
             self._state.tck = tck
@@ -665,11 +675,23 @@ class Sampler:
         if rc == 0:
             return self._workers(jlist_text, ts, procs), errors, None
         self._state.procs.clear()
-        lines = [ln.strip() for ln in (result.stderr or jlist_text).splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in (stderr or jlist_text).splitlines() if ln.strip()]
         reason = lines[-1] if lines else f"exit status {rc}"
         if rc == DAEMON_DOWN:
             return (), errors, f"pm2 is not running on {self.target.name} ({reason})"
         return (), errors, f"pm2 jlist failed on {self.target.name}: {reason}"
+
+    async def _run(self, command: str) -> tuple[str, str]:
+        """``(stdout, stderr)`` of ``command``: through the shell session (opened once,
+        again after it ended), else ``transport.run``."""
+        if self._session is None or self._session.closed:
+            self._session = await self.transport.open_session()
+            self.sessions_opened += self._session is not None
+        if self._session is None:
+            result = await self.transport.run(command, timeout=REMOTE_TIMEOUT)
+            return result.stdout, result.stderr
+        _status, output = await self._session.run(command, timeout=REMOTE_TIMEOUT)
+        return output, ""
 
     def _from_proc(
         self, procs: dict[int, tuple[int, str, str, int]], ts: float
@@ -777,7 +799,7 @@ class Sampler:
             self.sql_round_trips += 1
             row = await self._db.fetch_one(_DB_QUERY, QUERY_CHARS)
         except BaseException:
-            await self.close()  # reconnect on the next sample
+            await self._close_db()  # reconnect on the next sample
             raise
         if row is None:
             raise VladError("pg_stat_database has no row for the database")

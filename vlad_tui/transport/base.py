@@ -19,6 +19,8 @@ from vlad_tui.events import Sink
 if TYPE_CHECKING:
     import ssl
 
+    from vlad_tui.transport.session import ShellSession
+
 
 @dataclass(frozen=True, slots=True)
 class CommandResult:
@@ -153,6 +155,12 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def listdir(self, path: str) -> list[str]:
         """Names in a directory on the target (no ``.``/``..``)."""
+
+    async def open_session(self) -> ShellSession | None:
+        """A long-lived ``/bin/sh`` for many small read-only commands (the monitoring
+        sampler), so the login shell's rc files do not run for each; ``None`` when this
+        transport has none (callers then use :meth:`run`)."""
+        return None
 
     @abc.abstractmethod
     async def forward(self, host: str, port: int) -> Endpoint:

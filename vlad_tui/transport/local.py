@@ -12,6 +12,7 @@ import stat as stat_mod
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vlad_tui.errors import CommandTimeout, TransportError
 from vlad_tui.events import Sink, Stream
@@ -28,7 +29,12 @@ from vlad_tui.transport.shell import (
     short,
 )
 
+if TYPE_CHECKING:
+    from vlad_tui.transport.session import ShellSession
+
 SHELL = "/bin/sh"
+#: Bytes one command of a shell session may print (``pm2 jlist`` with many processes).
+_SESSION_LIMIT = 32 * 1024 * 1024
 _CHUNK = 64 * 1024
 
 
@@ -79,6 +85,36 @@ class LocalTransport(Transport):
 
     async def connect(self) -> None:
         """Nothing to connect."""
+
+    async def open_session(self) -> ShellSession:
+        """``/bin/sh`` reading commands on its stdin (:mod:`vlad_tui.transport.session`)."""
+        from vlad_tui.transport.session import ShellSession
+
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                SHELL,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                limit=_SESSION_LIMIT,
+            )
+        except OSError as exc:
+            raise TransportError(f"{self.label}: cannot start {SHELL}: {exc.strerror}") from None
+        assert proc.stdin is not None and proc.stdout is not None
+        stdin = proc.stdin
+
+        async def close() -> None:
+            with contextlib.suppress(OSError):
+                stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+
+        return ShellSession(self.label, stdin.write, proc.stdout, close)
 
     async def run(
         self,

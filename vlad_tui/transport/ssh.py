@@ -16,7 +16,7 @@ import stat as stat_mod
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncssh
 
@@ -49,6 +49,9 @@ from vlad_tui.transport.shell import (
     short,
 )
 from vlad_tui.transport.tunnels import PrivateSockets
+
+if TYPE_CHECKING:
+    from vlad_tui.transport.session import ShellSession
 
 T = TypeVar("T")
 
@@ -278,6 +281,25 @@ class SshTransport(Transport):
         raise AssertionError("unreachable")
 
     # -- commands -------------------------------------------------------------------------
+
+    async def open_session(self) -> ShellSession:
+        """``/bin/sh`` reading commands on a channel's stdin (the login shell and its rc
+        files run once, not for each command; :mod:`vlad_tui.transport.session`)."""
+        from vlad_tui.transport.session import ShellSession
+
+        async def open_process(conn: asyncssh.SSHClientConnection) -> Any:
+            return await conn.create_process("exec /bin/sh", encoding=None, stderr=asyncssh.STDOUT)
+
+        proc = await self._retrying(open_process)
+
+        async def close() -> None:
+            with contextlib.suppress(Exception):
+                proc.stdin.write_eof()
+            proc.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait_closed(), 5)
+
+        return ShellSession(self.label, proc.stdin.write, proc.stdout, close)
 
     async def run(
         self,
