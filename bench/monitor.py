@@ -136,6 +136,8 @@ async def vlad_window(config, target, seconds: float, interval: float, pm2: Pm2S
             "sshd": tree_cpu(sshd_pid) - s0,
             "postgres": proc_cpu(backend) - b0,
             "pm2": pm2.cpu() - p0,
+            "jlist": sampler.jlist_runs - 1,
+            "sessions": sampler.sessions_opened,
         }
     finally:
         await sampler.close()
@@ -241,7 +243,8 @@ def main() -> None:
         server = v["sshd"] + v["postgres"] + v_pm2
         print(
             f"vlad-tui sampler: {v['samples']} samples ({v['gaps']} with a gap) "
-            f"in {v['wall']:.1f} s"
+            f"in {v['wall']:.1f} s; pm2 jlist ran {v['jlist']} time(s); "
+            f"{v['sessions']} shell session(s) opened"
         )
         print(f"  client (this process):             {pct(v['client'], v['wall'])}  goal ≤ 3 %")
         print(f"  server: sshd session + commands    {pct(v['sshd'], v['wall'])}")
@@ -249,8 +252,8 @@ def main() -> None:
         print(f"          pm2 daemon + workers > idle {pct(v_pm2, v['wall'])}")
         print(f"          total                      {pct(server, v['wall'])}  goal ≤ 2 %")
         print(
-            f"  of which a bare `true` every {args.interval:g} s costs {pct(f['sshd'], f['wall'])}"
-            " on this server (sshd channel + login shell + its rc files)"
+            f"  for comparison, a bare `true` through transport.run every {args.interval:g} s: "
+            f"{pct(f['sshd'], f['wall'])} (a login shell each time, with its rc files)"
         )
         print(f"pm2 monit over {m['wall']:.1f} s:")
         print(f"  client (pm2 monit)                 {pct(m['client'], m['wall'])}")
