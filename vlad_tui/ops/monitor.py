@@ -1,9 +1,11 @@
 """Phase 4 monitoring, UI-free: one sample of the app, pm2 and PostgreSQL, and its thresholds.
 
-:class:`Sampler` takes a :class:`Sample` with at most one remote command (``pm2 jlist`` plus the
-new bytes of the app's pm2 error log files, read from offsets) and one SQL round trip (the
-pg_activity-style figures in one row), plus HTTP probes of the health URL and the GET smoke
-checks through the transport's forward. A part that fails is ``None`` and one line in
+:class:`Sampler` takes a :class:`Sample` with at most one remote command and one SQL round trip
+(the pg_activity-style figures in one row), plus HTTP probes of the health URL and the GET smoke
+checks through the transport's forward. The remote command goes to one long-lived shell on the
+server (``transport.open_session``, so the login shell's rc files run once) and reads the app's
+workers (``pm2 jlist`` when needed, else ``/proc`` for the pids it reported) and the new bytes
+of the app's pm2 error log files, from offsets. A part that fails is ``None`` and one line in
 ``failures``: a gap, never an exception. :func:`evaluate` compares a sample with the baseline
 and the ``[monitor]`` levels; :class:`Crossings` says when a metric rose to a worse level.
 """
