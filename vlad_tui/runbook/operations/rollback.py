@@ -54,20 +54,19 @@ SCOPE_STEPS: dict[str, frozenset[str]] = {
 #: What each scope does, and what it does not undo: shown before anything runs.
 SCOPE_TEXT: dict[str, str] = {
     "code": (
-        "Code only: production switches back to the previous release kept on disk (no "
-        "rebuild) and pm2 runs it; every worker is checked. Does NOT undo migrations or data: "
-        "the database stays as it is now."
+        "Switches production back to the previous release on disk (no rebuild) and checks "
+        "that every pm2 worker runs it. Does NOT undo migrations or data: the database stays "
+        "as it is."
     ),
     "data": (
-        "Data only: the backup is restored into a new database beside production while the "
-        "app serves, verified, then swapped in by two renames (app stopped only for the "
-        "swap). Production's current database is kept as <db>_failed_<time>, never dropped. "
-        "Does NOT change the code: the release running now keeps running."
+        "Restores the backup into a new database beside production while the app serves, "
+        "verifies it, then swaps it in by two renames (app down only for the swap). The "
+        "current database is kept as <db>_failed_<time>. Does NOT change the code."
     ),
     "both": (
-        "Code and data: the data rollback above, then the switch to the previous release. "
-        "Production's current database is kept as <db>_failed_<time>. Rows written since the "
-        "backup are not in the restored database: the report counts them and says where they are."
+        "Data rollback (restore beside production, verify, swap by rename), then the previous "
+        "release. Does NOT bring rows written since the backup into production: they stay in "
+        "<db>_failed_<time>; the report counts them."
     ),
 }
 
@@ -169,6 +168,25 @@ def backup_record(journal: Journal, target: str, path: str) -> dict[str, Any] | 
     if best is None:
         return None
     return {k: v for k, v in best[1].items() if k not in ("ts", "step")}
+
+
+def migrations_by_backup(journal: Journal, target: str) -> dict[str, int]:
+    """Per backup path: how many migrations were applied when it was taken, from the newest
+    ``migrations`` artifact of the same run recorded before it (blocking; absent: unknown)."""
+    per_run: dict[str, list[tuple[float, int]]] = {}
+    for summary, data in journal.artifacts(target, "migrations"):
+        rows = data.get("migrations")
+        if isinstance(rows, list):
+            applied = sum(1 for m in rows if isinstance(m, dict) and m.get("state") == "applied")
+            per_run.setdefault(summary.run_id, []).append((float(data.get("ts") or 0.0), applied))
+    found: dict[str, int] = {}
+    for summary, data in journal.artifacts(target, "backup"):
+        path = str(data.get("path") or "").rstrip("/")
+        ts = float(data.get("ts") or 0.0)
+        earlier = [m for m in per_run.get(summary.run_id, []) if m[0] <= ts]
+        if path and earlier and path not in found:
+            found[path] = max(earlier)[1]
+    return found
 
 
 def pick_params(

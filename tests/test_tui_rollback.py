@@ -1,0 +1,101 @@
+"""The rollback screen at 80×24 (Pilot): the picker with the default preselected, the scope."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from textual.widgets import DataTable, Static
+
+from vlad_tui.journal import Journal
+from vlad_tui.tui.app import VladApp, make_app
+from vlad_tui.tui.sample import NOW, SAMPLE_FACTS, sample_config
+from vlad_tui.tui.screens.rollback import RollbackScreen
+
+SIZE = (80, 24)
+P1 = "/var/backups/backend-vlad/peludosclick-p1.dump"
+P3 = "/var/backups/backend-vlad/peludosclick-p3.dump"
+NEWEST = "/var/backups/backend-vlad/peludosclick-newest.dump"
+
+
+def _journal(root: Path, *, migrated: bool) -> Journal:
+    """A Phase 1 run, then a Phase 3 run that backed up (verified) and deployed, then a
+    newer verified backup: the default must still be Phase 3's."""
+    journal = Journal(root / "runs")
+    for path, step, hours, deploy in (
+        (P1, "p1.backup", 30.0, False),
+        (P3, "p3.backup", 3.0, True),
+        (NEWEST, "p1.backup", 1.0, False),
+    ):
+        run = journal.start_run("production", operator="ana@bastion")
+        data = {
+            "path": path,
+            "format": "custom",
+            "created_at": NOW - hours * 3600,
+            "size": 96_468_992,
+            "sha256": "ab" * 32,
+            "verified": True,
+        }
+        run.artifact(step, "backup", **data)
+        if deploy:
+            for done in ("p3.migrate", "p3.deploy") if migrated else ("p3.deploy",):
+                run.step_started(done, title=done)
+                run.step_finished(done, status="ok", duration=1.0)
+        run.finish("ok")
+        run.close()
+    return journal
+
+
+def _app(tmp_path: Path, journal: Journal) -> VladApp:
+    return make_app(sample_config(tmp_path), journal=journal, facts=SAMPLE_FACTS, clock=lambda: NOW)
+
+
+async def _screen(app: VladApp, pilot: object) -> RollbackScreen:
+    await pilot.press("r")  # type: ignore[attr-defined]
+    for _ in range(100):
+        await pilot.pause(0.05)  # type: ignore[attr-defined]
+        screen = app.screen
+        if isinstance(screen, RollbackScreen) and screen.backups:
+            return screen
+    raise AssertionError("the rollback screen never listed the backups")
+
+
+def _text(screen: RollbackScreen) -> str:
+    return str(screen.query_one("#scope", Static).render())
+
+
+async def test_picker_preselects_phase3s_backup_and_says_what_both_will_do(
+    tmp_path: Path,
+) -> None:
+    app = _app(tmp_path, _journal(tmp_path, migrated=True))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _screen(app, pilot)
+        table = screen.query_one("#backups", DataTable)
+        assert table.row_count == 3
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        assert key.value == P3
+        assert screen.selection.path == P3
+        assert screen.selection.scope == "both"
+        text = _text(screen)
+        assert "Scope (s): both" in text
+        assert "Does NOT bring rows written since the backup" in text
+        assert "Backup (b): peludosclick-p3.dump" in text
+        keys = {k for k, b in screen.active_bindings.items() if b.binding.show}
+        assert {"a", "b", "s"} <= keys
+
+        await pilot.press("s")  # both → code
+        await pilot.pause()
+        assert screen.selection.scope == "code"
+        assert "Does NOT undo migrations or data" in _text(screen)
+        await pilot.press("s")  # code → data
+        await pilot.pause()
+        assert "Does NOT change the code" in _text(screen)
+
+
+async def test_code_only_deploy_defaults_to_the_code_scope(tmp_path: Path) -> None:
+    app = _app(tmp_path, _journal(tmp_path, migrated=False))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _screen(app, pilot)
+        assert screen.selection.scope == "code"
+        assert "Backup (b): not used (code only)" in _text(screen)
+        await asyncio.sleep(0)
