@@ -194,6 +194,14 @@ async def test_data_rollback_restores_the_backup_and_keeps_the_new_writes(world:
     assert swapped["outcome"] == "swapped"
     assert 0 < swapped["downtime"] < 30
     assert engine.statuses["rb.health"] == "ok"
+
+    # Housekeeping (palette, read-only): the set-aside database is listed with its size.
+    assert await engine.run_step("cmd.rollback_kept") == "ok"
+    [kept] = world.artifacts("kept_databases")
+    assert kept["databases"] == [failed]
+    assert any(
+        failed in line.text and "old" in line.text for line in engine.log("cmd.rollback_kept")
+    )
     _never_sent(world)
 
 
