@@ -233,3 +233,56 @@ async def test_an_altered_backup_is_refused_before_anything_is_touched(world: Wo
     assert world.operator.asked == []
     assert await world.databases() == before
     _never_sent(world)
+
+
+async def test_killed_between_the_two_renames_resume_completes_the_swap(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vlad_tui.ops import rollback as ops_rollback
+
+    engine = world.engine()
+    known = await world.backup(engine)
+    params = await world.params(known, "data")
+    real = ops_rollback._rename
+
+    async def killed_before_second(conn: Any, old: str, new: str, wait: float) -> None:
+        if new == world.production:  # the restore about to become production
+            raise asyncio.CancelledError  # vlad-tui dies here
+        await real(conn, old, new, wait)
+
+    monkeypatch.setattr(ops_rollback, "_rename", killed_before_second)
+    world.operator.answers = ["production", "production"]
+    with pytest.raises(asyncio.CancelledError):
+        await run_rollback(engine, params)
+    monkeypatch.undo()
+    [choice] = world.artifacts("rollback_choice")
+    # Production's name is free, both others exist: the dangerous moment.
+    assert await world.databases() == {choice["restore_db"], choice["failed_db"]}
+    assert engine.statuses["rb.swap"] == "interrupted"
+
+    world.run.close()
+    world.run = world.journal.open_run(world.run.run_id, operator="ana@bastion")
+    resumed = Engine.resume(
+        world.config,
+        world.target,
+        world.transport,
+        world.run,
+        world.journal.load(world.run.run_id),
+        confirm=world.operator.confirm,
+        sink=world.operator.events.append,
+        journal=world.journal,
+    )
+    assert resumed.statuses["rb.swap"] == "interrupted"
+    assert resumed.statuses["rb.restore"] == "ok"
+    world.operator.answers = ["production"]
+    assert await run_rollback(resumed, params), {
+        s: resumed.error(s) for s in resumed.statuses if s.startswith("rb.")
+    }
+    assert "resume the interrupted swap" in world.operator.asked[-1].title
+    assert await world.databases() == {world.production, choice["failed_db"]}
+    outcomes = [a["outcome"] for a in world.artifacts("rollback_swap")]
+    assert outcomes == ["completed"]
+    # One restore ran, never a second one.
+    assert len([a for a in world.artifacts("detached_job") if not a.get("reattached")]) == 1
+    assert resumed.statuses["rb.health"] == "ok"
+    _never_sent(world)
