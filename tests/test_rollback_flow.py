@@ -286,3 +286,39 @@ async def test_killed_between_the_two_renames_resume_completes_the_swap(
     assert len([a for a in world.artifacts("detached_job") if not a.get("reattached")]) == 1
     assert resumed.statuses["rb.health"] == "ok"
     _never_sent(world)
+
+
+async def test_code_only_rollback_switches_back_to_the_previous_release(world: World) -> None:
+    from dataclasses import replace
+
+    from vlad_tui.ops import release_switch, releases
+
+    target = replace(
+        world.target,
+        install_command="npm ci --no-audit --no-fund",
+        generate_command="npm run --if-present prisma:generate",
+        build_command="npm run build",
+        start_command="dist/server.js",
+    )
+    world.target = target
+    transport = world.transport
+    r1 = await releases.build_release(target, transport)
+    for release in (r1, await releases.build_release(target, transport)):
+        plan = await release_switch.plan_switch(target, transport, release)
+        await release_switch.switch(target, transport, plan, settle=0.5)
+    engine = world.engine()
+    world.operator.answers = ["production"]
+    assert await run_rollback(engine, pick_params(None, "code", record=None)), {
+        s: engine.error(s) for s in engine.statuses if s.startswith("rb.")
+    }
+    assert [r.step_id for r in world.operator.asked] == ["rb.code"]
+    for skipped in ("rb.restore", "rb.verify", "rb.swap"):
+        assert engine.statuses[skipped] == "skipped"
+    check = await release_switch.verify_running(target, transport, r1)
+    assert check.ok, check.describe()
+    [code] = world.artifacts("rollback_code")
+    assert code["release"] == r1.path
+    [bad] = world.artifacts("release_bad")
+    assert bad["release"] != r1.path
+    assert engine.statuses["rb.health"] == "ok"
+    _never_sent(world)
