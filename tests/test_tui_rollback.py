@@ -8,6 +8,9 @@ from pathlib import Path
 from textual.widgets import DataTable, Static
 
 from vlad_tui.journal import Journal
+from vlad_tui.ops.inventory import KnownBackup
+from vlad_tui.runbook.operations import rollback as rb
+from vlad_tui.runbook.operations.rollback import LastDeploy
 from vlad_tui.tui.app import VladApp, make_app
 from vlad_tui.tui.sample import NOW, SAMPLE_FACTS, sample_config
 from vlad_tui.tui.screens.rollback import RollbackScreen
@@ -99,3 +102,61 @@ async def test_code_only_deploy_defaults_to_the_code_scope(tmp_path: Path) -> No
         assert screen.selection.scope == "code"
         assert "Backup (b): not used (code only)" in _text(screen)
         await asyncio.sleep(0)
+
+
+# --- the picker's choices (pure) -------------------------------------------------------------
+
+
+def _known(path: str, hours: float, **kw: object) -> KnownBackup:
+    fields: dict[str, object] = {
+        "path": path,
+        "format": "custom",
+        "size": 100,
+        "sha256": "ab" * 32,
+        "created_at": NOW - hours * 3600,
+        "verified": True,
+        "run_id": "r",
+        "step": "p1.backup",
+        "exists": True,
+        "size_on_disk": 100,
+        **kw,
+    }
+    return KnownBackup(**fields)  # type: ignore[arg-type]
+
+
+def test_default_scope_follows_what_the_last_deploy_changed() -> None:
+    migrated = LastDeploy("r", NOW, migrated=True, deployed=True, backup_path=None)
+    code = LastDeploy("r", NOW, migrated=False, deployed=True, backup_path=None)
+    assert rb.default_scope(migrated) == "both"
+    assert rb.default_scope(code) == "code"
+    assert rb.default_scope(None) == "data"
+
+
+def test_default_backup_is_phase3s_unless_it_is_no_longer_usable() -> None:
+    p3, newest = _known(P3, 3.0), _known(NEWEST, 1.0)
+    deploy = LastDeploy("r", NOW, migrated=True, deployed=True, backup_path=P3)
+    assert rb.default_backup([newest, p3], deploy, NOW) is p3
+    changed = _known(P3, 3.0, size_on_disk=50)
+    assert rb.default_backup([newest, changed], deploy, NOW) is newest
+    assert rb.default_backup([newest, p3], None, NOW) is newest
+    assert "changed since it was verified" in (rb.refusal(changed) or "")
+    assert "no longer exists" in (rb.refusal(_known(P1, 9.0, exists=False)) or "")
+    assert rb.refusal(p3) is None
+
+
+def test_last_deploy_and_migrations_come_from_the_journal(tmp_path: Path) -> None:
+    journal = _journal(tmp_path, migrated=True)
+    deploy = rb.last_deploy(journal, "production")
+    assert deploy is not None and deploy.migrated and deploy.backup_path == P3
+    # A later deploy: its verified backup is the default, its unverified one is not.
+    run = journal.start_run("production", operator="ana@bastion")
+    run.artifact("p3.verify_backup", "backup", path=P1, verified=True, created_at=NOW)
+    run.artifact("p3.status", "migrations", migrations=[{"name": "a", "state": "applied"}] * 4)
+    run.artifact("p3.backup", "backup", path=NEWEST, verified=False, created_at=NOW)
+    run.step_started("p3.migrate", title="migrate")
+    run.step_finished("p3.migrate", status="ok", duration=1.0)
+    run.close()
+    deploy = rb.last_deploy(journal, "production")
+    assert deploy is not None and deploy.backup_path == P1
+    assert rb.migrations_by_backup(journal, "production") == {NEWEST: 4}
+    assert rb.backup_record(journal, "production", P3)["verified"] is True
