@@ -275,9 +275,8 @@ async def test_killed_between_the_two_renames_resume_completes_the_swap(
     assert resumed.statuses["rb.swap"] == "interrupted"
     assert resumed.statuses["rb.restore"] == "ok"
     world.operator.answers = ["production"]
-    assert await run_rollback(resumed, params), {
-        s: resumed.error(s) for s in resumed.statuses if s.startswith("rb.")
-    }
+    ok = await run_rollback(resumed, params)
+    assert ok, [(s, resumed.statuses[s], resumed.error(s)) for s in resumed.statuses]
     assert "resume the interrupted swap" in world.operator.asked[-1].title
     assert await world.databases() == {world.production, choice["failed_db"]}
     outcomes = [a["outcome"] for a in world.artifacts("rollback_swap")]
@@ -321,4 +320,55 @@ async def test_code_only_rollback_switches_back_to_the_previous_release(world: W
     [bad] = world.artifacts("release_bad")
     assert bad["release"] != r1.path
     assert engine.statuses["rb.health"] == "ok"
+    _never_sent(world)
+
+
+async def test_killed_during_the_restore_the_resumed_run_reattaches_to_it(world: World) -> None:
+    from vlad_tui.runbook.events import StepOutput
+
+    engine = world.engine()
+    known = await world.backup(engine)
+    params = await world.params(known, "data")
+    world.operator.answers = ["production", "production"]
+    task = asyncio.create_task(run_rollback(engine, params))
+
+    def launched() -> bool:  # the job runs on the server (journaled before its launch)
+        return any(
+            isinstance(e, StepOutput) and "running detached" in e.line.text
+            for e in world.operator.events
+        )
+
+    for _ in range(600):
+        if launched() or task.done():
+            break
+        await asyncio.sleep(0.02)
+    assert launched(), "the restore never started"
+    task.cancel()  # vlad-tui dies while pg_restore runs on the server
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert engine.statuses["rb.restore"] == "interrupted"
+
+    world.run.close()
+    world.run = world.journal.open_run(world.run.run_id, operator="ana@bastion")
+    resumed = Engine.resume(
+        world.config,
+        world.target,
+        world.transport,
+        world.run,
+        world.journal.load(world.run.run_id),
+        confirm=world.operator.confirm,
+        sink=world.operator.events.append,
+        journal=world.journal,
+    )
+    asked = len(world.operator.asked)
+    ok = await run_rollback(resumed, params)
+    assert ok, [(s, resumed.statuses[s], resumed.error(s)) for s in resumed.statuses]
+    # Re-attached without a new confirmation; only the swap asked.
+    assert [r.step_id for r in world.operator.asked[asked:]] == ["rb.swap"]
+    assert any("re-attaching" in line.text for line in resumed.log("rb.restore"))
+    jobs = world.artifacts("detached_job")
+    assert len([j for j in jobs if not j.get("reattached")]) == 1
+    assert len({j["job_id"] for j in jobs}) == 1
+    [verify] = world.artifacts("rollback_verify")
+    assert verify["ok"]
     _never_sent(world)

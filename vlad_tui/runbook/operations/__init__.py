@@ -116,7 +116,8 @@ OPERATIONS: dict[str, Operation] = {
     "staging_integrity": Operation(_staging_integrity, read_only=True),
     "staging_stop": Operation(_staging_stop),
     "integrity_compare": Operation(_integrity_compare, read_only=True),
-    "rollback_pick": Operation(_rollback_pick),
+    # Only journals the choice: it changes nothing on the target (runs beside an open job).
+    "rollback_pick": Operation(_rollback_pick, read_only=True),
     "rollback_preflight": Operation(_rollback_preflight, read_only=True),
     "rollback_restore": Operation(_rollback_restore, _rollback_restore_describe),
     "rollback_verify": Operation(_rollback_verify, read_only=True),
