@@ -372,3 +372,34 @@ async def test_killed_during_the_restore_the_resumed_run_reattaches_to_it(world:
     [verify] = world.artifacts("rollback_verify")
     assert verify["ok"]
     _never_sent(world)
+
+
+async def test_a_role_that_cannot_rename_fails_the_preflight_in_one_line(world: World) -> None:
+    engine = world.engine()
+    known = await world.backup(engine)  # taken as the owner
+    role, password = f"weak_{secrets.token_hex(3)}", secrets.token_hex(12)
+    conn = await world.pg.connect()
+    try:
+        await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        await conn.execute(f'GRANT CONNECT ON DATABASE "{world.production}" TO {role}')
+        env = Path(world.target.app_dir) / ".env"
+        env.write_text(
+            f"DATABASE_URL=postgresql://{role}:{password}@{world.pg.host}:{world.pg.port}/"
+            f"{world.production}\n"
+        )
+        before = await world.databases()
+        weak = world.engine()  # a new engine resolves the database URL again
+        world.operator.answers = ["production", "production"]
+        assert not await run_rollback(weak, await world.params(known, "data"))
+        assert weak.statuses["rb.preflight"] == "failed"
+        error = weak.error("rb.preflight") or ""
+        assert f"role {role} cannot create the restore database and rename" in error
+        assert f"ALTER ROLE {role} CREATEDB" in error
+        assert "\n" not in error
+        assert world.operator.asked == []
+        assert await world.databases() == before
+    finally:
+        await conn.execute(f'REVOKE ALL ON DATABASE "{world.production}" FROM {role}')
+        await conn.execute(f"DROP ROLE IF EXISTS {role}")
+        await conn.close()
+    _never_sent(world)
