@@ -160,3 +160,29 @@ def test_last_deploy_and_migrations_come_from_the_journal(tmp_path: Path) -> Non
     assert deploy is not None and deploy.backup_path == P1
     assert rb.migrations_by_backup(journal, "production") == {NEWEST: 4}
     assert rb.backup_record(journal, "production", P3)["verified"] is True
+
+
+async def test_an_unverified_backup_asks_for_its_name_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    from vlad_tui.tui.screens.prompt import ReasonScreen
+
+    journal = Journal(tmp_path / "runs")
+    run = journal.start_run("production", operator="ana@bastion")
+    run.artifact("p1.backup", "backup", path=P1, created_at=NOW - 3600, size=10, verified=False)
+    run.close()
+    app = _app(tmp_path, journal)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _screen(app, pilot)
+        # No verified backup: the selection is the highlighted row, said to be unverified.
+        await pilot.press("b", "down", "up")
+        await pilot.pause()
+        assert screen.selection.path == P1
+        assert "NOT verified" in _text(screen)
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, ReasonScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen
+        assert app.engine is None  # nothing ran, no run was started
