@@ -164,12 +164,15 @@ async def test_data_rollback_restores_the_backup_and_keeps_the_new_writes(world:
     )
 
     world.operator.answers = ["production", "production"]  # the restore, then the swap
-    params = await world.params(known, "data")
+    params = {**await world.params(known, "data"), "throughput": 1_000_000.0}
     assert await run_rollback(engine, params), {
         s: (engine.statuses[s], engine.error(s)) for s in engine.statuses if s.startswith("rb.")
     }
 
     assert [r.step_id for r in world.operator.asked] == ["rb.restore", "rb.swap"]
+    [pre] = world.artifacts("rollback_preflight")
+    assert any(c.startswith("✓ estimate: restore about") for c in pre["checks"]), pre["checks"]
+    assert any(c.startswith("✓ rights") for c in pre["checks"])
     swap_request = world.operator.asked[1]
     assert any("RENAME TO" in c for c in swap_request.commands)
     assert engine.statuses["rb.code"] == "skipped"

@@ -160,6 +160,11 @@ def test_last_deploy_and_migrations_come_from_the_journal(tmp_path: Path) -> Non
     assert deploy is not None and deploy.backup_path == P1
     assert rb.migrations_by_backup(journal, "production") == {NEWEST: 4}
     assert rb.backup_record(journal, "production", P3)["verified"] is True
+    assert rb.restore_throughput(journal, "production") is None
+    run = journal.start_run("production", operator="ana@bastion")
+    run.artifact("p1.staging_restore", "staging_restore", size=4_000_000, seconds=2.0)
+    run.close()
+    assert rb.restore_throughput(journal, "production") == 2_000_000
 
 
 async def test_an_unverified_backup_asks_for_its_name_before_anything_runs(

@@ -189,15 +189,27 @@ def migrations_by_backup(journal: Journal, target: str) -> dict[str, int]:
     return found
 
 
+def restore_throughput(journal: Journal, target: str) -> float | None:
+    """Bytes of backup per second, from the newest timed staging restore (blocking)."""
+    for _summary, data in journal.artifacts(target, "staging_restore"):
+        seconds, size = data.get("seconds"), data.get("size")
+        if isinstance(seconds, int | float) and isinstance(size, int | float) and seconds > 0:
+            return float(size) / float(seconds)
+    return None
+
+
 def pick_params(
     backup: KnownBackup | None,
     scope: str,
     *,
     record: Mapping[str, Any] | None,
     acknowledged: str = "",
+    throughput: float | None = None,
 ) -> dict[str, Any]:
     """The params of the pick step for the picker's selection."""
     params: dict[str, Any] = {"scope": scope, "acknowledged": acknowledged}
+    if throughput:
+        params["throughput"] = throughput
     if backup is not None:
         params["path"] = backup.path
         params["backup"] = dict(record) if record else backup.to_dict()
@@ -265,7 +277,9 @@ async def _rollback_pick(ctx: StepContext) -> None:
             if previous and previous.get("path") == path and previous.get("stamp")
             else rb.stamp()
         )
+        throughput = ctx.params.get("throughput")
         data.update(
+            throughput=float(throughput) if isinstance(throughput, int | float) else None,
             path=path,
             backup=dict(record),
             verified=verified,
@@ -305,6 +319,7 @@ async def _rollback_preflight(ctx: StepContext) -> None:
             url,
             backup,
             restore_db=str(picked["restore_db"]),
+            throughput=picked.get("throughput"),
             verify_tables=ctx.config.project.critical_tables,
         )
         lines.extend(c.line() for c in result.checks)

@@ -286,13 +286,15 @@ class RollbackScreen(PhaseScreen):
         if reason := engine.phase_busy_reason():
             self.notify(reason, title="Not started", severity="warning")
             return
-        record = None
+        record = throughput = None
         journal = app.journal_or_none
         if backup is not None and journal is not None and app.target is not None:
-            record = await asyncio.to_thread(
-                rb.backup_record, journal, app.target.name, backup.path
-            )
-        params = rb.pick_params(backup, scope, record=record, acknowledged=acknowledged)
+            name = app.target.name
+            record = await asyncio.to_thread(rb.backup_record, journal, name, backup.path)
+            throughput = await asyncio.to_thread(rb.restore_throughput, journal, name)
+        params = rb.pick_params(
+            backup, scope, record=record, acknowledged=acknowledged, throughput=throughput
+        )
         try:
             await rb.run_rollback(engine, params)
         except StepBusy as exc:  # lost a race with another start: say so
