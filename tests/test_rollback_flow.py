@@ -27,7 +27,12 @@ from vlad_tui.demo import install_backend
 from vlad_tui.journal import Journal, Run
 from vlad_tui.ops.inventory import KnownBackup, read_backups
 from vlad_tui.runbook.engine import Engine
-from vlad_tui.runbook.operations.rollback import backup_record, pick_params, run_rollback
+from vlad_tui.runbook.operations.rollback import (
+    BAD_MARK,
+    backup_record,
+    pick_params,
+    run_rollback,
+)
 from vlad_tui.transport import SshTransport
 
 pytestmark = pytest.mark.integration
@@ -322,7 +327,14 @@ async def test_code_only_rollback_switches_back_to_the_previous_release(world: W
     assert code["release"] == r1.path
     [bad] = world.artifacts("release_bad")
     assert bad["release"] != r1.path
+    assert (Path(bad["release"]) / BAD_MARK).exists()
     assert engine.statuses["rb.health"] == "ok"
+
+    # Back on r1, "the previous release" is the one rolled back from: never offered again.
+    again = world.engine()
+    assert not await run_rollback(again, pick_params(None, "code", record=None))
+    assert "was rolled back before" in (again.error("rb.preflight") or "")
+    assert len(world.operator.asked) == 1
     _never_sent(world)
 
 

@@ -21,6 +21,7 @@ from vlad_tui import format as fmt
 from vlad_tui.errors import VladError
 from vlad_tui.ops import jobs as job_ops
 from vlad_tui.runbook.operations.context import ConfirmRequest, StepContext
+from vlad_tui.transport.shell import quote
 
 if TYPE_CHECKING:
     from vlad_tui.journal import Journal
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 Scope = Literal["code", "data", "both"]
 SCOPES: tuple[Scope, ...] = ("code", "data", "both")
 CHOICE = "rollback_choice"
+#: In a release directory: it was rolled back from (never offered as "previous" again).
+BAD_MARK = ".vlad-tui-rolled-back"
 #: The steps each scope runs (the others are skipped, with the reason).
 SCOPE_STEPS: dict[str, frozenset[str]] = {
     "code": frozenset({"rb.pick", "rb.preflight", "rb.code", "rb.health", "rb.report"}),
@@ -352,7 +355,6 @@ async def previous_release(ctx: StepContext) -> Release:
     """The release that ran before the one running now (the switch log), intact on disk."""
     from vlad_tui.ops import release_switch as rs
     from vlad_tui.ops.releases import list_releases
-    from vlad_tui.transport.shell import quote
 
     workers = await rs.app_workers(ctx.target, ctx.transport)
     running = {w.cwd.rstrip("/") for w in workers}
@@ -370,6 +372,12 @@ async def previous_release(ctx: StepContext) -> Release:
         release = releases.get(path)
         if release is None:
             continue
+        bad = await ctx.transport.run(f"[ -e {quote(path + '/' + BAD_MARK)} ]", timeout=30.0)
+        if bad.ok:
+            raise VladError(
+                f"the previous release {release.id} was rolled back before ({BAD_MARK}): "
+                "not offered again; deploy a fixed release instead"
+            )
         if release.manifest_ok is False:
             raise VladError(f"the previous release {release.id} changed since it was built")
         if not release.built:
@@ -664,9 +672,18 @@ async def _rollback_code(ctx: StepContext) -> None:
     wall = time.monotonic() - t0
     ctx.output(f"{check.describe()} ({wall:.1f} s)")
     ctx.artifact("rollback_code", release=release.path, replaced=before, seconds=wall, ok=check.ok)
-    # The release rolled back from is not to be offered as the default again.
+    # The release rolled back from is not to be offered again: marked on the server.
+    root = ctx.target.releases_path.rstrip("/") + "/"
     for path in before:
-        ctx.artifact("release_bad", release=path, reason="rolled back")
+        if not path.startswith(root):
+            continue  # the in-place app_dir is no release to mark
+        marked = await ctx.transport.run(
+            f"printf '%s\\n' {quote(ctx.run_id)} > {quote(path + '/' + BAD_MARK)}", timeout=30.0
+        )
+        if marked.ok:
+            ctx.artifact("release_bad", release=path, reason="rolled back")
+        else:
+            ctx.output(f"could not mark {path} as rolled back ({BAD_MARK})", "stderr")
 
 
 async def _rollback_report(ctx: StepContext) -> None:
