@@ -418,3 +418,68 @@ async def test_a_role_that_cannot_rename_fails_the_preflight_in_one_line(world: 
         await conn.execute(f"DROP ROLE IF EXISTS {role}")
         await conn.close()
     _never_sent(world)
+
+
+async def test_both_after_a_deploy_that_migrated_and_took_new_writes(world: World) -> None:
+    import subprocess
+    from dataclasses import replace
+
+    from vlad_tui.ops import release_switch, releases
+
+    target = replace(
+        world.target,
+        install_command="npm ci --no-audit --no-fund",
+        generate_command="npm run --if-present prisma:generate",
+        build_command="npm run build",
+        start_command="dist/server.js",
+    )
+    world.target = target
+    transport = world.transport
+    r1 = await releases.build_release(target, transport)
+    await release_switch.switch(
+        target, transport, await release_switch.plan_switch(target, transport, r1), settle=0.5
+    )
+    engine = world.engine()
+    known = await world.backup(engine)
+    migrations = "select migration_name from _prisma_migrations order by 1"
+    before = [r[0] for r in await world.fetch(world.production, migrations)]
+
+    # The deploy: a new release, its migrations applied, then the app writes.
+    r2 = await releases.build_release(target, transport)
+    await release_switch.switch(
+        target, transport, await release_switch.plan_switch(target, transport, r2), settle=0.5
+    )
+    migrate = await asyncio.to_thread(
+        subprocess.run,
+        ["npm", "run", "--silent", "migrate:deploy"],
+        cwd=target.app_dir,
+        capture_output=True,
+        text=True,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    deployed = [r[0] for r in await world.fetch(world.production, migrations)]
+    assert len(deployed) > len(before)
+    await world.fetch(
+        world.production,
+        "insert into users (email, username, first_name, last_name, phonenumber, role, "
+        "created_at, updated_at) select 'late' || g || '@example.es', 'l' || g, 'N', 'A', "
+        f"'+34 600', 'VISITOR', now(), now() from generate_series(1, {NEW_USERS}) g",
+    )
+
+    world.operator.answers = ["production"] * 3
+    assert await run_rollback(engine, await world.params(known, "both")), [
+        (s, engine.statuses[s], engine.error(s)) for s in engine.statuses if s.startswith("rb.")
+    ]
+    assert [r.step_id for r in world.operator.asked] == ["rb.restore", "rb.swap", "rb.code"]
+    # Production has the backup's migrations and rows, and runs the previous release.
+    assert [r[0] for r in await world.fetch(world.production, migrations)] == before
+    check = await release_switch.verify_running(target, transport, r1)
+    assert check.ok, check.describe()
+    [choice] = world.artifacts("rollback_choice")
+    failed = choice["failed_db"]
+    assert [r[0] for r in await world.fetch(failed, migrations)] == deployed
+    [report] = world.artifacts("rollback_report")
+    assert report["newer_rows"] == NEW_USERS
+    assert report["release"] == r1.path
+    assert engine.statuses["rb.health"] == "ok"
+    _never_sent(world)
