@@ -91,7 +91,7 @@ class RollbackScreen(PhaseScreen):
 
     CSS_PATH: ClassVar = ["phase.tcss", "rollback.tcss"]
     BINDINGS: ClassVar = [
-        Binding("a", "run_phase", "Rollback", id="rollback.run"),
+        Binding("a", "run_phase", "Run rollback", id="rollback.run"),
         Binding("b", "focus_backups", "Backup", id="rollback.backups"),
         Binding("s", "cycle_scope", "Scope", id="rollback.scope"),
     ]
