@@ -17,15 +17,11 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Static
 
 from vlad_tui import format as fmt
 from vlad_tui.errors import StepBusy
 from vlad_tui.tui.screens.phase import PhaseScreen
-from vlad_tui.tui.widgets.details import Details
-from vlad_tui.tui.widgets.log_pane import LogPane
-from vlad_tui.tui.widgets.step_list import StepList
 
 #: The app's group for runs (``VladApp.busy`` looks at it).
 STEPS_GROUP = "steps"
@@ -107,16 +103,9 @@ class RollbackScreen(PhaseScreen):
     def backups(self) -> list[KnownBackup]:
         return self.selection.backups
 
-    def compose(self) -> ComposeResult:
-        yield Header(show_clock=False)
-        with Horizontal(id="top"):
-            yield StepList(self.phase.steps, id="steps")
-            yield DataTable(id="backups", cursor_type="row")
+    def compose_side(self) -> ComposeResult:
+        yield DataTable(id="backups", cursor_type="row")
         yield Static(id="scope")
-        with Horizontal(id="bottom"):
-            yield LogPane(id="log")
-            yield Details(id="details")
-        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         table = self.query_one("#backups", DataTable)
@@ -135,6 +124,9 @@ class RollbackScreen(PhaseScreen):
         ):
             table.add_column(label, key=key, width=width)
         super().on_mount()
+        # 80×24: the picker and the scope show first (``v`` swaps them for the log).
+        self.pane = "side"
+        self.set_class(True, "pane-side")
         self.show_scope()
 
     def reload(self) -> None:
@@ -270,7 +262,14 @@ class RollbackScreen(PhaseScreen):
         )
 
     def _start(self, backup: KnownBackup | None, acknowledged: str) -> None:
-        self.run_rollback(backup, self.selection.scope, acknowledged)
+        worker = self.run_rollback(backup, self.selection.scope, acknowledged)
+        # Followed as the phase screen follows "a": the note, then the step it stopped on.
+        self._following = worker
+        self._stopped_on = None
+        self._explained = None
+        self._finished = None
+        self._show_note()
+        self.run_worker(self._watch_phase(worker), group="follow", exit_on_error=False)
 
     @work(group=STEPS_GROUP, exit_on_error=False)
     async def run_rollback(self, backup: KnownBackup | None, scope: str, acknowledged: str) -> None:
