@@ -191,3 +191,40 @@ async def test_an_unverified_backup_asks_for_its_name_before_anything_runs(
         await pilot.pause()
         assert app.screen is screen
         assert app.engine is None  # nothing ran, no run was started
+
+
+async def test_steps_outside_the_scope_are_skipped_journaled_and_survive_a_resume(
+    tmp_path: Path,
+) -> None:
+    from tests.rig.operator import Operator
+    from vlad_tui.runbook import model
+    from vlad_tui.runbook.engine import Engine
+    from vlad_tui.runbook.progress import phase_progress
+    from vlad_tui.transport import LocalTransport
+
+    config = sample_config(tmp_path)
+    target = config.targets["production"]
+    journal = Journal(tmp_path / "runs")
+    run = journal.start_run("production", operator="ana@bastion")
+    operator = Operator()
+    async with LocalTransport() as transport:
+        engine = Engine(
+            config, target, transport, run, confirm=operator.confirm, sink=operator.sink,
+            journal=journal,
+        )  # fmt: skip
+        engine.skip_step("rb.code", rb.scope_skip_reason("data"))
+        assert engine.statuses["rb.code"] == "skipped"
+        assert engine.error("rb.code") == "not part of the chosen scope (data)"
+        run.close()
+        run = journal.open_run(run.run_id, operator="ana@bastion")
+        resumed = Engine.resume(
+            config, target, transport, run, journal.load(run.run_id),
+            confirm=operator.confirm, sink=operator.sink, journal=journal,
+        )  # fmt: skip
+        assert resumed.statuses["rb.code"] == "skipped"
+        # Every other step ok: the rollback passed without the skipped one.
+        ok = {s.id: "ok" for s in model.phase(model.ROLLBACK).steps} | {"rb.code": "skipped"}
+        assert phase_progress(0, ok, resumed.operations).passed
+        resumed.skip_step("rb.code", None)  # back in scope
+        assert resumed.statuses["rb.code"] in ("pending", "locked")
+        run.close()
