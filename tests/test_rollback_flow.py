@@ -27,12 +27,8 @@ from vlad_tui.demo import install_backend
 from vlad_tui.journal import Journal, Run
 from vlad_tui.ops.inventory import KnownBackup, read_backups
 from vlad_tui.runbook.engine import Engine
-from vlad_tui.runbook.operations.rollback import (
-    BAD_MARK,
-    backup_record,
-    pick_params,
-    run_rollback,
-)
+from vlad_tui.runbook.operations.rollback import BAD_MARK, run_rollback
+from vlad_tui.runbook.operations.rollback_picker import backup_record, pick_params
 from vlad_tui.transport import SshTransport
 
 pytestmark = pytest.mark.integration

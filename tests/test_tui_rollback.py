@@ -9,8 +9,8 @@ from textual.widgets import DataTable, Static
 
 from vlad_tui.journal import Journal
 from vlad_tui.ops.inventory import KnownBackup
-from vlad_tui.runbook.operations import rollback as rb
-from vlad_tui.runbook.operations.rollback import LastDeploy
+from vlad_tui.runbook.operations import rollback_picker as rb
+from vlad_tui.runbook.operations.rollback_picker import LastDeploy
 from vlad_tui.tui.app import VladApp, make_app
 from vlad_tui.tui.sample import NOW, SAMPLE_FACTS, sample_config
 from vlad_tui.tui.screens.rollback import RollbackScreen

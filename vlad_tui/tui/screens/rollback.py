@@ -28,7 +28,7 @@ STEPS_GROUP = "steps"
 
 if TYPE_CHECKING:
     from vlad_tui.ops.inventory import KnownBackup
-    from vlad_tui.runbook.operations.rollback import LastDeploy
+    from vlad_tui.runbook.operations.rollback_picker import LastDeploy
 
 
 def backup_cells(
@@ -140,7 +140,7 @@ class RollbackScreen(PhaseScreen):
     async def load_backups(self) -> None:
         """List the known backups (journal + the target's backup dir) in a worker."""
         from vlad_tui.ops.inventory import read_backups
-        from vlad_tui.runbook.operations import rollback as rb
+        from vlad_tui.runbook.operations import rollback_picker as rb
 
         app = self.app
         target = app.target
@@ -184,7 +184,7 @@ class RollbackScreen(PhaseScreen):
 
     def show_scope(self) -> None:
         """The selection and, plainly, what the scope will do and will not undo."""
-        from vlad_tui.runbook.operations.rollback import SCOPE_TEXT, refusal
+        from vlad_tui.runbook.operations.rollback_picker import SCOPE_TEXT, refusal
 
         if not self.is_mounted:
             return
@@ -214,7 +214,7 @@ class RollbackScreen(PhaseScreen):
         self.query_one("#backups", DataTable).focus()
 
     def action_cycle_scope(self) -> None:
-        from vlad_tui.runbook.operations.rollback import SCOPES
+        from vlad_tui.runbook.operations.rollback_picker import SCOPES
 
         self._scope_chosen = True
         i = SCOPES.index(self.selection.scope)  # type: ignore[arg-type]
@@ -223,7 +223,7 @@ class RollbackScreen(PhaseScreen):
 
     def action_run_phase(self) -> None:
         """``a``: the rollback with the selection shown (each destructive step confirms)."""
-        from vlad_tui.runbook.operations.rollback import refusal
+        from vlad_tui.runbook.operations.rollback_picker import refusal
 
         sel = self.selection
         backup = sel.backup if sel.scope != "code" else None
@@ -274,7 +274,8 @@ class RollbackScreen(PhaseScreen):
     @work(group=STEPS_GROUP, exit_on_error=False)
     async def run_rollback(self, backup: KnownBackup | None, scope: str, acknowledged: str) -> None:
         """Journal the choice, then run the rollback's steps of that scope."""
-        from vlad_tui.runbook.operations import rollback as rb
+        from vlad_tui.runbook.operations import rollback_picker as rb
+        from vlad_tui.runbook.operations.rollback import run_rollback
 
         app = self.app
         try:
@@ -295,6 +296,6 @@ class RollbackScreen(PhaseScreen):
             backup, scope, record=record, acknowledged=acknowledged, throughput=throughput
         )
         try:
-            await rb.run_rollback(engine, params)
+            await run_rollback(engine, params)
         except StepBusy as exc:  # lost a race with another start: say so
             self.notify(str(exc), title="Not started", severity="warning")
