@@ -93,7 +93,7 @@ def test_running_it_again_reuses_the_sandbox(demo_dir: Path) -> None:
 def test_running_it_again_says_what_it_restarted(demo_dir: Path) -> None:
     state = Sandbox(demo_dir).state()
     assert state is not None
-    Pm2(Path(state.pm2_bin), demo_dir / "pm2").run("stop", sandbox_mod.APP_NAME)  # rb.stop
+    Pm2(Path(state.pm2_bin), demo_dir / "pm2").run("stop", sandbox_mod.APP_NAME)  # cmd.pm2_stop
     again = vlad("demo", "--setup-only", "--dir", str(demo_dir), env=demo_env())
     assert again.returncode == 0, again.stderr
     assert "restarted: backend-vlad (was stopped in pm2)" in again.stdout

@@ -365,8 +365,9 @@ async def test_overview_and_rollback_picker_render_the_inventory(
                 break
             await pilot.pause(0.1)
         rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
-    by_mark = {row[2]: row for row in rows}
+    # The picker's columns: when, verified, …, file name last.
+    by_mark = {row[1]: row for row in rows}
     assert set(by_mark) == {"yes", "gone", "?"}
-    assert by_mark["yes"][3] == kept.name + "/"  # directory-format backups are listed
-    assert by_mark["?"][3] == stray.name + "/"  # ... also when no journaled run knows them
-    assert by_mark["gone"][3] == "x.dump"
+    assert by_mark["yes"][-1] == kept.name + "/"  # directory-format backups are listed
+    assert by_mark["?"][-1] == stray.name + "/"  # ... also when no journaled run knows them
+    assert by_mark["gone"][-1] == "x.dump"

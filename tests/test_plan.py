@@ -59,7 +59,7 @@ def test_destructive_available_steps_have_describe() -> None:
         s for s in model.all_steps() if s.destructive and gates.available(s, operations.OPERATIONS)
     ]
     assert {s.id for s in destructive} >= {
-        "rb.stop",
+        "cmd.pm2_stop",
         "cmd.pm2_restart",
         "cmd.lock_break",
         "p1.staging_db",
@@ -70,7 +70,7 @@ def test_destructive_available_steps_have_describe() -> None:
 
 
 def test_production_and_rollback_data_changes_are_destructive() -> None:
-    for step_id in ("p3.migrate", "p3.deploy", "rb.restore", "rb.swap", "rb.code", "rb.stop"):
+    for step_id in ("p3.migrate", "p3.deploy", "rb.restore", "rb.swap", "rb.code", "cmd.pm2_stop"):
         assert model.step(step_id).destructive, step_id
     assert all(s.production_gate for s in model.phase(3).steps)
     assert not any(s.production_gate for p in PLAN if p.number != 3 for s in p.steps)

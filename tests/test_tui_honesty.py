@@ -65,9 +65,11 @@ async def test_q_after_pm2_stop_says_the_app_is_down_and_asks(
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("r")
             await pilot.pause()
-            app.run_step("rb.stop")
-            await _wait(pilot, lambda: app.engine.statuses["rb.stop"] == "ok", "rb.stop ok")
-            await _wait(pilot, lambda: not app.busy, "rb.stop ends")
+            app.run_step("cmd.pm2_stop")
+            await _wait(
+                pilot, lambda: app.engine.statuses["cmd.pm2_stop"] == "ok", "cmd.pm2_stop ok"
+            )
+            await _wait(pilot, lambda: not app.busy, "cmd.pm2_stop ends")
 
             await pilot.press("q")
             await _wait(pilot, lambda: isinstance(app.screen, YesNoScreen), "quit question")
@@ -79,15 +81,17 @@ async def test_q_after_pm2_stop_says_the_app_is_down_and_asks(
             await pilot.pause()
             assert app.is_running
 
-            app.run_step("rb.start")
-            await _wait(pilot, lambda: app.engine.statuses["rb.start"] == "ok", "rb.start ok")
-            await _wait(pilot, lambda: not app.busy, "rb.start ends")
+            app.run_step("cmd.pm2_start")
+            await _wait(
+                pilot, lambda: app.engine.statuses["cmd.pm2_start"] == "ok", "cmd.pm2_start ok"
+            )
+            await _wait(pilot, lambda: not app.busy, "cmd.pm2_start ends")
             assert app.open_effects() == []
             await pilot.press("q")  # nothing left behind: quits at once
             await _wait(pilot, lambda: not app.is_running, "app exits")
     finally:
         pm2.run("start", sample_app.name, check=False)  # never leave the shared app down
-    assert [r.step_id for r in asked] == ["rb.stop", "rb.start"]
+    assert [r.step_id for r in asked] == ["cmd.pm2_stop", "cmd.pm2_start"]
 
 
 async def test_a_look_up_without_a_run_starts_none_and_is_journaled_in_a_run(

@@ -112,7 +112,11 @@ def test_help(snap_compare, tmp_path: Path) -> None:
 
 
 @SIZES
-def test_rollback_screen(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+def test_rollback_screen(
+    snap_compare, tmp_path: Path, size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The picker names the run that made each backup: a fixed run id keeps the shot stable.
+    monkeypatch.setattr("vlad_tui.journal.new_run_id", lambda now=None: "20261128-070000-ab12")
     journal = Journal(tmp_path / "runs")
     run = journal.start_run("production", operator="ana@bastion")
     for hours, verified in ((2.3, True), (26.0, True), (50.0, False)):

@@ -486,6 +486,27 @@ class Engine:
             if holds:
                 self._holder = None
 
+    def skip_step(self, step_id: str, reason: str | None) -> None:
+        """Mark a step ``skipped`` with ``reason`` (journaled), e.g. outside the scope the
+        operator chose for a rollback; ``reason`` None puts a skipped step back to pending.
+        "Run the phase" passes over skipped steps and the phase passes without them."""
+        current = self.statuses[step_id]
+        if current in ("running", "needs_confirmation"):
+            raise StepBusy(f"«{model.step(step_id).title}» is running")
+        if reason is None:
+            if current == "skipped":
+                self.run.step_status(step_id, "pending", reset_by="skip")
+                self._errors.pop(step_id, None)
+                self._set_status(step_id, "pending")
+                self._refresh_gates()
+            return
+        if current == "skipped" and self._errors.get(step_id) == reason:
+            return
+        self.run.step_status(step_id, "skipped", reason=reason)
+        self._errors[step_id] = reason
+        self._set_status(step_id, "skipped", error=reason)
+        self._refresh_gates()
+
     def _context(self, step: Step, params: dict[str, Any]) -> StepContext:
         def output(line: OutputLine) -> None:
             self._step_output(step.id, line)
@@ -862,6 +883,9 @@ class Engine:
                     self.checklist_notes[event["item"]] = (str(event["by"]), note)
             elif kind == "step_status" and event.get("reset_by") and step_id in known:
                 self.statuses[step_id] = "pending"
+            elif kind == "step_status" and event.get("status") == "skipped" and step_id in known:
+                self.statuses[step_id] = "skipped"
+                self._errors[step_id] = str(event.get("reason") or "skipped")
             elif kind == "acknowledgement" and isinstance(event.get("items"), list):
                 keys = {str(i.get("key")) for i in event["items"] if isinstance(i, dict)}
                 self._acknowledged.setdefault(str(event.get("subject")), set()).update(keys)

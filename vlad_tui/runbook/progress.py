@@ -58,7 +58,8 @@ def phase_progress(
     or was interrupted.
     """
     phase = model.phase(number)
-    steps = essential(phase)
+    # A skipped step (outside the rollback's chosen scope) is journaled with its reason.
+    steps = tuple(s for s in essential(phase) if statuses.get(s.id) != "skipped")
     ok = [s for s in steps if statuses.get(s.id) == "ok"]
     total = len(steps)
     if len(ok) == total:

@@ -60,6 +60,26 @@ def palette_commands(app: VladApp, query: str = "") -> list[tuple[str, str, Call
             partial(action, "cmd.health"),
         ),
         ("Deploy lock status", "Who holds the deploy lock", partial(action, "cmd.lock_status")),
+        (
+            "pm2 stop",
+            "Destructive: stops the app (it serves nothing until started); asks for confirmation",
+            partial(action, "cmd.pm2_stop"),
+        ),
+        (
+            "pm2 start",
+            "Destructive: starts the app's pm2 processes; asks for confirmation",
+            partial(action, "cmd.pm2_start"),
+        ),
+        (
+            "Kept databases (_failed_, _restore_)",
+            "Read-only: databases rollbacks set aside, with size and age; never dropped by itself",
+            partial(action, "cmd.rollback_kept"),
+        ),
+        (
+            "Releases on disk",
+            "Read-only: the releases kept for a code rollback, with size and age",
+            partial(action, "cmd.releases"),
+        ),
         ("Open the run report", "Report of the current (or latest) run", app.action_open_report),
         (
             "Why not prisma migrate reset? (the plan vs vlad-tui)",

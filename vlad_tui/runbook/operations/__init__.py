@@ -46,6 +46,20 @@ from vlad_tui.runbook.operations.pm2 import (
     _pm2_show,
     _pm2_status,
 )
+from vlad_tui.runbook.operations.rollback import (
+    _releases_list,
+    _rollback_code,
+    _rollback_code_describe,
+    _rollback_kept,
+    _rollback_pick,
+    _rollback_preflight,
+    _rollback_report,
+    _rollback_restore,
+    _rollback_restore_describe,
+    _rollback_swap,
+    _rollback_swap_describe,
+    _rollback_verify,
+)
 from vlad_tui.runbook.operations.smoke import _smoke_checks, _staging_smoke_checks
 from vlad_tui.runbook.operations.staging import (
     _staging_create,
@@ -104,4 +118,14 @@ OPERATIONS: dict[str, Operation] = {
     "staging_stop": Operation(_staging_stop),
     "integrity_compare": Operation(_integrity_compare, read_only=True),
     "monitor": Operation(_monitor, read_only=True),
+    # Only journals the choice: it changes nothing on the target (runs beside an open job).
+    "rollback_pick": Operation(_rollback_pick, read_only=True),
+    "rollback_preflight": Operation(_rollback_preflight, read_only=True),
+    "rollback_restore": Operation(_rollback_restore, _rollback_restore_describe),
+    "rollback_verify": Operation(_rollback_verify, read_only=True),
+    "rollback_swap": Operation(_rollback_swap, _rollback_swap_describe),
+    "rollback_code": Operation(_rollback_code, _rollback_code_describe),
+    "rollback_report": Operation(_rollback_report, read_only=True),
+    "rollback_kept": Operation(_rollback_kept, read_only=True),
+    "releases_list": Operation(_releases_list, read_only=True),
 }

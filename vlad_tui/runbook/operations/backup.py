@@ -61,6 +61,8 @@ async def _backup(ctx: StepContext) -> None:
         jobs=ctx.target.backup_jobs,
         sink=ctx.sink,
         progress=_ProgressLines(ctx, "dumped", of=" (database size)"),
+        # Fingerprints in the dump's own snapshot: a rollback verifies its restore exactly.
+        fingerprint_tables=ctx.config.project.critical_tables,
     )
     ctx.exit_status = 0
     ctx.artifact("backup", **backup.to_artifact())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import TYPE_CHECKING, Any
 
 from vlad_tui import format as fmt
@@ -134,14 +135,22 @@ async def _staging_restore(ctx: StepContext) -> None:
             jobs=ctx.target.backup_jobs,
             production_database=production.database,
         )
+    t0 = time.monotonic()
     status = await run_detached(ctx, label, command, secrets=secrets)
     if status != 0:
         raise VladError(
             f"restoring {backup.name} into {url.database} failed (exit status {status}); "
             "see the output above"
         )
+    # Measured only when this attempt ran it all: the rollback's preflight estimates from it.
+    seconds = None if ctx.params.get(RESUME_PARAM) else time.monotonic() - t0
     ctx.artifact(
-        "staging_restore", database=url.display(), backup=backup.path, sha256=backup.sha256
+        "staging_restore",
+        database=url.display(),
+        backup=backup.path,
+        sha256=backup.sha256,
+        size=backup.size,
+        seconds=seconds,
     )
 
 

@@ -32,6 +32,7 @@ KEYS: tuple[tuple[str, str], ...] = (
         "tick / untick a manual checklist item (asks for an optional note); on a waiting "
         "step: tick its next open item",
     ),
+    ("b s", "rollback screen: pick the backup · cycle the scope (code, data, both); a runs it"),
     ("k", "acknowledge findings (breaking lint, rows lost on staging), with a note"),
     ("v", "narrow terminal: show the details or the checklist in place of the log"),
     ("l", "focus the log of the selected step"),
