@@ -66,7 +66,7 @@ from vlad_tui.runbook.operations import (
     StepContext,
 )
 from vlad_tui.runbook.operations.context import NOT_DESTRUCTIVE, StepPort
-from vlad_tui.runbook.progress import PhaseProgress, phase_progress
+from vlad_tui.runbook.progress import PhaseProgress, blocked_for_good, phase_progress
 from vlad_tui.transport.base import Transport
 from vlad_tui.transport.shell import quote
 
@@ -417,7 +417,7 @@ class Engine:
             for step in phase.steps:
                 if step.optional or self.statuses[step.id] in ("ok", "skipped"):
                     continue
-                if self._blocked_for_good(step):
+                if blocked_for_good(step, self._operations):
                     continue
                 if await self.run_step(step.id) != "ok":
                     await self._cleanup(phase)
@@ -449,12 +449,6 @@ class Engine:
                 continue
             self.run.record("cleanup", phase=phase.number, step=step_id)
             await self.run_step(step_id, params={"cleanup": True})
-
-    def _blocked_for_good(self, step: Step) -> bool:
-        """Unavailable, or needs (transitively) a step that is unavailable."""
-        if not self.available(step):
-            return True
-        return any(self._blocked_for_good(model.step(n)) for n in step.needs)
 
     async def run_step(self, step_id: str, *, params: dict[str, Any] | None = None) -> StepStatus:
         """Run one step (after a typed confirmation when destructive) and journal everything.

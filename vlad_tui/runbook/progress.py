@@ -68,7 +68,7 @@ def phase_progress(
     if failed:
         names = ", ".join(f"«{s.title}»" for s in failed[:2])
         return PhaseProgress(number, "failed", len(ok), total, f"{names} did not succeed")
-    blocked = [s for s in steps if _blocked_for_good(s, operations)]
+    blocked = [s for s in steps if blocked_for_good(s, operations)]
     reason = _blocked_reason(blocked, operations)
     if blocked and all(statuses.get(s.id) == "ok" for s in steps if s not in blocked):
         return PhaseProgress(number, "incomplete", len(ok), total, reason)
@@ -88,8 +88,8 @@ def _blocked_reason(blocked: list[model.Step], operations: Collection[str]) -> s
     return f"cannot pass: this version of vlad-tui does not run {names}{more}{also}"
 
 
-def _blocked_for_good(step: model.Step, operations: Collection[str]) -> bool:
+def blocked_for_good(step: model.Step, operations: Collection[str]) -> bool:
     """Unavailable, or needs (transitively) a step that is."""
     if not gates.available(step, operations):
         return True
-    return any(_blocked_for_good(model.step(n), operations) for n in step.needs)
+    return any(blocked_for_good(model.step(n), operations) for n in step.needs)

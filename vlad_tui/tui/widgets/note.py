@@ -29,16 +29,13 @@ PHASE_KEYS = {1: "1", 2: "2", 3: "3", 4: "4"}
 
 def blocked_for_good(step: Step, operations: Collection[str] | None = None) -> bool:
     """Unavailable in this version, or needs (transitively) a step that is."""
-    from vlad_tui.runbook import gate as gates
-    from vlad_tui.runbook.model import step as get_step
+    from vlad_tui.runbook import progress
 
     if operations is None:
         from vlad_tui.runbook.operations import OPERATIONS
 
         operations = OPERATIONS
-    if not gates.available(step, operations):
-        return True
-    return any(blocked_for_good(get_step(n), operations) for n in step.needs)
+    return progress.blocked_for_good(step, operations)
 
 
 def is_production_lock(reason: str) -> bool:
@@ -155,7 +152,15 @@ def phase_outcome(
             out.append(PHASE_KEYS[following], style="bold reverse")
             out.append(".")
         elif phase.number:
-            out.append("Every phase is done: ctrl+p → report for the run report.")
+            behind = [
+                get_phase(n).title
+                for n in PHASE_KEYS
+                if n and n != phase.number and not phase_progress(n, statuses, operations).passed
+            ]
+            if behind:
+                out.append(f"Not passed in this run: {', '.join(behind)}.")
+            else:
+                out.append("Every phase is done: ctrl+p → report for the run report.")
     for step in phase.steps:
         if step.optional and statuses.get(step.id) != "ok":
             out.append(f"\n↷ «{step.title}» was skipped as optional", style="dim")
