@@ -94,6 +94,7 @@ class PhaseScreen(Screen[None]):
         Binding("v", "cycle_pane", "Details", id="pane.cycle"),
         Binding("l", "focus_log", "Log", id="log.focus"),
         Binding("slash", "filter_log", "Find", key_display="/", show=False, id="log.filter"),
+        Binding("m", "toggle_monitor", "Dashboard", id="monitor.toggle"),
     ]
 
     app: VladApp  # type: ignore[assignment]
@@ -129,6 +130,7 @@ class PhaseScreen(Screen[None]):
             with Vertical(id="right"):
                 yield from self.compose_side()
                 yield Details(id="details")
+        yield from self.compose_monitor()
         yield Footer(compact=True, show_command_palette=False)
 
     def compose_side(self) -> ComposeResult:
@@ -466,6 +468,8 @@ class PhaseScreen(Screen[None]):
         from vlad_tui.runbook.model import step as get_step
 
         step = get_step(step_id)
+        if self.monitor_toggled(step_id):
+            return
         if self.steps.status_of(step_id) in ("running", "needs_confirmation"):
             self.notify("This step is already running.", title=step.title)
             return
@@ -485,6 +489,8 @@ class PhaseScreen(Screen[None]):
             return self.checklist is not None or self.waiting_step() is not None
         if action == "acknowledge":
             return bool(self.pending_acknowledgements())
+        if action == "toggle_monitor":
+            return self.number == 4
         if action == "cycle_pane":
             return self.narrow
         return True
@@ -646,6 +652,38 @@ class PhaseScreen(Screen[None]):
             ),
             given,
         )
+
+    # ------------------------------------------------------------------ Phase 4's dashboard
+
+    def compose_monitor(self) -> ComposeResult:
+        """Phase 4: the live dashboard of ``p4.metrics`` (``m`` swaps it with the steps; it
+        listens to the engine's events itself and draws only while shown)."""
+        if self.number == 4:
+            from vlad_tui.tui.widgets.monitor import MonitorDashboard
+
+            yield MonitorDashboard(id="monitor")
+
+    def action_toggle_monitor(self) -> None:
+        shown = not self.has_class("-monitor")
+        self.set_class(shown, "-monitor")
+        if shown:
+            self.query_one("#monitor").focus()
+        else:
+            self.steps.focus()
+
+    def monitor_toggled(self, step_id: str) -> bool:
+        """Enter on the monitoring step: starting it shows the dashboard, enter while it
+        samples stops it. ``False``: not that step (or it cannot run here)."""
+        from vlad_tui.tui.widgets.monitor import MONITOR_STEP, MonitorDashboard
+
+        found = self.query(MonitorDashboard)
+        if step_id != MONITOR_STEP or not found or not found.first().available:
+            return False
+        if not found.first().running:
+            self.set_class(True, "-monitor")
+            found.first().focus()
+        found.first().action_start_stop()
+        return True
 
 
 #: Statuses a run of the phase stops on (the note keeps them in view).
