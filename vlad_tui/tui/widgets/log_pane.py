@@ -2,8 +2,11 @@
 
 Remote output is untrusted: it is written to a :class:`~textual.widgets.Log` (never parsed as
 markup) after control characters and ANSI escapes are stripped. Lines are buffered and flushed
-every ``FLUSH_INTERVAL`` seconds so a chatty command cannot flood the event loop. Long lines
-wrap under their text with the timestamp kept (``w`` turns wrapping off, for side scrolling).
+every ``FLUSH_INTERVAL`` seconds so a chatty command cannot flood the event loop: queues are
+bounded by the line cap (a line the view would drop at once is never formatted), a backlog is
+written in slices of ``FLUSH_CHUNK`` lines with the loop free between them, and each second's
+timestamp is formatted once (``bench/logpane.py`` measures it). Long lines wrap under their
+text with the timestamp kept (``w`` turns wrapping off, for side scrolling).
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from __future__ import annotations
 import re
 import textwrap
 import time
+from collections import deque
+from collections.abc import Iterable
+from functools import lru_cache
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -24,6 +30,9 @@ from vlad_tui.tui.widgets._css import sibling_css
 
 FLUSH_INTERVAL = 0.15
 MAX_LINES = 5000
+#: Lines written per turn of the event loop: a flush of a big backlog goes in slices, with key
+#: presses handled between them.
+FLUSH_CHUNK = 500
 
 _UNSAFE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -31,6 +40,11 @@ _UNSAFE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x
 def clean(text: str) -> str:
     """Text safe to put on screen: no escapes, no control characters, tabs expanded."""
     return _UNSAFE.sub("", text).expandtabs(4)
+
+
+@lru_cache(maxsize=256)
+def _stamp(second: int) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(second))
 
 
 _BOX = re.compile("[\u2500-\u257f]{2}|[\u2502\u2503]")
@@ -42,7 +56,7 @@ PREFIX_WIDTH = 10
 
 def format_line(line: OutputLine) -> str:
     """``HH:MM:SS`` (local time), a mark for stderr, then the cleaned text."""
-    stamp = time.strftime("%H:%M:%S", time.localtime(line.ts))
+    stamp = _stamp(int(line.ts))
     mark = STDERR_MARK if line.stream == "stderr" else " "
     return f"{stamp}{mark} {clean(line.text)}"
 
@@ -86,8 +100,9 @@ class LogPane(Vertical):
         super().__init__(id=id)
         self.max_lines = max_lines
         self.step_id: str | None = None
-        self._lines: list[OutputLine] = []
-        self._pending: list[OutputLine] = []
+        self._lines: deque[OutputLine] = deque(maxlen=max_lines)
+        # Lines the next flush writes; older ones than the cap would leave the view at once.
+        self._pending: deque[OutputLine] = deque(maxlen=max_lines)
         self._width = 0
 
     def compose(self) -> ComposeResult:
@@ -108,10 +123,15 @@ class LogPane(Vertical):
         """Every line kept for the current step (filter not applied)."""
         return list(self._lines)
 
+    @property
+    def pending(self) -> int:
+        """Lines queued for the next flush."""
+        return len(self._pending)
+
     def show(self, step_id: str | None, lines: list[OutputLine]) -> None:
         """Switch to ``step_id`` and show ``lines`` (its output so far)."""
         self.step_id = step_id
-        self._lines = list(lines[-self.max_lines :])
+        self._lines = deque(lines[-self.max_lines :], maxlen=self.max_lines)
         self._pending.clear()
         self._rerender()
 
@@ -120,21 +140,28 @@ class LogPane(Vertical):
         if step_id != self.step_id:
             return
         self._lines.append(line)
-        if len(self._lines) > self.max_lines:
-            del self._lines[: len(self._lines) - self.max_lines]
         self._pending.append(line)
 
     def flush(self) -> None:
-        """Write the queued lines (matching the filter) in one batch."""
+        """Write the queued lines (matching the filter), ``FLUSH_CHUNK`` at a time: the rest
+        follows once the event loop has had a turn."""
         if not self._pending:
             return
-        batch, self._pending = self._pending, []
-        texts = self._formatted([line for line in batch if self._matches(line)])
+        pending = self._pending
+        batch = [pending.popleft() for _ in range(min(FLUSH_CHUNK, len(pending)))]
+        if pending:
+            self.call_later(self.flush)
+        texts = self._texts(batch)
         if texts:
             self.log_view.write_lines(texts, scroll_end=not self.scroll_locked)
 
     def _matches(self, line: OutputLine) -> bool:
         return not self.filter_text or self.filter_text.lower() in line.text.lower()
+
+    def _texts(self, lines: Iterable[OutputLine]) -> list[str]:
+        """The formatted (and wrapped) text of the lines matching the filter."""
+        kept = [line for line in lines if self._matches(line)] if self.filter_text else lines
+        return self._formatted(list(kept))
 
     def _formatted(self, lines: list[OutputLine]) -> list[str]:
         texts = [format_line(line) for line in lines]
@@ -155,7 +182,7 @@ class LogPane(Vertical):
     def _rerender(self) -> None:
         view = self.log_view
         view.clear()
-        texts = self._formatted([line for line in self._lines if self._matches(line)])
+        texts = self._texts(self._lines)
         if texts:
             view.write_lines(texts, scroll_end=not self.scroll_locked)
         self._update_title()
