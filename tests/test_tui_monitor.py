@@ -106,7 +106,7 @@ BASELINE = sample(DEPLOYED - 120, p95=95.0)
 
 def latency(level: Level, value: float) -> Finding:
     limit = {"ok": None, "warning": 250.0, "critical": 500.0}[level]
-    return Finding("latency_ms", level, value, limit, f"p95 latency {value:.0f} ms ({level})")
+    return Finding("latency", level, value, limit, f"p95 latency {value:.0f} ms ({level})")
 
 
 def event(s: Sample, *findings: Finding, baseline: Sample | None = BASELINE) -> MonitorSampled:
@@ -162,7 +162,10 @@ def history() -> list[MonitorSampled]:
 
 def test_findings_map_to_their_figures() -> None:
     assert figure_for("latency_ms") == "fig-p95"
-    assert figure_for("error_rate") == "fig-non2xx"
+    assert figure_for("error_rate") == "fig-errors"  # error-log lines per minute
+    assert figure_for("non_2xx") == "fig-non2xx"
+    assert figure_for("workers") == "fig-workers"
+    assert figure_for("locks") == "fig-waiting"
     assert figure_for("memory_mb:backend-vlad-0") == "fig-memory"
     assert figure_for("connections_share") == "fig-connections"
     assert figure_for("restarts") == "fig-restarts"
@@ -189,11 +192,11 @@ async def test_threshold_highlights_and_notifies_once_per_crossing() -> None:
         await feed(pilot, event(sample(NOW - 2, p95=300), latency("warning", 300)))
         assert p95.has_class("warning")
         await feed(pilot, event(sample(NOW, p95=320), latency("warning", 320)))
-        assert app.notes == [("Monitoring: latency_ms warning", "warning")]
+        assert app.notes == [("Monitoring: latency warning", "warning")]
 
         await feed(pilot, event(sample(NOW, p95=600), latency("critical", 600)))
         assert p95.has_class("critical") and not p95.has_class("warning")
-        assert app.notes[-1] == ("Monitoring: latency_ms critical", "error")
+        assert app.notes[-1] == ("Monitoring: latency critical", "error")
         await feed(pilot, event(sample(NOW, p95=610), latency("critical", 610)))
         assert len(app.notes) == 2
 
@@ -307,3 +310,35 @@ def test_dashboard_snapshot(snap_compare, size: tuple[int, int]) -> None:
         await pilot.pause()
 
     assert snap_compare(Host(), terminal_size=size, run_before=fill)
+
+
+def test_deploy_time_is_the_newest_successful_deploy_of_the_target(tmp_path: Path) -> None:
+    from vlad_tui.tui.widgets.monitor import deploy_time
+
+    journal = Journal(tmp_path / "runs")
+    assert deploy_time(journal, "production") is None
+    ended = []
+    for target, status in (("production", "ok"), ("production", "failed"), ("staging", "ok")):
+        run = journal.start_run(target, operator="ana@bastion")
+        run.step_started("p3.deploy", title="Despliega la aplicación")
+        run.step_finished("p3.deploy", status=status, duration=1.0)
+        ended.append(journal.load(run.run_id).events_of("step_finished")[-1]["ts"])
+        run.finish("ok")
+        run.close()
+    assert deploy_time(journal, "production") == ended[0]
+    assert deploy_time(journal, "staging") == ended[2]
+
+
+async def test_enter_while_sampling_stops_the_step_worker() -> None:
+    import asyncio
+
+    app = Host()
+    async with app.run_test(size=(80, 24)) as pilot:
+        dash = await feed(pilot, event(sample(NOW)))
+        assert dash.running
+        worker = app.run_worker(asyncio.sleep(60), name="step p4.metrics", group="steps")
+        await pilot.pause()
+        dash.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert worker.is_cancelled

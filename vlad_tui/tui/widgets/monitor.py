@@ -64,14 +64,14 @@ PANELS = (
 )
 
 #: Which figure a finding's metric highlights: the first key contained in the metric's name.
+#: The core's metrics: health, latency, non_2xx, workers, memory, restarts, error_rate (error-log
+#: lines per minute), connections, locks.
 FIGURES = (
     ("latency", "fig-p95"),
     ("non_2xx", "fig-non2xx"),
-    ("error_rate", "fig-non2xx"),
-    ("errors", "fig-errors"),
-    ("error_log", "fig-errors"),
+    ("error", "fig-errors"),
     ("health", "fig-up"),
-    ("up", "fig-up"),
+    ("worker", "fig-workers"),
     ("memory", "fig-memory"),
     ("cpu", "fig-cpu"),
     ("restart", "fig-restarts"),
@@ -90,6 +90,7 @@ FIGURE_PANEL = {
     "fig-p50": "app",
     "fig-p95": "app",
     "fig-non2xx": "app",
+    "fig-workers": "workers",
     "fig-cpu": "workers",
     "fig-memory": "workers",
     "fig-restarts": "workers",
@@ -154,6 +155,11 @@ def total_memory(workers: Sequence[WorkerSample]) -> int | None:
     return sum(w.memory for w in workers) if workers else None
 
 
+def largest_memory(workers: Sequence[WorkerSample]) -> int | None:
+    """The largest worker's RSS (what the ``memory`` threshold is about)."""
+    return max(w.memory for w in workers) if workers else None
+
+
 def total_cpu(workers: Sequence[WorkerSample]) -> float | None:
     return sum(w.cpu for w in workers) if workers else None
 
@@ -171,7 +177,7 @@ def restarts_since(worker: WorkerSample, base: Sample | None) -> int:
 def deploy_time(journal: Journal, target: str) -> float | None:
     """When the newest successful ``p3.deploy`` of ``target`` ended, from the journal."""
     for summary in journal.list_runs():
-        if summary.target != target:
+        if summary.target != target or summary.steps.get(DEPLOY_STEP) != "ok":
             continue
         try:
             record = journal.load(summary.run_id)
@@ -264,6 +270,8 @@ class MonitorDashboard(Vertical, can_focus=True):
         self._available = available
         self.samples: deque[Sample] = deque(maxlen=HISTORY)
         self.baseline: Sample | None = None
+        #: Where the baseline comes from (the core's words), when it says.
+        self.baseline_note = ""
         self.findings: tuple[Finding, ...] = ()
         #: The level each metric is at (a notification is raised when it gets worse).
         self.levels: dict[str, Level] = {}
@@ -276,6 +284,7 @@ class MonitorDashboard(Vertical, can_focus=True):
         self._pending: list[MonitorSampled] = []
         self._dirty = True
         self._clocks_at = 0.0
+        self._target: Any = None
 
     # ---------------------------------------------------------------- layout
 
@@ -299,6 +308,7 @@ class MonitorDashboard(Vertical, can_focus=True):
                 yield Figure("fig-cache")
             with Vertical(id="panel-workers", classes="panel"):
                 yield DataTable(id="mon-workers", cursor_type="none", zebra_stripes=False)
+                yield Figure("fig-workers", spark=False)
                 yield Figure("fig-cpu")
                 yield Figure("fig-memory")
                 yield Figure("fig-restarts", spark=False)
@@ -332,9 +342,28 @@ class MonitorDashboard(Vertical, can_focus=True):
         wide = self.size.width >= WIDE[0] and self.size.height >= WIDE[1]
         self.set_class(not wide, "-stacked")
 
+    def _forget(self) -> None:
+        """Start over (another target was chosen)."""
+        self.samples.clear()
+        self.baseline = None
+        self.baseline_note = ""
+        self.findings = ()
+        self.levels.clear()
+        self.deployed_at = None
+        self.checked.clear()
+        self.gaps = 0
+        self._pending.clear()
+        for spark in self.query(GapSparkline):
+            spark.values.clear()
+            spark.refresh()
+        self.query_one("#mon-log", Log).clear()
+        self._load_state()
+        self._dirty = True
+
     def _load_state(self) -> None:
         """The step's status, the checklist and the deploy time known so far."""
         app: Any = self.app
+        self._target = getattr(app, "target", None)
         engine = getattr(app, "engine", None)
         if engine is not None:
             self.running = engine.statuses.get(MONITOR_STEP) == "running"
@@ -396,15 +425,14 @@ class MonitorDashboard(Vertical, can_focus=True):
             self.baseline = event.baseline
         self.findings = event.findings
         self.running = True
-        self._notify_crossings(event.sample, event.findings)
+        self._notify_crossings(event.findings)
+        self.baseline_note = getattr(event, "baseline_note", "") or self.baseline_note
         self._pending.append(event)
         self._dirty = True
 
-    def _notify_crossings(self, sample: Sample, findings: Iterable[Finding]) -> None:
+    def _notify_crossings(self, findings: Iterable[Finding]) -> None:
         """One notification each time a metric gets worse (ok → warning → critical)."""
-        seen = set()
         for finding in findings:
-            seen.add(finding.metric)
             before = self.levels.get(finding.metric, "ok")
             self.levels[finding.metric] = finding.level
             if RANK[finding.level] > RANK[before]:
@@ -415,10 +443,7 @@ class MonitorDashboard(Vertical, can_focus=True):
                     severity="error" if finding.level == "critical" else "warning",
                     timeout=10,
                 )
-        if not sample.failures:
-            # A metric no longer reported is back to normal: its next crossing notifies again.
-            for metric in set(self.levels) - seen:
-                self.levels[metric] = "ok"
+        # A metric missing from a sample keeps its level: a gap is not a recovery.
 
     # ---------------------------------------------------------------- drawing
 
@@ -432,6 +457,8 @@ class MonitorDashboard(Vertical, can_focus=True):
         without new samples only the clocks (age of the last sample, countdown) move."""
         if not self.visible:
             return
+        if getattr(self.app, "target", None) is not self._target:
+            self._forget()  # another target: this one's figures would be misleading
         latest = self.samples[-1] if self.samples else None
         if not self._dirty:
             now = self.now()
@@ -465,7 +492,7 @@ class MonitorDashboard(Vertical, can_focus=True):
         self._figure("fig-p95").push(app.latency_p95_ms if app else None)
         self._figure("fig-non2xx").push(app.non_2xx_rate if app else None)
         self._figure("fig-cpu").push(total_cpu(sample.workers))
-        memory = total_memory(sample.workers)
+        memory = largest_memory(sample.workers)
         self._figure("fig-memory").push(None if memory is None else float(memory))
         self._figure("fig-connections").push(None if db is None else connections_used(db))
         self._figure("fig-cache").push(db.cache_hit_ratio if db else None)
@@ -502,6 +529,8 @@ class MonitorDashboard(Vertical, can_focus=True):
             text.append(f" ({fmt.age(self.now() - last)} ago)")
         if self.baseline is None:
             text.append(" · no baseline", style="dim")
+        elif self.baseline_note:
+            text.append(f" · baseline: {self.baseline_note}", style="dim")
         else:
             stamp = time.strftime("%H:%M", time.localtime(self.baseline.ts))
             text.append(f" · baseline {stamp}", style="dim")
@@ -573,6 +602,16 @@ class MonitorDashboard(Vertical, can_focus=True):
                 uptime(worker.uptime_s),
             )
         before = base.workers if base else ()
+        online = sum(w.status == "online" for w in workers)
+        self._figure("fig-workers").show(
+            line(
+                "online",
+                fmt.ABSENT
+                if sample is None or (not sample.workers and sample.failures)
+                else f"{online} of {len(workers)}",
+                str(len(before)) if before else None,
+            )
+        )
         self._figure("fig-cpu").show(
             line(
                 "CPU (all)",
@@ -582,13 +621,13 @@ class MonitorDashboard(Vertical, can_focus=True):
         )
         self._figure("fig-memory").show(
             line(
-                "memory (all)",
-                fmt.size(total_memory(workers)),
-                fmt.size(total_memory(before)) if before else None,
+                "memory (max)",
+                fmt.size(largest_memory(workers)),
+                fmt.size(largest_memory(before)) if before else None,
             )
         )
         since = sum(restarts_since(w, base) for w in workers)
-        note = "since the deploy" if base is not None else "no baseline to compare"
+        note = "since the baseline" if base is not None else "no baseline to compare"
         self._figure("fig-restarts").show(line("restarts", str(since), extra=note))
         self._figure("fig-restarts").set_class(since > 0, "restarted")
 
