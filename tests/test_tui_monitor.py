@@ -294,6 +294,17 @@ async def test_phase4_screen_says_when_monitoring_is_not_available(tmp_path: Pat
         await pilot.press("m")
         await pilot.pause()
         assert not dash.display
+        # Another screen in front: samples are kept, nothing is drawn until Phase 4 shows again.
+        await pilot.press("m")
+        await pilot.press("0")
+        await pilot.pause()
+        drawn = dash.rendered
+        app.engine_sink(event(sample(NOW, p95=320), latency("warning", 320)))
+        await pilot.pause(RENDER_INTERVAL * 3)
+        assert len(dash.samples) == 2 and dash.rendered == drawn
+        await pilot.press("4")
+        await pilot.pause(RENDER_INTERVAL * 3)
+        assert dash.rendered > drawn
 
 
 # ---------------------------------------------------------------------- snapshots

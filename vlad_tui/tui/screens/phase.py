@@ -485,6 +485,8 @@ class PhaseScreen(Screen[None]):
     # ------------------------------------------------------------------ actions
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.has_class("-monitor") and action in _BEHIND_MONITOR:
+            return False  # the steps, checklist and log are behind the dashboard
         if action == "tick":
             return self.checklist is not None or self.waiting_step() is not None
         if action == "acknowledge":
@@ -666,6 +668,7 @@ class PhaseScreen(Screen[None]):
     def action_toggle_monitor(self) -> None:
         shown = not self.has_class("-monitor")
         self.set_class(shown, "-monitor")
+        self.refresh_bindings()
         if shown:
             self.query_one("#monitor").focus()
         else:
@@ -681,6 +684,7 @@ class PhaseScreen(Screen[None]):
             return False
         if not found.first().running:
             self.set_class(True, "-monitor")
+            self.refresh_bindings()
             found.first().focus()
         found.first().action_start_stop()
         return True
@@ -688,3 +692,6 @@ class PhaseScreen(Screen[None]):
 
 #: Statuses a run of the phase stops on (the note keeps them in view).
 _STOPS = ("failed", "interrupted", "locked", "pending")
+
+#: Actions hidden while the dashboard covers the steps (``m`` brings them back).
+_BEHIND_MONITOR = ("run_phase", "tick", "acknowledge", "focus_log", "filter_log", "cycle_pane")
