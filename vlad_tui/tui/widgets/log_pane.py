@@ -11,6 +11,7 @@ text with the timestamp kept (``w`` turns wrapping off, for side scrolling).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import textwrap
 import time
@@ -150,10 +151,15 @@ class LogPane(Vertical):
         pending = self._pending
         batch = [pending.popleft() for _ in range(min(FLUSH_CHUNK, len(pending)))]
         if pending:
-            self.call_later(self.flush)
+            # A later turn of the loop (call_later would run it before anything else queued).
+            asyncio.get_running_loop().call_soon(self._flush_more)
         texts = self._texts(batch)
         if texts:
             self.log_view.write_lines(texts, scroll_end=not self.scroll_locked)
+
+    def _flush_more(self) -> None:
+        if self.is_mounted:
+            self.flush()
 
     def _matches(self, line: OutputLine) -> bool:
         return not self.filter_text or self.filter_text.lower() in line.text.lower()
