@@ -353,3 +353,19 @@ async def test_enter_while_sampling_stops_the_step_worker() -> None:
         await pilot.press("enter")
         await pilot.pause()
         assert worker.is_cancelled
+
+
+async def test_enter_stops_monitoring_inside_a_phase_run() -> None:
+    import asyncio
+
+    app = Host()
+    async with app.run_test(size=(80, 24)) as pilot:
+        dash = await feed(pilot, event(sample(NOW)))
+        other = app.run_worker(asyncio.sleep(60), name="step p4.health", group="steps")
+        phase = app.run_worker(asyncio.sleep(60), name="phase 4", group="steps")
+        await pilot.pause()
+        dash.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert phase.is_cancelled and not other.is_cancelled
+        other.cancel()

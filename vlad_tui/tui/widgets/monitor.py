@@ -780,8 +780,8 @@ class MonitorDashboard(Vertical, can_focus=True):
             self.notify("This version cannot run the monitoring step.", severity="warning")
             return
         if self.running:
-            if not stop_step(app, MONITOR_STEP):
-                self.notify("Monitoring runs inside «run the phase»; it stops with it.")
+            if not stop_step(app, MONITOR_STEP, phase=4):
+                self.notify("No running monitoring step found to stop.", severity="warning")
             return
         app.run_step(MONITOR_STEP)
 
@@ -810,11 +810,16 @@ def fmt_clean(text: str) -> str:
     return clean(text)
 
 
-def stop_step(app: Any, step_id: str) -> bool:
-    """Cancel the worker running ``step_id`` on its own (``False``: none found)."""
-    found = False
-    for worker in app.workers:
-        if worker.name == f"step {step_id}" and not worker.is_finished:
+def stop_step(app: Any, step_id: str, *, phase: int | None = None) -> bool:
+    """Cancel the worker running ``step_id``: its own (enter on the step), else the run of
+    ``phase`` it runs in (``a``; only call this while ``step_id`` is the step running there:
+    the monitoring operation takes the cancellation as "stop" and the phase run goes on).
+    ``False``: no such worker."""
+    names = [f"step {step_id}"] + ([f"phase {phase}"] if phase is not None else [])
+    for name in names:
+        found = [w for w in app.workers if w.name == name and not w.is_finished]
+        for worker in found:
             worker.cancel()
-            found = True
-    return found
+        if found:
+            return True
+    return False
