@@ -197,8 +197,9 @@ def deploy_time(journal: Journal, target: str) -> float | None:
 
 
 class GapSparkline(Sparkline):
-    """Textual's :class:`Sparkline`, one bar per sample (newest right); ``None`` (a sample
-    that failed) is a gap."""
+    """A Textual :class:`Sparkline` (its styles and colour classes) drawn one bar per sample,
+    newest on the right, with a gap where a sample failed (``None``): the stock one buckets its
+    data and has no way to show a missing value."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__([], id=id)
@@ -220,13 +221,12 @@ class GapSparkline(Sparkline):
             return text
         low, high = min(known), max(known)
         extent = (high - low) or 1.0
-        bars = BARS
         for value in shown:
             if value is None:
                 text.append(" ")
                 continue
             ratio = (value - low) / extent if high > low else 0.5
-            bar = bars[min(len(bars) - 1, int(ratio * len(bars)))]
+            bar = BARS[min(len(BARS) - 1, int(ratio * len(BARS)))]
             text.append(bar, high_style if ratio >= 0.5 else low_style)
         return text
 
@@ -275,7 +275,6 @@ class MonitorDashboard(Vertical, can_focus=True):
         self.findings: tuple[Finding, ...] = ()
         #: The level each metric is at (a notification is raised when it gets worse).
         self.levels: dict[str, Level] = {}
-        self.notified: list[str] = []
         self.running = False
         self.deployed_at: float | None = None
         self.checked: dict[str, bool] = {}
@@ -436,7 +435,6 @@ class MonitorDashboard(Vertical, can_focus=True):
             before = self.levels.get(finding.metric, "ok")
             self.levels[finding.metric] = finding.level
             if RANK[finding.level] > RANK[before]:
-                self.notified.append(finding.metric)
                 self.app.notify(
                     finding.text,
                     title=f"Monitoring: {finding.metric} {finding.level}",
