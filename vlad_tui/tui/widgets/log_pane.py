@@ -40,6 +40,8 @@ _UNSAFE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x
 
 def clean(text: str) -> str:
     """Text safe to put on screen: no escapes, no control characters, tabs expanded."""
+    if text.isprintable():  # the common case: nothing to strip (no escape, tab or control)
+        return text
     return _UNSAFE.sub("", text).expandtabs(4)
 
 
