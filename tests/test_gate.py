@@ -230,7 +230,7 @@ async def test_the_lock_is_released_when_phase_3_stops_early(tmp_path: Path) -> 
 async def test_stopping_the_staging_instance_resets_its_start(tmp_path: Path) -> None:
     engine = make_engine(tmp_path, fake_operations(), [])
     engine.override_gate("rehearsal")
-    for step_id in ("p2.status", "p2.migrate", "p2.generate", "p2.build", "p2.start"):
+    for step_id in ("p2.status", "p2.migrate", "p2.build", "p2.start"):
         assert await engine.run_step(step_id) == "ok"
     assert await engine.run_step("p2.stop") == "ok"
     assert engine.statuses["p2.start"] == "pending" and engine.statuses["p2.stop"] == "pending"

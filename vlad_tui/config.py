@@ -143,6 +143,8 @@ class Target:
     install_command: str = "npm ci"
     generate_command: str = "npx prisma generate"
     build_command: str = "npm run build"
+    #: Checks the release's Prisma schema before Phase 3 migrates (run in the release).
+    validate_command: str = "npx --no-install prisma validate"
     #: What pm2 starts for the staging instance (relative to ``app_dir``), plus its arguments.
     start_command: str = "dist/main.js"
     #: Optional, e.g. ``npx prisma migrate status``; unset: only the direct table read.
@@ -344,6 +346,7 @@ _TARGET_KEYS = (
     "install_command",
     "generate_command",
     "build_command",
+    "validate_command",
     "start_command",
     "prisma_status_command",
     "staging_pm2_name",
@@ -361,6 +364,7 @@ _COMMAND_KEYS = (
     "install_command",
     "generate_command",
     "build_command",
+    "validate_command",
     "start_command",
 )
 #: The running release and the previous one are always kept.
@@ -973,6 +977,8 @@ build_command = "npm run build"
 # written. pm2 then runs <release>/<start_command> from the release, whose .env is a link to
 # app_dir's. Default releases_dir: next to app_dir, "<app_dir>-releases".
 install_command = "npm ci"
+# Phase 3 checks the release's schema with it before migrating (DATABASE_URL → production).
+validate_command = "npx --no-install prisma validate"
 # releases_dir = "/srv/backend-vlad-releases"
 # Releases kept on the server (at least 2: the running one and the previous one, never removed).
 keep_releases = 5

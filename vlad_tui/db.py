@@ -453,6 +453,23 @@ class Database:
         )
         return [dict(r) for r in rows]
 
+    async def advisory_lock_holders(self, key: int) -> list[dict[str, Any]]:
+        """Sessions holding or waiting for the advisory lock ``key`` (one bigint key, as
+        ``pg_advisory_lock(key)`` takes it) in this database: pid, user, application, client,
+        since when, granted."""
+        rows = await self._fetch(
+            "select l.pid, l.granted, a.usename, a.application_name, "
+            "a.client_addr::text as client_addr, a.backend_start, a.state "
+            "from pg_locks l left join pg_stat_activity a on a.pid = l.pid "
+            "where l.locktype = 'advisory' and l.objsubid = 1 "
+            "and l.classid::bigint = $1 and l.objid::bigint = $2 "
+            "and l.database = (select oid from pg_database where datname = current_database()) "
+            "order by l.granted desc, l.pid",
+            key >> 32,
+            key & 0xFFFFFFFF,
+        )
+        return [dict(r) for r in rows]
+
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()

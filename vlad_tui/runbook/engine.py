@@ -198,6 +198,8 @@ class Engine:
 
     def run_state(self) -> gates.RunState:
         """The run as the gate sees it, now."""
+        from vlad_tui.runbook.operations.release import stale_release
+
         backup = self.latest_verified_backup()
         return gates.RunState(
             statuses=dict(self.statuses),
@@ -207,6 +209,7 @@ class Engine:
             override=self._override,
             backup_max_age_hours=self.config.project.backup_max_age_hours,
             now=time.time(),
+            stale_release=stale_release(self.run_artifacts()),
         )
 
     def gate(self, step_id: str) -> tuple[bool, str]:

@@ -25,6 +25,10 @@ ACK_SUBJECTS = {
 }
 
 
+#: Operations a refused release never locks (the deploy lock is always released).
+_ALWAYS = frozenset({"lock_release"})
+
+
 @dataclass(frozen=True)
 class RunState:
     """What the gate looks at: a read-only picture of one run at one moment."""
@@ -41,6 +45,8 @@ class RunState:
     override: str | None = None
     backup_max_age_hours: float = 24.0
     now: float = 0.0
+    #: Why the release Phase 2 built may not ship ("" when nothing refused it since).
+    stale_release: str = ""
 
     @classmethod
     def before_run(
@@ -79,6 +85,9 @@ def gate(step: Step, state: RunState) -> tuple[bool, str]:
     reasons: list[str] = []
     if step.production_gate and state.override is None:
         reasons.extend(_production_reasons(state))
+    if step.production_gate and state.stale_release and step.operation not in _ALWAYS:
+        # Not lifted by the override: what ships must be what Phase 2 built and tested.
+        reasons.append(state.stale_release)
     subjects = (*(("integrity",) if step.production_gate else ()), *step.acknowledge)
     for subject in dict.fromkeys(subjects):
         count = state.pending_acks.get(subject, 0)

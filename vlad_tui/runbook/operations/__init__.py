@@ -29,6 +29,15 @@ from vlad_tui.runbook.operations.context import (
     Operation,
     StepContext,
 )
+from vlad_tui.runbook.operations.deploy import (
+    _backup_fresh,
+    _deploy,
+    _deploy_describe,
+    _migrate,
+    _migrate_describe,
+    _validate_schema,
+    _verify_state,
+)
 from vlad_tui.runbook.operations.integrity import _integrity_compare, _integrity_snapshot
 from vlad_tui.runbook.operations.lock import (
     _lock_acquire,
@@ -46,6 +55,7 @@ from vlad_tui.runbook.operations.pm2 import (
     _pm2_show,
     _pm2_status,
 )
+from vlad_tui.runbook.operations.release import _release_build, _release_check
 from vlad_tui.runbook.operations.rollback import (
     _releases_list,
     _rollback_code,
@@ -73,7 +83,6 @@ from vlad_tui.runbook.operations.staging import (
 )
 from vlad_tui.runbook.operations.staging_app import (
     _manual_checks,
-    _staging_command,
     _staging_start,
     _staging_stop,
 )
@@ -108,8 +117,7 @@ OPERATIONS: dict[str, Operation] = {
     "staging_snapshot": Operation(_staging_snapshot, read_only=True),
     "staging_migration_status": Operation(_staging_migration_status, read_only=True),
     "staging_migrate": Operation(_staging_migrate),
-    "staging_generate": _staging_command("generate"),
-    "staging_build": _staging_command("build"),
+    "release_build": Operation(_release_build),
     "staging_start": Operation(_staging_start),
     "staging_smoke_checks": Operation(_staging_smoke_checks, read_only=True),
     "smoke_checks": Operation(_smoke_checks, read_only=True),
@@ -128,4 +136,10 @@ OPERATIONS: dict[str, Operation] = {
     "rollback_report": Operation(_rollback_report, read_only=True),
     "rollback_kept": Operation(_rollback_kept, read_only=True),
     "releases_list": Operation(_releases_list, read_only=True),
+    "backup_fresh": Operation(_backup_fresh),
+    "verify_state": Operation(_verify_state, read_only=True),
+    "validate_schema": Operation(_validate_schema, read_only=True),
+    "migrate": Operation(_migrate, _migrate_describe),
+    "release_check": Operation(_release_check, read_only=True),
+    "deploy": Operation(_deploy, _deploy_describe),
 }

@@ -7,35 +7,27 @@ import shlex
 from urllib.parse import urlsplit
 
 from vlad_tui.errors import VladError
-from vlad_tui.runbook.operations.context import Operation, StepContext
+from vlad_tui.runbook.operations.context import StepContext
 from vlad_tui.runbook.operations.staging import _staging_url
 
 
-def _staging_command(what: str) -> Operation:
-    async def run(ctx: StepContext) -> None:
-        from vlad_tui.ops import staging_app
-
-        url = await _staging_url(ctx)
-        result = await staging_app.run_configured(
-            what, ctx.target, ctx.transport, url, sink=ctx.sink
-        )
-        ctx.exit_status = result.exit_status
-
-    run.__doc__ = f"The configured {what} command in app_dir, DATABASE_URL → staging."
-    return Operation(run)
-
-
 async def _staging_start(ctx: StepContext) -> None:
-    """The staging instance under pm2 (own name and port), then its health endpoint."""
+    """The staging instance under pm2 (own name and port), started from the release Phase 2
+    built, then its health endpoint."""
     from vlad_tui.ops import staging_app
+    from vlad_tui.runbook.operations.release import in_release, release_from
 
+    release = release_from(ctx)
+    ctx.output(f"starting release {release.id} from {release.path}")
     health = await staging_app.start_staging(
-        ctx.target, ctx.transport, await _staging_url(ctx), sink=ctx.sink
+        in_release(ctx.target, release), ctx.transport, await _staging_url(ctx), sink=ctx.sink
     )
     ctx.artifact(
         "staging_instance",
         name=ctx.target.staging_name,
         port=ctx.target.staging_port,
+        release=release.id,
+        path=release.path,
         **health.to_dict(),
     )
 

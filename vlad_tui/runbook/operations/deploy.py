@@ -1,0 +1,297 @@
+"""Phase 3 on production: fresh backup, Prisma's lock, validate, migrate (detached), deploy."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from vlad_tui.errors import VladError
+from vlad_tui.ops import release_switch as switch_ops
+from vlad_tui.ops.staging_app import in_app_dir, run_in_app
+from vlad_tui.runbook.operations.backup import _ProgressLines
+from vlad_tui.runbook.operations.context import ConfirmRequest, StepContext
+from vlad_tui.runbook.operations.migrations import report_migrations
+from vlad_tui.runbook.operations.release import in_release, release_from
+
+#: The key of the advisory lock ``prisma migrate`` takes (``pg_advisory_lock(72707369)``).
+PRISMA_LOCK_KEY = 72707369
+
+
+def _applied(status_data: dict[str, Any] | None) -> list[str]:
+    return [
+        str(m["name"])
+        for m in (status_data or {}).get("migrations") or ()
+        if m.get("state") == "applied"
+    ]
+
+
+async def _production_migrations(ctx: StepContext) -> list[str]:
+    from vlad_tui.ops import migrations as migration_ops
+
+    async with ctx.database() as db:
+        status = await migration_ops.migration_status(ctx.target, ctx.transport, db)
+    return [m.name for m in status.migrations if m.state == "applied"]
+
+
+async def _dump(ctx: StepContext) -> None:
+    """``pg_dump`` with the critical tables and ``_prisma_migrations`` fingerprinted in the
+    dump's own snapshot (what the rollback compares a restore against)."""
+    from vlad_tui.ops import backup as backup_ops
+
+    backup = await backup_ops.create_backup(
+        ctx.target,
+        ctx.transport,
+        await ctx.database_url(),
+        fmt=ctx.target.backup_format,
+        jobs=ctx.target.backup_jobs,
+        sink=ctx.sink,
+        progress=_ProgressLines(ctx, "dumped", of=" (database size)"),
+        fingerprint_tables=(*ctx.config.project.critical_tables, "_prisma_migrations"),
+    )
+    ctx.exit_status = 0
+    ctx.artifact("backup", **backup.to_artifact())
+
+
+async def _backup_fresh(ctx: StepContext) -> None:
+    """A fresh backup of production, unless this run already has a verified one younger than
+    ``backup_max_age_hours``; either way it records the migrations the backup contains."""
+    max_age = ctx.config.project.backup_max_age_hours
+    recent = ctx.run.latest_artifact("backup", verified=True)
+    age_h = (time.time() - float(recent.get("created_at") or 0)) / 3600 if recent else None
+    if recent is not None and age_h is not None and age_h <= max_age:
+        ctx.output(
+            f"this run's verified backup {recent.get('path')} is {age_h:.1f} h old "
+            f"(max {max_age:g} h): no new dump"
+        )
+        # Recorded as this step's backup so «Verifica el backup» re-checks exactly it.
+        ctx.artifact("backup", **{**recent, "reused": True})
+    else:
+        why = "no verified backup in this run" if recent is None else f"{age_h:.1f} h old"
+        ctx.output(f"a new backup of production ({why})")
+        await _dump(ctx)
+    # Under the deploy lock and before the migrate step: what production has applied now is
+    # what the backup contains.
+    applied = await _production_migrations(ctx)
+    ctx.output(f"the backup contains {len(applied)} applied migration(s)")
+    ctx.artifact("backup_migrations", migrations=applied)
+
+
+def _holder_text(row: dict[str, Any]) -> str:
+    since = row.get("backend_start")
+    when = since.strftime("%Y-%m-%d %H:%M:%S") if hasattr(since, "strftime") else "?"
+    who = row.get("usename") or "?"
+    app = row.get("application_name") or "no application name"
+    client = row.get("client_addr") or "local socket"
+    state = "holds it" if row.get("granted") else "waits for it"
+    return f"session {row.get('pid')} ({who}, {app}, from {client}, since {when}) {state}"
+
+
+async def prisma_lock_holders(ctx: StepContext) -> list[str]:
+    """Who holds (or waits for) Prisma's migration advisory lock on production, as text."""
+    async with ctx.database() as db:
+        rows = await db.advisory_lock_holders(PRISMA_LOCK_KEY)
+    return [_holder_text(r) for r in rows]
+
+
+async def _check_prisma_lock(ctx: StepContext) -> None:
+    holders = await prisma_lock_holders(ctx)
+    if holders:
+        for h in holders:
+            ctx.output(h, "stderr")
+        raise VladError(
+            f"Prisma's migration lock (pg advisory lock {PRISMA_LOCK_KEY}) is taken on "
+            f"production: {holders[0]}. Another migrate is running; wait for it or end it, "
+            "then run this step again"
+        )
+    ctx.output(f"Prisma's migration lock ({PRISMA_LOCK_KEY}) is free")
+
+
+async def _verify_state(ctx: StepContext) -> None:
+    """No failed migration, no checksum mismatch on production; Prisma's lock is free."""
+    status = await report_migrations(ctx, await ctx.database_url())
+    if not status.ok:
+        raise VladError("; ".join(status.problems()))
+    await _check_prisma_lock(ctx)
+
+
+async def _validate_schema(ctx: StepContext) -> None:
+    """``validate_command`` in the release (DATABASE_URL → production, through stdin)."""
+    release = release_from(ctx)
+    command = ctx.target.validate_command
+    result = await run_in_app(
+        in_release(ctx.target, release),
+        ctx.transport,
+        command,
+        await ctx.database_url(),
+        sink=ctx.sink,
+        timeout=300.0,
+    )
+    ctx.exit_status = result.exit_status
+    if not result.ok:
+        lines = [ln for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
+        raise VladError(
+            f"`{command}` failed in release {release.id} (exit status {result.exit_status})"
+            + (f": {lines[-1].strip()[:300]}" if lines else "")
+        )
+    ctx.artifact("schema_valid", release=release.id, command=command)
+
+
+def _migrate_command(ctx: StepContext) -> tuple[str, str]:
+    release = release_from(ctx)
+    shown = f"cd {release.path} && {ctx.target.migrate_command}"
+    return in_app_dir(in_release(ctx.target, release), ctx.target.migrate_command), shown
+
+
+async def _migrate_describe(ctx: StepContext) -> ConfirmRequest:
+    url = await ctx.database_url()
+    _, shown = _migrate_command(ctx)
+    backup = ctx.run.latest_artifact("backup", steps=("p3.verify_backup",), verified=True)
+    pending = ctx.run.latest_artifact("migrations", steps=("p3.status",))
+    names = [
+        str(m["name"])
+        for m in (pending or {}).get("migrations") or ()
+        if m.get("state") == "pending"
+    ]
+    holders = await prisma_lock_holders(ctx)
+    lock = (
+        f" Prisma's migration lock is TAKEN: {holders[0]}."
+        if holders
+        else " Prisma's migration lock is free."
+    )
+    return ConfirmRequest(
+        step_id=ctx.step.id,
+        title=ctx.step.title,
+        commands=[f"{shown}   (DATABASE_URL → {url}, detached on the server)"],
+        host=ctx.transport.label,
+        database=url.display(),
+        consequence=(
+            f"Applies {len(names)} pending migration(s) to production"
+            + (f" ({', '.join(names)})" if names else "")
+            + ". Schema and data changes are not undone by a code rollback; the way back is "
+            f"restoring this run's backup {backup.get('path') if backup else '(none)'} "
+            "(rollback, r)." + lock
+        ),
+        expected=ctx.target.name,
+    )
+
+
+async def _migrate(ctx: StepContext) -> None:
+    """``migrate_command`` in the release against production, detached on the server (survives
+    a dropped connection); the final state is read from ``_prisma_migrations``."""
+    from vlad_tui.runbook.operations.detached import run_detached
+
+    url = await ctx.database_url()
+    resumed = bool(ctx.params.get("resume_job"))
+    before = ctx.run.latest_artifact("migrations", steps=("p3.status",))
+    if not resumed:
+        await _check_prisma_lock(ctx)
+    command, shown = _migrate_command(ctx)
+    ctx.output(f"$ {shown}   (DATABASE_URL → {url})")
+    status_code = await run_detached(
+        ctx, "migrate on production", command, secrets={"DATABASE_URL": url.to_url()}
+    )
+    status = await report_migrations(ctx, url)
+    newly = [n for n in status.names("applied") if n not in _applied(before)]
+    ctx.artifact(
+        "migrate",
+        exit_status=status_code,
+        applied=newly,
+        failed=status.names("failed"),
+        pending=status.names("pending"),
+    )
+    failed = [m for m in status.migrations if m.state == "failed"]
+    if status_code != 0 or failed or status.names("pending"):
+        backup = ctx.run.latest_artifact("backup", steps=("p3.verify_backup",), verified=True)
+        detail = ""
+        if failed and failed[0].logs:
+            detail = f"; {failed[0].name}: {failed[0].logs.strip().splitlines()[-1][:300]}"
+        where = f"this run's backup {backup.get('path')}" if backup else "a verified backup"
+        raise VladError(
+            f"migrate on production failed (exit status {status_code}; "
+            f"{status.summary()}){detail}. Nothing after it runs; the rollback (r) restores "
+            f"{where}"
+        )
+    ctx.output(f"{len(newly)} migration(s) applied to production: {', '.join(newly) or 'none'}")
+
+
+async def _deploy_plan(ctx: StepContext) -> tuple[switch_ops.SwitchPlan, list[str], list[str]]:
+    """The switch plan, the lines explaining a one-time layout change, and how to undo it."""
+    release = release_from(ctx)
+    layout = await switch_ops.plan_first_layout_change(ctx.target, ctx.transport, release)
+    if layout is not None:
+        return layout.plan, list(layout.explanation), list(layout.revert)
+    return await switch_ops.plan_switch(ctx.target, ctx.transport, release), [], []
+
+
+async def _deploy_describe(ctx: StepContext) -> ConfirmRequest:
+    release = release_from(ctx)
+    plan, explanation, revert = await _deploy_plan(ctx)
+    ctx.state["plan"] = plan
+    lines = [
+        f"Switches {ctx.target.pm2_name} to release {release.id} "
+        f"({release.source.text if release.source else '?'}) in {plan.mode} mode "
+        f"({plan.strategy}).",
+        *plan.notes,
+    ]
+    if plan.mode == "fork":
+        lines.append(
+            "Fork mode: requests fail while the app restarts; cluster mode avoids that downtime."
+        )
+    if plan.lost_env:
+        lines.append(
+            "The new processes will not have: " + ", ".join(plan.lost_env) + " (names only)."
+        )
+    if explanation:
+        lines.append("One-time layout change: " + " ".join(explanation))
+        lines.append("To undo it: " + " ; ".join(revert))
+    return ConfirmRequest(
+        step_id=ctx.step.id,
+        title=ctx.step.title,
+        commands=plan.commands,
+        host=ctx.transport.label,
+        database="",
+        consequence=" ".join(lines),
+        expected=ctx.target.name,
+    )
+
+
+async def _deploy(ctx: StepContext) -> None:
+    """Switch production's pm2 processes to the tested release (the confirmed commands),
+    probing health between steps; verified from ``pm2 jlist``; old releases pruned."""
+    from vlad_tui.ops import health as health_ops
+
+    release = release_from(ctx)
+    plan = ctx.state.get("plan")
+    if not isinstance(plan, switch_ops.SwitchPlan):
+        plan, _, _ = await _deploy_plan(ctx)
+    probes: list[dict[str, Any]] = []
+
+    async def after(step: switch_ops.SwitchStep) -> None:
+        if step.kind in ("start", "retire", "stop"):
+            result = await health_ops.check_health(ctx.target, ctx.transport, timeout=5.0)
+            probes.append({"after": step.kind, "ok": result.ok, "status": result.status})
+            ctx.output(f"after {step.says}: {result.describe()}")
+
+    t0 = time.monotonic()
+    previous = sorted({w.cwd for w in plan.replaced})
+    check = await switch_ops.switch(
+        ctx.target, ctx.transport, plan, sink=ctx.sink, after_step=after
+    )
+    took = time.monotonic() - t0
+    ctx.exit_status = 0
+    ctx.artifact(
+        "deploy",
+        release=release.id,
+        path=release.path,
+        previous=previous,
+        mode=plan.mode,
+        strategy=plan.strategy,
+        commands=plan.commands,
+        workers=[w.pm_id for w in check.workers],
+        seconds=round(took, 3),
+        probes=probes,
+        failed_probes=sum(1 for p in probes if not p["ok"]),
+    )
+    ctx.output(f"deployed release {release.id} in {took:.1f} s: {check.describe()}")
+    pruned = await switch_ops.prune(ctx.target, ctx.transport, sink=ctx.sink)
+    ctx.artifact("releases_pruned", removed=list(pruned.removed), kept=dict(pruned.kept))
