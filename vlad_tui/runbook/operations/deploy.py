@@ -115,8 +115,11 @@ async def _verify_state(ctx: StepContext) -> None:
 
 
 async def _validate_schema(ctx: StepContext) -> None:
-    """``validate_command`` in the release (DATABASE_URL → production, through stdin)."""
-    release = release_from(ctx)
+    """The release is the tested one (before anything migrates), then ``validate_command``
+    in it (DATABASE_URL → production, through stdin)."""
+    from vlad_tui.runbook.operations.release import check_tested
+
+    release = await check_tested(ctx)
     command = ctx.target.validate_command
     result = await run_in_app(
         in_release(ctx.target, release),

@@ -71,9 +71,9 @@ async def _release_build(ctx: StepContext) -> None:
     )
 
 
-async def _release_check(ctx: StepContext) -> None:
-    """Phase 3's «Construye la aplicación»: no rebuild on production; the build tested in
-    Phase 2 must be intact and built from the source checked out now."""
+async def check_tested(ctx: StepContext) -> Release:
+    """The release Phase 2 built and started on staging, its dist/ intact and built from the
+    source checked out in app_dir now; refused (and Phase 3 locked) otherwise."""
     release = release_from(ctx)
     staged = ctx.run.latest_artifact("staging_instance", steps=("p2.start",))
     if staged is not None and staged.get("release") not in (None, release.id):
@@ -99,6 +99,13 @@ async def _release_check(ctx: StepContext) -> None:
             "(Phase 3 stays locked until then)"
         )
     ctx.output(f"the source in {ctx.target.app_dir} is the one release {release.id} was built from")
+    return release
+
+
+async def _release_check(ctx: StepContext) -> None:
+    """Phase 3's «Construye la aplicación»: no rebuild on production; the build tested in
+    Phase 2 must be intact and built from the source checked out now."""
+    release = await check_tested(ctx)
     ctx.artifact(RELEASE_CHECKED, id=release.id, path=release.path)
 
 

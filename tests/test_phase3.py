@@ -1,0 +1,342 @@
+"""Phases 1 → 2 → 3 end to end: the engine over a real sshd target, real PostgreSQL and real pm2.
+
+Each test has its own seeded production database and its own copy of the sample backend, built
+in place and run by pm2 as ``dist/server.js`` from ``app_dir`` in cluster mode (the plan's
+layout), so the first deploy also makes the one-time move to releases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import urllib.request
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.rig.operator import Operator
+from tests.rig.pm2 import Pm2, wait_http
+from tests.rig.postgres import PgServer
+from tests.rig.services import free_port
+from tests.rig.sshd import SshdServer
+from vlad_tui.config import Config, Project, SmokeCheck, Target
+from vlad_tui.demo import install_backend
+from vlad_tui.demo.seed import APPLIED_MIGRATIONS, PENDING_MIGRATIONS
+from vlad_tui.journal import Journal, Run
+from vlad_tui.ops import release_switch
+from vlad_tui.runbook import model
+from vlad_tui.runbook.engine import Engine
+from vlad_tui.transport import SshTransport
+
+pytestmark = pytest.mark.integration
+
+GENERATE = "node -e \"console.log('prisma generate: nothing to generate in the sample')\""
+#: The sample has no Prisma CLI; its schema file must be there (real servers: prisma validate).
+VALIDATE = "test -s prisma/schema.prisma && echo 'schema present'"
+FEATURES = ("p2.login", "p2.virgin_medals", "p2.qr_codes", "p2.partners", "p2.api")
+UNIQUE_EMAIL = "20250301000000_partner_email_unique"
+
+
+@dataclass
+class World:
+    pg: PgServer
+    pm2: Pm2
+    target: Target
+    config: Config
+    journal: Journal
+    run: Run
+    transport: SshTransport
+    operator: Operator
+    app_dir: Path
+    port: int
+    production: str
+    staging: str
+
+    def engine(self, run: Run | None = None) -> Engine:
+        return Engine(
+            self.config,
+            self.target,
+            self.transport,
+            run or self.run,
+            confirm=self.operator.confirm,
+            sink=self.operator.events.append,
+            journal=self.journal,
+        )
+
+    def get(self, path: str) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def builds(self, n: int = 10) -> set[str]:
+        return {self.get("/build")["build"] for _ in range(n)}
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        conn = await self.pg.connect(self.production)
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    async def applied(self) -> list[str]:
+        rows = await self.fetch(
+            "select migration_name from _prisma_migrations where finished_at is not null "
+            "and rolled_back_at is null order by migration_name"
+        )
+        return [r[0] for r in rows]
+
+    def events(self, run: Run | None = None) -> list[dict[str, Any]]:
+        return self.journal.load((run or self.run).run_id).events
+
+    def artifacts(self, kind: str, step: str | None = None) -> list[dict[str, Any]]:
+        return [
+            e["data"]
+            for e in self.events()
+            if e["kind"] == "artifact" and e["artifact"] == kind and step in (None, e["step"])
+        ]
+
+    def journal_text(self) -> str:
+        files = self.journal.root.rglob("*")
+        return "".join(p.read_text(errors="replace") for p in files if p.is_file())
+
+
+@pytest.fixture
+async def world(pg: PgServer, pm2: Pm2, sshd: SshdServer, tmp_path: Path) -> AsyncIterator[World]:
+    name = f"p3_{secrets.token_hex(4)}"
+    url = await pg.create_database(name, seeded=True)
+    app_dir = tmp_path / "backend-vlad"
+    port = free_port()
+    install_backend(app_dir, port=port, database_url=url)
+    env = {**os.environ, "BUILD_ID": "production-v1"}
+    subprocess.run(["npm", "run", "build"], cwd=app_dir, env=env, check=True, capture_output=True)
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    app_name = f"vlad-{name}"
+    target = sshd.target(
+        "production",
+        app_dir=str(app_dir),
+        pm2_name=app_name,
+        pm2_bin=str(pm2.bin),
+        pm2_home=str(pm2.home),
+        health_url=f"http://127.0.0.1:{port}/health",
+        backup_dir=str(backups),
+        jobs_dir=str(tmp_path / "jobs"),
+        database="dotenv:.env",
+        migrate_command="npm run migrate:deploy",
+        install_command="npm ci --no-audit --no-fund",
+        generate_command=GENERATE,
+        build_command="npm run build",
+        validate_command=VALIDATE,
+        start_command="dist/server.js",
+        staging_port=free_port(),
+        smoke_checks=(SmokeCheck("GET", "/health", 200), SmokeCheck("GET", "/build", 200)),
+    )
+    (tmp_path / "jobs").mkdir()
+    config = Config(tmp_path / "config.toml", Project(), {"production": target})
+    journal = Journal(tmp_path / "runs")
+    run = journal.start_run("production", operator="ana@bastion")
+    transport = SshTransport(target)
+    subprocess.run(
+        [pm2.bin, "start", "dist/server.js", "--name", app_name, "-i", "2"],
+        cwd=app_dir, env=pm2.env, check=True, capture_output=True,
+    )  # fmt: skip
+    wait_http(f"http://127.0.0.1:{port}/health")
+    world = World(
+        pg, pm2, target, config, journal, run, transport, Operator(), app_dir, port, name,
+        f"{name}_staging",
+    )  # fmt: skip
+    try:
+        yield world
+    finally:
+        run.close()
+        await transport.close()
+        for leftover in {p["name"] for p in await asyncio.to_thread(pm2.jlist)} & {
+            target.staging_name,
+            app_name,
+        }:
+            await asyncio.to_thread(pm2.delete, leftover)
+        await pg.drop_database(world.staging)
+        await pg.drop_database(name)
+
+
+async def phases_1_and_2(world: World, engine: Engine) -> None:
+    """Phase 1 (one confirmation: the staging restore) and Phase 2 with the manual checks
+    ticked while the staging instance runs; lint findings acknowledged."""
+    world.operator.answers = ["production"]
+    assert await engine.run_phase(1), {s: engine.error(s) for s in engine.statuses}
+    phase2 = asyncio.create_task(engine.run_phase(2))
+    deadline = asyncio.get_running_loop().time() + 180
+    while engine.statuses["p2.features"] != "running":
+        assert not phase2.done(), {s: engine.error(s) for s in engine.statuses if engine.error(s)}
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.1)
+    for item in FEATURES:
+        engine.tick(item, True)
+    assert await asyncio.wait_for(phase2, 60), {s: engine.error(s) for s in engine.statuses}
+    if engine.pending_acknowledgements("lint"):
+        engine.acknowledge("lint", note="revisado")
+
+
+def _no_reset(world: World) -> None:
+    text = world.journal_text()
+    assert "migrate reset" not in text and "migrate:reset" not in text
+
+
+async def test_phase1_2_3_deploys_the_tested_release(world: World) -> None:
+    engine = world.engine()
+    before_pids = {p["pid"] for p in await asyncio.to_thread(world.pm2.jlist)}
+    await phases_1_and_2(world, engine)
+
+    [release] = world.artifacts("release", "p2.build")
+    path = Path(release["path"])
+    assert path.parent == Path(world.target.releases_path)
+    new_build = (path / "dist" / "BUILD_ID").read_text().strip()
+    assert new_build != "production-v1"
+    # Phase 2 changed nothing production runs: still the old build, from app_dir.
+    assert world.builds() == {"production-v1"}
+    assert (world.app_dir / "dist" / "BUILD_ID").read_text().strip() == "production-v1"
+    [staged] = world.artifacts("staging_instance", "p2.start")
+    assert staged["release"] == release["id"] and staged["path"] == release["path"]
+    assert await world.applied() == list(APPLIED_MIGRATIONS)
+
+    # ---- Phase 3: migrate and deploy confirmed with their exact commands ----
+    world.operator.asked.clear()
+    world.operator.answers = ["production", "production"]
+    ok = await engine.run_phase(3)
+    assert ok, {s: engine.error(s) for s in engine.statuses if engine.error(s)}
+    for step in model.phase(3).steps:
+        assert engine.statuses[step.id] == "ok", (step.id, engine.error(step.id))
+    migrate, deploy = world.operator.asked
+    assert migrate.step_id == "p3.migrate"
+    assert migrate.commands == [
+        f"cd {path} && npm run migrate:deploy   (DATABASE_URL → "
+        f"{migrate.database}, detached on the server)"
+    ]
+    assert world.pg.password not in migrate.commands[0]
+    assert "2 pending migration(s)" in migrate.consequence
+    assert "Prisma's migration lock is free" in migrate.consequence
+    assert deploy.step_id == "p3.deploy"
+    assert any("start" in c and str(path / "dist/server.js") in c for c in deploy.commands)
+    assert "One-time layout change" in deploy.consequence and "To undo it" in deploy.consequence
+
+    # Production: every migration applied, the new build served, from the release.
+    assert await world.applied() == sorted([*APPLIED_MIGRATIONS, *PENDING_MIGRATIONS])
+    assert world.builds() == {new_build}
+    check = await release_switch.verify_running(world.target, world.transport, str(path))
+    assert check.ok, check.describe()
+    assert not {p["pid"] for p in await asyncio.to_thread(world.pm2.jlist)} & before_pids - {0}
+    # The previous build is kept intact (app_dir, the one-time layout's "previous release").
+    assert (world.app_dir / "dist" / "BUILD_ID").read_text().strip() == "production-v1"
+    [migrated] = world.artifacts("migrate", "p3.migrate")
+    assert migrated["exit_status"] == 0 and migrated["applied"] == list(PENDING_MIGRATIONS)
+    [job] = world.artifacts("detached_job", "p3.migrate")
+    assert job["label"] == "migrate on production"
+    [backup_migrations] = world.artifacts("backup_migrations", "p3.backup")
+    assert backup_migrations["migrations"] == list(APPLIED_MIGRATIONS)
+    [p3_backup] = world.artifacts("backup", "p3.backup")
+    assert p3_backup.get("reused") is True  # Phase 1's verified backup is younger than 24 h
+    [deployed] = world.artifacts("deploy", "p3.deploy")
+    assert deployed["release"] == release["id"] and deployed["previous"] == [str(world.app_dir)]
+    # The lock is released; nothing sent `migrate reset`.
+    assert not (Path(world.target.backup_dir) / ".vlad-tui.lock").exists()
+    assert world.artifacts("lock_released", "p3.unlock")
+    _no_reset(world)
+
+    # Back to the plan's layout for the fixture's cleanup check (and to show it reverts).
+    plan = await release_switch.plan_switch(world.target, world.transport, world.target.app_dir)
+    await release_switch.switch(world.target, world.transport, plan, settle=0.5)
+    assert world.builds() == {"production-v1"}
+
+
+async def test_a_migration_failing_on_production_data_stops_phase3(world: World) -> None:
+    folder = world.app_dir / "prisma" / "migrations" / UNIQUE_EMAIL
+    folder.mkdir()
+    (folder / "migration.sql").write_text(
+        'CREATE UNIQUE INDEX "partners_email_key" ON "partners"("email");\n'
+    )
+    engine = world.engine()
+    await phases_1_and_2(world, engine)  # staging has no duplicate emails: it passes there
+    # Production gained data since the backup that breaks the migration.
+    await world.fetch(
+        "insert into partners (name, email) values ('Dup A', 'dup@example.com'), "
+        "('Dup B', 'dup@example.com')"
+    )
+    world.operator.asked.clear()
+    world.operator.answers = ["production", "production"]
+    assert await engine.run_phase(3) is False
+    assert engine.statuses["p3.migrate"] == "failed"
+    error = engine.error("p3.migrate") or ""
+    assert "migrate on production failed (exit status 1" in error
+    assert UNIQUE_EMAIL in error and "the rollback (r) restores this run's backup" in error
+    [backup] = world.artifacts("backup", "p3.verify_backup")
+    assert backup["path"] in error
+    log = "\n".join(line.text for line in engine.log("p3.migrate"))
+    assert "could not create unique index" in log  # Prisma's (the runner's) own error
+    # Nothing after migrate ran; the lock was released by the cleanup; the old build serves.
+    for step_id in ("p3.integrity", "p3.build", "p3.deploy", "p3.post_checks", "p3.logs"):
+        assert engine.statuses[step_id] in ("locked", "pending"), step_id
+    assert engine.statuses["p3.unlock"] == "ok"
+    assert world.artifacts("migrate", "p3.migrate")[0]["failed"] == [UNIQUE_EMAIL]
+    assert [r.step_id for r in world.operator.asked] == ["p3.migrate"]
+    assert world.builds() == {"production-v1"}
+    _no_reset(world)
+
+
+async def test_source_changed_after_phase2_is_refused_with_what_changed(world: World) -> None:
+    engine = world.engine()
+    await phases_1_and_2(world, engine)
+    server = world.app_dir / "server.js"
+    server.write_text(server.read_text() + "\n// hotfix pulled after testing\n")
+    world.operator.answers = ["production", "production"]
+    assert await engine.run_phase(3) is False
+    assert engine.statuses["p3.validate"] == "failed"
+    error = engine.error("p3.validate") or ""
+    assert "changed since Phase 2 built release" in error and "server.js" in error
+    # Refused before anything migrated; Phase 3 stays locked until Phase 2 re-runs.
+    assert engine.statuses["p3.migrate"] == "locked"
+    assert await world.applied() == list(APPLIED_MIGRATIONS)
+    locked, reason = engine.gate("p3.lock")
+    assert locked and "re-run Phase 2" in reason and "server.js" in reason
+    engine.override_gate("probado a mano")  # does not lift it
+    assert "re-run Phase 2" in engine.gate("p3.migrate")[1]
+    assert engine.statuses["p3.unlock"] == "ok"
+    assert world.builds() == {"production-v1"}
+    _no_reset(world)
+
+
+async def test_a_second_engine_sees_the_lock_and_prisma_lock_holder(world: World) -> None:
+    first = world.engine()
+    first.override_gate("prueba del lock")
+    assert await first.run_step("p3.lock") == "ok"
+    # Someone else's migrate holds Prisma's advisory lock: named before anything migrates.
+    conn = await world.pg.connect(world.production)
+    try:
+        await conn.execute("set application_name = 'other-migrate'")
+        await conn.execute("select pg_advisory_lock(72707369)")
+        pid = await conn.fetchval("select pg_backend_pid()")
+        assert await first.run_step("p3.status") == "failed"
+        error = first.error("p3.status") or ""
+        assert "Prisma's migration lock" in error and f"session {pid}" in error
+        assert "other-migrate" in error
+    finally:
+        await conn.close()
+    assert await first.run_step("p3.status") == "ok"
+
+    run2 = world.journal.start_run("production", operator="luis@bastion")
+    try:
+        second = world.engine(run2)
+        second.override_gate("otra terminal")
+        assert await second.run_step("p3.lock") == "failed"
+        assert f"run {world.run.run_id}" in (second.error("p3.lock") or "")
+        assert await second.run_step("p3.deploy") == "locked"
+        assert await second.run_step("p3.migrate") == "locked"
+    finally:
+        run2.close()
+    assert await first.run_step("p3.unlock") == "ok"
+    _no_reset(world)
