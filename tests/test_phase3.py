@@ -31,6 +31,7 @@ from vlad_tui.demo import install_backend
 from vlad_tui.demo.seed import APPLIED_MIGRATIONS, PENDING_MIGRATIONS
 from vlad_tui.journal import Journal, Run
 from vlad_tui.ops import release_switch
+from vlad_tui.report import render_report
 from vlad_tui.runbook import model
 from vlad_tui.runbook.engine import Engine
 from vlad_tui.transport import SshTransport
@@ -247,6 +248,10 @@ async def test_phase1_2_3_deploys_the_tested_release(world: World) -> None:
     assert not (Path(world.target.backup_dir) / ".vlad-tui.lock").exists()
     assert world.artifacts("lock_released", "p3.unlock")
     _no_reset(world)
+    report = render_report(world.journal.load(world.run.run_id))
+    deploy_section = report.split("## Deploy", 1)[1].split("## Confirmations", 1)[0]
+    assert release["id"] in deploy_section and ", ".join(PENDING_MIGRATIONS) in deploy_section
+    assert "Failed health probes" in deploy_section
 
     # Back to the plan's layout for the fixture's cleanup check (and to show it reverts).
     plan = await release_switch.plan_switch(world.target, world.transport, world.target.app_dir)

@@ -152,6 +152,43 @@ def build_document(record: RunRecord) -> dict[str, Any]:
             {"at": _iso(e.get("ts")), **{k: v for k, v in e.items() if k not in ("ts", "kind")}}
             for e in record.events_of("monitor_check")
         ],
+        "deploy": deploy_summary(artifacts),
+    }
+
+
+def _last(artifacts: list[dict[str, Any]], kind: str, step: str | None = None) -> dict[str, Any]:
+    for a in reversed(artifacts):
+        if a["kind"] == kind and step in (None, a["step"]):
+            return dict(a["data"])
+    return {}
+
+
+def deploy_summary(artifacts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The deploy at a glance: releases, migrations applied, downtime figures, the gate's
+    result; ``None`` when the run built and deployed nothing. Only what was recorded."""
+    release = _last(artifacts, "release", "p2.build")
+    deploy = _last(artifacts, "deploy", "p3.deploy")
+    migrate = _last(artifacts, "migrate", "p3.migrate")
+    gate = _last(artifacts, "post_deploy_gate")
+    if not (release or deploy or migrate):
+        return None
+    probe = deploy.get("probe") if isinstance(deploy.get("probe"), dict) else {}
+    return {
+        "release_built": release.get("id"),
+        "release_source": release.get("source_text"),
+        "release_deployed": deploy.get("release"),
+        "previous": deploy.get("previous"),
+        "mode": deploy.get("mode"),
+        "deploy_seconds": deploy.get("seconds"),
+        "probes_sent": probe.get("sent"),
+        "failed_probes": probe.get("failed", deploy.get("failed_probes")),
+        "longest_gap_s": probe.get("longest_gap"),
+        "migrations_applied": migrate.get("applied"),
+        "migrations_failed": migrate.get("failed"),
+        "gate_ok": gate.get("ok"),
+        "gate_failed": [c.get("name") for c in gate.get("checks") or () if not c.get("ok")]
+        if gate
+        else None,
     }
 
 
@@ -210,6 +247,32 @@ def _markdown(doc: dict[str, Any]) -> str:
             )
     else:
         out.append("No steps ran.")
+
+    deploy = doc.get("deploy")
+    if deploy:
+        out += ["", "## Deploy", "", "| | |", "|---|---|"]
+        labels = (
+            ("release_built", "Release built (Phase 2)"),
+            ("release_source", "Built from"),
+            ("release_deployed", "Release deployed"),
+            ("previous", "Replaced (kept on disk)"),
+            ("mode", "pm2 mode"),
+            ("deploy_seconds", "Deploy step wall time (s)"),
+            ("probes_sent", "Health probes during the deploy"),
+            ("failed_probes", "Failed health probes"),
+            ("longest_gap_s", "Longest gap between good probes (s)"),
+            ("migrations_applied", "Migrations applied"),
+            ("migrations_failed", "Migrations failed"),
+            ("gate_ok", "Post-deploy gate passed"),
+            ("gate_failed", "Post-deploy checks failed"),
+        )
+        for key, label in labels:
+            value = deploy.get(key)
+            if value is None:
+                continue
+            if isinstance(value, list):
+                value = ", ".join(str(v) for v in value) or "none"
+            out.append(f"| {label} | {_cell(value)} |")
 
     out += ["", "## Confirmations", ""]
     if doc["confirmations"]:
