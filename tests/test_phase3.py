@@ -345,3 +345,55 @@ async def test_a_second_engine_sees_the_lock_and_prisma_lock_holder(world: World
         run2.close()
     assert await first.run_step("p3.unlock") == "ok"
     _no_reset(world)
+
+
+SLOW = "20250401000000_slow_backfill"
+
+
+async def test_connection_dropped_during_migrate_re_attaches_and_migrates_once(
+    world: World, sshd: SshdServer
+) -> None:
+    folder = world.app_dir / "prisma" / "migrations" / SLOW
+    folder.mkdir()
+    (folder / "migration.sql").write_text("SELECT pg_sleep(4);\n")
+    engine = world.engine()
+    await phases_1_and_2(world, engine)
+    world.operator.answers = ["production", "production"]
+    phase3 = asyncio.create_task(engine.run_phase(3))
+
+    async def sleeping() -> bool:
+        rows = await world.fetch(
+            "select count(*) from pg_stat_activity where datname = $1 and query ilike $2",
+            world.production,
+            "%pg_sleep(4)%",
+        )
+        return bool(rows[0][0])
+
+    deadline = asyncio.get_running_loop().time() + 120
+    while not await sleeping():
+        assert not phase3.done(), {s: engine.error(s) for s in engine.statuses if engine.error(s)}
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.1)
+    assert engine.statuses["p3.migrate"] == "running"
+    assert sshd.drop_connections() >= 1  # vlad-tui's SSH connection dies mid-migrate
+    ok = await asyncio.wait_for(phase3, 240)
+    assert ok, {s: engine.error(s) for s in engine.statuses if engine.error(s)}
+
+    # One migrate job, followed to its end over a new connection; each migration applied once.
+    jobs = world.artifacts("detached_job", "p3.migrate")
+    assert len({j["job_id"] for j in jobs}) == 1
+    [end] = world.artifacts("detached_job_end", "p3.migrate")
+    assert end["exit_status"] == 0
+    rows = await world.fetch(
+        "select migration_name, count(*) from _prisma_migrations group by migration_name"
+    )
+    assert {r[0]: r[1] for r in rows} == {
+        m: 1 for m in (*APPLIED_MIGRATIONS, *PENDING_MIGRATIONS, SLOW)
+    }
+    assert await world.applied() == sorted([*APPLIED_MIGRATIONS, *PENDING_MIGRATIONS, SLOW])
+    [release] = world.artifacts("release", "p2.build")
+    new_build = (Path(release["path"]) / "dist" / "BUILD_ID").read_text().strip()
+    assert world.builds() == {new_build}
+    _no_reset(world)
+    plan = await release_switch.plan_switch(world.target, world.transport, world.target.app_dir)
+    await release_switch.switch(world.target, world.transport, plan, settle=0.5)
