@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,6 +82,24 @@ def test_setup_builds_a_healthy_sandbox_with_two_local_targets(demo_dir: Path) -
     )
     assert check.returncode == 0, check.stderr
     assert '"users": 120' in check.stdout and '"status": "online"' in check.stdout
+
+
+def test_production_runs_revision_1_while_app_holds_revision_2_to_deploy(demo_dir: Path) -> None:
+    state = Sandbox(demo_dir).state()
+    assert state is not None
+
+    def get(path: str) -> dict:
+        url = f"http://127.0.0.1:{state.app_port}{path}"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    assert get("/build")["build"] == sandbox_mod.FIRST_BUILD
+    assert get("/version")["version"] == sandbox_mod.FIRST_VERSION
+    package = json.loads((demo_dir / "app" / "package.json").read_text())
+    assert package["version"] == sandbox_mod.NEXT_VERSION
+    production = load_config(demo_dir / "config.toml").target("production")
+    assert production.validate_command == sandbox_mod.VALIDATE
+    assert production.install_command == sandbox_mod.INSTALL
 
 
 def test_running_it_again_reuses_the_sandbox(demo_dir: Path) -> None:

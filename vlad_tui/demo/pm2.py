@@ -72,10 +72,16 @@ class Pm2:
         return json.loads(self.run("jlist"))
 
     def start_app(
-        self, name: str, app_dir: Path, *, instances: int | None = None, wait_ready: bool = True
+        self,
+        name: str,
+        app_dir: Path,
+        *,
+        instances: int | None = None,
+        wait_ready: bool = True,
+        script: str = "server.js",
     ) -> None:
-        """``pm2 start server.js --name NAME`` in ``app_dir`` (cluster mode with ``instances``)."""
-        args = ["start", "server.js", "--name", name]
+        """``pm2 start SCRIPT --name NAME`` in ``app_dir`` (cluster mode with ``instances``)."""
+        args = ["start", script, "--name", name]
         if instances:
             args += ["-i", str(instances)]
         if wait_ready:

@@ -6,6 +6,11 @@ running it in cluster mode on a free port, a config with ``production`` and ``st
 on ``host = "local"`` (or through a loopback OpenSSH sshd with ``ssh=True``), and the demo's
 own run journal. ``teardown`` stops every process it started and removes the directory.
 Setup runs before the TUI's event loop, so it may block.
+
+Like the plan's server, pm2 runs the build in ``app/dist`` (revision 1, build id
+:data:`FIRST_BUILD`) while ``app`` already holds the next revision, pulled but not built: a new
+version in ``package.json`` and the pending migrations. Phase 1 → 2 → 3 builds it as a release
+beside production and deploys it; ``GET /build`` and ``GET /version`` show which one serves.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import time
 import urllib.request
 from dataclasses import asdict, dataclass
@@ -34,6 +40,13 @@ from vlad_tui.errors import VladError
 
 DATABASE = "peludosclick"
 APP_NAME = "backend-vlad"
+#: The build id production runs before the rehearsal deploys the next revision.
+FIRST_BUILD = "demo-r1"
+#: The package version of that build, and of the revision checked out in app/ to deploy.
+FIRST_VERSION, NEXT_VERSION = "1.0.0", "1.1.0"
+#: Commands for the sample backend (no dependencies, no Prisma CLI).
+INSTALL = "npm ci --no-audit --no-fund"
+VALIDATE = "test -s prisma/schema.prisma && echo 'schema.prisma present (no Prisma CLI here)'"
 #: Extra generated rows per size, on top of the seed's realistic sample.
 SIZES = {"small": 0, "medium": 50_000}
 
@@ -141,6 +154,7 @@ class Sandbox:
         asyncio.run(_create_and_seed(cluster, SIZES[size]))
 
         install_backend(self.app_dir, port=state.app_port, database_url=cluster.url(DATABASE))
+        self._first_revision(progress)
         self._write_staging_env(cluster, state)
         self.state_file.write_text(json.dumps(asdict(state), indent=2))
         self.state_file.chmod(0o600)
@@ -196,11 +210,33 @@ class Sandbox:
         found = sorted({str(p.get("pm2_env", {}).get("status", "?")) for p in procs})
         return f"{'/'.join(found)} in pm2" if found else "not in pm2"
 
+    def _first_revision(self, progress) -> None:
+        """Build revision 1 in app/dist (what pm2 runs), then check out revision 2 in app/."""
+        progress(f"building revision {FIRST_VERSION} (build {FIRST_BUILD}) in app/dist …")
+        package = self.app_dir / "package.json"
+        data = json.loads(package.read_text())
+        package.write_text(json.dumps({**data, "version": FIRST_VERSION}, indent=2) + "\n")
+        proc = subprocess.run(
+            ["node", "scripts/build.js"],
+            cwd=self.app_dir,
+            env={**os.environ, "BUILD_ID": FIRST_BUILD},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise VladError(f"building the sample backend failed: {proc.stderr.strip()}")
+        package.write_text(json.dumps({**data, "version": NEXT_VERSION}, indent=2) + "\n")
+        progress(f"app/ holds revision {NEXT_VERSION}, not built yet: the one to deploy")
+
     def _start_app(self, state: SandboxState, progress) -> None:
         progress(f"{APP_NAME} under pm2 (cluster mode) on 127.0.0.1:{state.app_port} …")
         pm2 = self._pm2(state)
         pm2.delete(APP_NAME)
-        pm2.start_app(APP_NAME, self.app_dir, instances=2)
+        if not (self.app_dir / "dist" / "server.js").exists():
+            self._first_revision(progress)
+        pm2.start_app(APP_NAME, self.app_dir, instances=2, script="dist/server.js")
         _wait_healthy(state.app_port)
 
     def _write_staging_env(self, cluster: PgCluster, state: SandboxState) -> None:
@@ -236,7 +272,9 @@ class Sandbox:
                 health_url=f"http://127.0.0.1:{state.app_port}/health",
                 # The sample backend: Prisma's protocol without Prisma (see its scripts/).
                 migrate_command="npm run migrate:deploy",
+                install_command=INSTALL,
                 generate_command="npm run --if-present prisma:generate",
+                validate_command=VALIDATE,
                 start_command="dist/server.js",
                 # Phase 2's staging instance is what the "staging" target below watches.
                 staging_port=state.app_port + 1,

@@ -9,6 +9,8 @@ const root = path.join(__dirname, '..');
 const dist = path.join(root, 'dist');
 fs.mkdirSync(dist, { recursive: true });
 fs.copyFileSync(path.join(root, 'server.js'), path.join(dist, 'server.js'));
+// GET /version answers with the version the build was made from, not what is checked out now.
+fs.copyFileSync(path.join(root, 'package.json'), path.join(dist, 'package.json'));
 const id = process.env.BUILD_ID || `${new Date().toISOString()}-${crypto.randomBytes(3).toString('hex')}`;
 fs.writeFileSync(path.join(dist, 'BUILD_ID'), `${id}\n`);
 console.log(`built dist/ (build ${id})`);
