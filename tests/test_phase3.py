@@ -244,6 +244,21 @@ async def test_phase1_2_3_deploys_the_tested_release(world: World) -> None:
     assert p3_backup.get("reused") is True  # Phase 1's verified backup is younger than 24 h
     [deployed] = world.artifacts("deploy", "p3.deploy")
     assert deployed["release"] == release["id"] and deployed["previous"] == [str(world.app_dir)]
+    assert deployed["done"] is True and deployed["mode"] == "cluster"
+    # Probed at 10 Hz through the tunnel for the whole step; side by side, nothing failed.
+    probe = deployed["probe"]
+    assert probe["hz"] == 10.0 and probe["sent"] >= 5 * deployed["seconds"]
+    assert probe["failed"] == 0, probe
+    [gate] = world.artifacts("post_deploy_gate", "p3.post_checks")
+    assert gate["ok"] and [c["name"] for c in gate["checks"]] == [
+        "health",
+        "every worker online",
+        "no crash loop",
+        "no new error lines",
+    ]
+    assert "Criterios de Éxito:" in "\n".join(x.text for x in engine.log("p3.post_checks"))
+    [logs] = world.artifacts("deploy_logs", "p3.logs")
+    assert logs["errors"] == 0 and logs["files"]
     # The lock is released; nothing sent `migrate reset`.
     assert not (Path(world.target.backup_dir) / ".vlad-tui.lock").exists()
     assert world.artifacts("lock_released", "p3.unlock")
@@ -251,7 +266,8 @@ async def test_phase1_2_3_deploys_the_tested_release(world: World) -> None:
     report = render_report(world.journal.load(world.run.run_id))
     deploy_section = report.split("## Deploy", 1)[1].split("## Confirmations", 1)[0]
     assert release["id"] in deploy_section and ", ".join(PENDING_MIGRATIONS) in deploy_section
-    assert "Failed health probes" in deploy_section
+    assert "Failed health probes | 0 |" in deploy_section
+    assert "Post-deploy gate passed | True |" in deploy_section
 
     # Back to the plan's layout for the fixture's cleanup check (and to show it reverts).
     plan = await release_switch.plan_switch(world.target, world.transport, world.target.app_dir)
@@ -397,3 +413,26 @@ async def test_connection_dropped_during_migrate_re_attaches_and_migrates_once(
     _no_reset(world)
     plan = await release_switch.plan_switch(world.target, world.transport, world.target.app_dir)
     await release_switch.switch(world.target, world.transport, plan, settle=0.5)
+
+
+async def test_a_release_that_crashes_at_boot_leaves_the_old_workers_serving(world: World) -> None:
+    engine = world.engine()
+    await phases_1_and_2(world, engine)
+    # Production's .env gains a setting that makes the new build crash at boot (the running
+    # workers read their environment long ago; staging never saw it).
+    with (world.app_dir / ".env").open("a") as env:
+        env.write('CRASH_AT_BOOT="bad production setting"\n')
+    world.operator.answers = ["production", "production"]
+    assert await engine.run_phase(3) is False
+    assert engine.statuses["p3.migrate"] == "ok"  # the migrations went in before
+    assert engine.statuses["p3.deploy"] == "failed"
+    error = engine.error("p3.deploy") or ""
+    assert "crashed" in error and "the old workers keep serving" in error
+    [deployed] = world.artifacts("deploy", "p3.deploy")
+    assert deployed["done"] is False and deployed["probe"]["failed"] == 0
+    assert world.builds() == {"production-v1"}
+    check = await release_switch.verify_running(world.target, world.transport, str(world.app_dir))
+    assert check.ok, check.describe()
+    assert engine.statuses["p3.post_checks"] == "locked"
+    assert engine.statuses["p3.unlock"] == "ok"
+    _no_reset(world)

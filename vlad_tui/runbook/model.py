@@ -198,10 +198,12 @@ PLAN: tuple[Phase, ...] = (
              description="switches production to the new release, worker by worker"),
         # The post-deploy checks need the deploy: a health check of code that was not deployed
         # is not a post-deploy check.
-        Step("p3.post_checks", 3, "Verifica post-despliegue (curl /health)", "health",
-             needs=("p3.deploy",), production_gate=True, satisfies=("during.post_checks",)),
-        Step("p3.logs", 3, "Verificar logs de la aplicación (pm2 logs)", "pm2_logs",
-             needs=("p3.deploy",), production_gate=True),
+        Step("p3.post_checks", 3, "Verifica post-despliegue (curl /health)", "post_deploy_gate",
+             needs=("p3.deploy",), production_gate=True, satisfies=("during.post_checks",),
+             description="health, workers online, no crash loop, no new error lines"),
+        Step("p3.logs", 3, "Verificar logs de la aplicación (pm2 logs)", "deploy_logs",
+             needs=("p3.deploy",), production_gate=True,
+             description="pm2's error log lines written since the deploy"),
         Step("p3.migrations", 3, "Verificar estado de migraciones", "migration_status",
              needs=("p3.migrate",), production_gate=True, satisfies=("success.migrations",)),
         # Also run when the phase stops early (Phase.cleanup): the lock is never left behind.

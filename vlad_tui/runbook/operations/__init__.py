@@ -33,8 +33,10 @@ from vlad_tui.runbook.operations.deploy import (
     _backup_fresh,
     _deploy,
     _deploy_describe,
+    _deploy_logs,
     _migrate,
     _migrate_describe,
+    _post_deploy_gate,
     _validate_schema,
     _verify_state,
 )
@@ -142,4 +144,6 @@ OPERATIONS: dict[str, Operation] = {
     "migrate": Operation(_migrate, _migrate_describe),
     "release_check": Operation(_release_check, read_only=True),
     "deploy": Operation(_deploy, _deploy_describe),
+    "post_deploy_gate": Operation(_post_deploy_gate, read_only=True),
+    "deploy_logs": Operation(_deploy_logs, read_only=True),
 }

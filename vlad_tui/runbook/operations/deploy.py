@@ -259,42 +259,142 @@ async def _deploy_describe(ctx: StepContext) -> ConfirmRequest:
 
 
 async def _deploy(ctx: StepContext) -> None:
-    """Switch production's pm2 processes to the tested release (the confirmed commands),
-    probing health between steps; verified from ``pm2 jlist``; old releases pruned."""
-    from vlad_tui.ops import health as health_ops
+    """Switch production's pm2 processes to the tested release (the confirmed commands) with
+    the health endpoint probed at 10 Hz through the tunnel for the whole step; verified from
+    ``pm2 jlist``; the error logs' offsets recorded for the post-deploy gate; old releases
+    pruned (never the running or the previous one)."""
+    from vlad_tui.ops import deploy_gate
+    from vlad_tui.ops.probe import HealthProbe
 
     release = release_from(ctx)
     plan = ctx.state.get("plan")
     if not isinstance(plan, switch_ops.SwitchPlan):
         plan, _, _ = await _deploy_plan(ctx)
-    probes: list[dict[str, Any]] = []
+    offsets = await deploy_gate.capture_log_offsets(ctx.target, ctx.transport)
+    ctx.record("log_offsets", sizes=offsets.to_dict())
+    previous = sorted({w.cwd for w in plan.replaced})
+    if plan.mode == "fork":
+        ctx.output(
+            "fork mode: the app is stopped and started, requests fail while it boots; "
+            "cluster mode avoids that downtime"
+        )
 
     async def after(step: switch_ops.SwitchStep) -> None:
         if step.kind in ("start", "retire", "stop"):
-            result = await health_ops.check_health(ctx.target, ctx.transport, timeout=5.0)
-            probes.append({"after": step.kind, "ok": result.ok, "status": result.status})
-            ctx.output(f"after {step.says}: {result.describe()}")
+            now = probe.report()
+            ctx.output(f"after {step.says}: {now.failed} of {now.sent} probes failed so far")
 
     t0 = time.monotonic()
-    previous = sorted({w.cwd for w in plan.replaced})
-    check = await switch_ops.switch(
-        ctx.target, ctx.transport, plan, sink=ctx.sink, after_step=after
-    )
-    took = time.monotonic() - t0
+    probe = HealthProbe(ctx.target, ctx.transport, hz=10.0)
+
+    async def record(done: bool, workers: list[int]) -> float:
+        report = await probe.stop()
+        took = time.monotonic() - t0
+        ctx.output(report.describe(), "stderr" if report.failed else "stdout")
+        ctx.artifact(
+            "deploy",
+            release=release.id,
+            path=release.path,
+            previous=previous,
+            mode=plan.mode,
+            strategy=plan.strategy,
+            commands=plan.commands,
+            workers=workers,
+            seconds=round(took, 3),
+            probe=report.to_dict(),
+            log_offsets=offsets.to_dict(),
+            done=done,
+        )
+        return took
+
+    probe.start()
+    try:
+        check = await switch_ops.switch(
+            ctx.target, ctx.transport, plan, sink=ctx.sink, after_step=after
+        )
+    except BaseException:
+        await record(False, [])
+        raise
+    took = await record(True, [w.pm_id for w in check.workers])
     ctx.exit_status = 0
-    ctx.artifact(
-        "deploy",
-        release=release.id,
-        path=release.path,
-        previous=previous,
-        mode=plan.mode,
-        strategy=plan.strategy,
-        commands=plan.commands,
-        workers=[w.pm_id for w in check.workers],
-        seconds=round(took, 3),
-        probes=probes,
-        failed_probes=sum(1 for p in probes if not p["ok"]),
-    )
     ctx.output(f"deployed release {release.id} in {took:.1f} s: {check.describe()}")
     pruned = await switch_ops.prune(ctx.target, ctx.transport, sink=ctx.sink)
     ctx.artifact("releases_pruned", removed=list(pruned.removed), kept=dict(pruned.kept))
+
+
+def _deployed(ctx: StepContext) -> dict[str, Any]:
+    data = ctx.run.latest_artifact("deploy", steps=("p3.deploy",), done=True)
+    if data is None:
+        raise VladError("no deploy in this run: run «Despliega la aplicación» first")
+    return data
+
+
+def _rollback_hint(deployed: dict[str, Any]) -> str:
+    previous = ", ".join(deployed.get("previous") or ()) or "the previous release"
+    return f"the code rollback (r) switches back to {previous}"
+
+
+async def _post_deploy_gate(ctx: StepContext) -> None:
+    """Health within a timeout, every worker online, restarts not rising over a settle window,
+    no new error lines in pm2's error logs since the deploy; the plan's success criteria."""
+    from vlad_tui.ops import deploy_gate
+    from vlad_tui.runbook.model import CHECKLIST
+
+    deployed = _deployed(ctx)
+    offsets = deploy_gate.LogOffsets.from_dict(deployed.get("log_offsets") or {})
+    result = await deploy_gate.post_deploy_gate(
+        ctx.target,
+        ctx.transport,
+        log_offsets=offsets,
+        health_timeout=float(ctx.params.get("health_timeout", 30.0)),
+        settle=float(ctx.params.get("settle", 10.0)),
+        expected_workers=len(deployed.get("workers") or ()) or None,
+    )
+    for check in result.checks:
+        ctx.output(f"{'✓' if check.ok else '✗'} {check.name}: {check.reason}",
+                   "stdout" if check.ok else "stderr")  # fmt: skip
+        for line in check.details:
+            ctx.output(f"    {line}", "stdout" if check.ok else "stderr")
+    ctx.output("Criterios de Éxito:")
+    for item in (i for i in CHECKLIST if i.id.startswith("success.")):
+        done = ctx.run.checked(item.id)
+        how = "" if done else (" (the operator ticks it)" if item.manual else " (not checked yet)")
+        ctx.output(f"  {'✓' if done else '…'} {item.text}{how}")
+    ctx.artifact("post_deploy_gate", release=deployed.get("release"), **result.to_dict())
+    if not result.ok:
+        failed = "; ".join(f"{c.name}: {c.reason}" for c in result.failed)
+        raise VladError(f"the post-deploy gate failed ({failed}); {_rollback_hint(deployed)}")
+
+
+async def _deploy_logs(ctx: StepContext) -> None:
+    """The app's error log lines written since the deploy (from the offsets recorded then, not
+    ``pm2 logs --nostream``, which reads only the last lines)."""
+    from vlad_tui.ops import deploy_gate
+    from vlad_tui.ops.logs import find_errors
+    from vlad_tui.ops.pm2 import pm2_status
+
+    deployed = _deployed(ctx)
+    offsets = deploy_gate.LogOffsets.from_dict(deployed.get("log_offsets") or {})
+    procs = await pm2_status(ctx.target, ctx.transport)
+    paths = list(
+        dict.fromkeys([*offsets.sizes, *(p.err_log_path for p in procs if p.err_log_path)])
+    )
+    errors: list[str] = []
+    lines = 0
+    for path in paths:
+        text, note = await deploy_gate.read_log_since(
+            ctx.transport, path, offsets.sizes.get(path, 0)
+        )
+        new = [ln for ln in text.splitlines() if ln.strip()]
+        lines += len(new)
+        said = f" ({note})" if note else ""
+        ctx.output(f"{path}: {len(new)} new line(s) since the deploy{said}")
+        for ln in new[-50:]:
+            ctx.output(f"    {ln}", "stderr")
+        errors += find_errors(text).errors
+    ctx.artifact("deploy_logs", files=paths, lines=lines, errors=len(errors))
+    if errors:
+        raise VladError(
+            f"{len(errors)} error line(s) in pm2's error logs since the deploy (first: "
+            f"{errors[0][:200]}); {_rollback_hint(deployed)}"
+        )
