@@ -11,9 +11,10 @@ import asyncio
 import json
 import os
 import secrets
+import signal
 import subprocess
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,9 +167,12 @@ async def world(pg: PgServer, pm2: Pm2, sshd: SshdServer, tmp_path: Path) -> Asy
         await pg.drop_database(name)
 
 
-async def phases_1_and_2(world: World, engine: Engine) -> None:
+async def phases_1_and_2(
+    world: World, engine: Engine, during: Callable[[], Awaitable[None]] | None = None
+) -> None:
     """Phase 1 (one confirmation: the staging restore) and Phase 2 with the manual checks
-    ticked while the staging instance runs; lint findings acknowledged."""
+    ticked while the staging instance runs (``during`` is awaited then); lint findings
+    acknowledged."""
     world.operator.answers = ["production"]
     assert await engine.run_phase(1), {s: engine.error(s) for s in engine.statuses}
     phase2 = asyncio.create_task(engine.run_phase(2))
@@ -177,6 +181,8 @@ async def phases_1_and_2(world: World, engine: Engine) -> None:
         assert not phase2.done(), {s: engine.error(s) for s in engine.statuses if engine.error(s)}
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.1)
+    if during is not None:
+        await during()
     for item in FEATURES:
         engine.tick(item, True)
     assert await asyncio.wait_for(phase2, 60), {s: engine.error(s) for s in engine.statuses}
@@ -192,7 +198,34 @@ def _no_reset(world: World) -> None:
 async def test_phase1_2_3_deploys_the_tested_release(world: World) -> None:
     engine = world.engine()
     before_pids = {p["pid"] for p in await asyncio.to_thread(world.pm2.jlist)}
-    await phases_1_and_2(world, engine)
+
+    async def kill_a_production_worker() -> None:
+        """Phase 2 has built the release: a production worker that dies now and is restarted
+        by pm2 still serves the old build (nothing was built in app_dir)."""
+        nonlocal before_pids
+        mine = [p for p in world.pm2.jlist() if p["name"] == world.target.pm2_name]
+        os.kill(mine[0]["pid"], signal.SIGKILL)
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            now = {
+                p["pm_id"]: p
+                for p in await asyncio.to_thread(world.pm2.jlist)
+                if p["name"] == world.target.pm2_name
+            }
+            again = now.get(mine[0]["pm_id"])
+            if (
+                again
+                and again["pid"] not in (0, mine[0]["pid"])
+                and again["pm2_env"]["status"] == "online"
+            ):
+                break
+            assert asyncio.get_running_loop().time() < deadline, "pm2 did not restart it"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
+        assert world.builds(20) == {"production-v1"}
+        before_pids = {p["pid"] for p in now.values()}
+
+    await phases_1_and_2(world, engine, during=kill_a_production_worker)
 
     [release] = world.artifacts("release", "p2.build")
     path = Path(release["path"])
