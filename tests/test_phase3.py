@@ -198,11 +198,21 @@ def _no_reset(world: World) -> None:
 async def test_phase1_2_3_deploys_the_tested_release(world: World) -> None:
     engine = world.engine()
     before_pids = {p["pid"] for p in await asyncio.to_thread(world.pm2.jlist)}
+    with (world.app_dir / ".env").open("a") as env:
+        env.write('JWT_SECRET="jwt-s3cr3t-for-phase3"\nFEATURE_FLAGS="medals,qr"\n')
 
     async def kill_a_production_worker() -> None:
         """Phase 2 has built the release: a production worker that dies now and is restarted
         by pm2 still serves the old build (nothing was built in app_dir)."""
         nonlocal before_pids
+        # The staging instance runs with production's settings, read by vlad-tui and passed
+        # through stdin: the release has no .env of its own until the deploy links it.
+        [staging] = [p for p in world.pm2.jlist() if p["name"] == world.target.staging_name]
+        assert staging["pm2_env"]["FEATURE_FLAGS"] == "medals,qr"
+        assert staging["pm2_env"]["JWT_SECRET"] == "jwt-s3cr3t-for-phase3"
+        assert staging["pm2_env"]["DATABASE_URL"].endswith(f"/{world.staging}")
+        [built] = world.artifacts("release", "p2.build")
+        assert not (Path(built["path"]) / ".env").exists()
         mine = [p for p in world.pm2.jlist() if p["name"] == world.target.pm2_name]
         os.kill(mine[0]["pid"], signal.SIGKILL)
         deadline = asyncio.get_running_loop().time() + 30
@@ -296,6 +306,8 @@ async def test_phase1_2_3_deploys_the_tested_release(world: World) -> None:
     assert not (Path(world.target.backup_dir) / ".vlad-tui.lock").exists()
     assert world.artifacts("lock_released", "p3.unlock")
     _no_reset(world)
+    assert "jwt-s3cr3t-for-phase3" not in world.journal_text()
+    assert (path / ".env").is_symlink() and (path / ".env").resolve() == world.app_dir / ".env"
     report = render_report(world.journal.load(world.run.run_id))
     deploy_section = report.split("## Deploy", 1)[1].split("## Confirmations", 1)[0]
     assert release["id"] in deploy_section and ", ".join(PENDING_MIGRATIONS) in deploy_section

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shlex
 import time
+from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
+from vlad_tui import redact
 from vlad_tui.config import Target
 from vlad_tui.db import DatabaseUrl
 from vlad_tui.errors import VladError
@@ -180,24 +183,55 @@ async def staging_processes(target: Target, transport: Transport) -> list[Pm2Pro
     return [p for p in procs if p.name == name]
 
 
+#: Variables of production's ``.env`` the staging instance never takes from it.
+OWN_VARIABLES = frozenset({"DATABASE_URL", "PORT"})
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def env_prologue(env: Mapping[str, str]) -> tuple[str, str, list[str]]:
+    """Shell reading each variable of ``env`` from stdin and exporting it: ``(prologue,
+    stdin, skipped names)``. Values never reach argv; values with a newline are skipped.
+    (Only secret-looking values are taught to the redactor, by :func:`redact.add_env`: a
+    ``NODE_ENV=production`` must not hide the word everywhere.)"""
+    prologue, lines, skipped = [], [], []
+    for name, value in env.items():
+        if not _ENV_NAME.match(name) or any(c in value for c in "\r\n\0"):
+            skipped.append(name)
+            continue
+        prologue.append(f"IFS= read -r {name}; export {name}; ")
+        lines.append(value + "\n")
+    return "".join(prologue), "".join(lines), skipped
+
+
 async def start_staging(
     target: Target,
     transport: Transport,
     url: DatabaseUrl,
     *,
+    env: Mapping[str, str] | None = None,
     sink: Sink | None = None,
     timeout: float = START_TIMEOUT,
     health_timeout: float = HEALTH_TIMEOUT,
 ) -> health_ops.HealthResult:
     """Start the staging instance under pm2 and wait until its health endpoint answers.
 
-    ``PORT`` and ``DATABASE_URL`` (through stdin) are in its environment. Raises
-    :class:`StagingError` when pm2 fails, the instance errors, or health never answers.
+    ``env`` (e.g. production's ``.env`` read by vlad-tui), ``PORT`` and ``DATABASE_URL`` are in
+    its environment, every value through stdin. Raises :class:`StagingError` when pm2 fails,
+    the instance errors, or health never answers.
     """
     command = start_command(target)
+    extra = {k: v for k, v in (env or {}).items() if k not in OWN_VARIABLES}
+    redact.add_env(extra)
+    prologue, extra_stdin, skipped = env_prologue(extra)
     wrapped, stdin = with_secrets(command, {"DATABASE_URL": url.to_url()})
+    wrapped, stdin = prologue + wrapped, extra_stdin + stdin
     if sink is not None:
         sink(OutputLine(f"$ {command}   (DATABASE_URL → {url})"))
+        if extra:
+            passed = sorted(set(extra) - set(skipped))
+            sink(OutputLine(f"environment through stdin: {', '.join(passed) or 'nothing'}"))
+        if skipped:
+            sink(OutputLine(f"not passed (multi-line values): {', '.join(skipped)}", "stderr"))
     result = await transport.run(wrapped, stdin=stdin, sink=sink, timeout=timeout)
     if not result.ok:
         raise _failed("pm2", f"start {target.staging_name}", result)

@@ -11,6 +11,22 @@ from vlad_tui.runbook.operations.context import StepContext
 from vlad_tui.runbook.operations.staging import _staging_url
 
 
+async def _production_env(ctx: StepContext) -> dict[str, str]:
+    """Production's ``.env`` (read here, never copied into the release): the staging
+    instance runs with the same settings, except ``DATABASE_URL`` and ``PORT``."""
+    from vlad_tui.dotenv import parse_dotenv
+
+    path = f"{ctx.target.app_dir.rstrip('/')}/.env"
+    try:
+        if await ctx.transport.stat(path) is None:
+            ctx.output(f"{path} does not exist: the staging instance gets DATABASE_URL and PORT")
+            return {}
+        data = await ctx.transport.read_file(path)
+    except (OSError, VladError) as exc:
+        raise VladError(f"cannot read {path} for the staging instance: {exc}") from None
+    return parse_dotenv(data.decode("utf-8", errors="replace"))
+
+
 async def _staging_start(ctx: StepContext) -> None:
     """The staging instance under pm2 (own name and port), started from the release Phase 2
     built, then its health endpoint."""
@@ -20,7 +36,11 @@ async def _staging_start(ctx: StepContext) -> None:
     release = release_from(ctx)
     ctx.output(f"starting release {release.id} from {release.path}")
     health = await staging_app.start_staging(
-        in_release(ctx.target, release), ctx.transport, await _staging_url(ctx), sink=ctx.sink
+        in_release(ctx.target, release),
+        ctx.transport,
+        await _staging_url(ctx),
+        env=await _production_env(ctx),
+        sink=ctx.sink,
     )
     ctx.artifact(
         "staging_instance",
