@@ -80,7 +80,7 @@ def test_phase2_waiting_for_the_manual_checks(snap_compare, tmp_path: Path) -> N
         await pilot.press("2")
         await pilot.pause()
         app = pilot.app
-        for step_id in ("p2.status", "p2.migrate", "p2.generate", "p2.build", "p2.start"):
+        for step_id in ("p2.status", "p2.migrate", "p2.build", "p2.start"):
             app.engine_sink(StepStatusChanged(step_id, "ok", NOW - 60, 2.0, None))  # type: ignore[attr-defined]
         app.engine_sink(StepStatusChanged("p2.features", "running", NOW - 20, None, None))  # type: ignore[attr-defined]
         for text in (
@@ -91,7 +91,7 @@ def test_phase2_waiting_for_the_manual_checks(snap_compare, tmp_path: Path) -> N
             app.engine_sink(StepOutput("p2.features", OutputLine(text, ts=NOW - 19)))  # type: ignore[attr-defined]
         app.engine_sink(ChecklistChanged("p2.login", True, "ana@bastion"))  # type: ignore[attr-defined]
         await pilot.pause()
-        await pilot.press(*["down"] * 6)
+        await pilot.press(*["down"] * 5)
         await pilot.pause(0.4)
 
     assert snap_compare(sample_app(tmp_path), terminal_size=SIZE, run_before=go)

@@ -154,10 +154,10 @@ PLAN: tuple[Phase, ...] = (
              needs=("p2.status",)),
         # Built beside production (releases_dir): app_dir, its dist/ and what pm2 runs from it
         # are not changed until Phase 3's deploy, and what ships is exactly this build.
-        Step("p2.build", 2, "Construir la release (npm ci, prisma generate, npm run build)",
+        Step("p2.build", 2, "Construir la release (npm ci, generate, build)",
              "release_build", needs=("p2.migrate",),
              description="builds the release beside production, in its own directory"),
-        Step("p2.start", 2, "npm run start:prod (instancia de staging, desde la release)",
+        Step("p2.start", 2, "npm run start:prod (instancia de staging)",
              "staging_start", needs=("p2.build",)),
         Step("p2.smoke", 2, "Verificar funcionalidades críticas (smoke checks)",
              "staging_smoke_checks", needs=("p2.start",)),
