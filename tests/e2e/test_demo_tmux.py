@@ -4,12 +4,13 @@ The real console command builds its own sandbox (``--dir`` in a temp dir, pm2 fr
 the wizard, and is driven with ``tmux send-keys``; every wait polls ``capture-pane`` against a
 deadline. Confirmations are typed the way people type "the name to delete": the name, then
 Enter, never Tab, starting the instant the modal shows. Every phase runs by ``a``; the screen is
-read at each stage (Phase 3 says it is incomplete where this version cannot deploy). The
+read at each stage, and Phase 3 deploys the sandbox's second revision of the sample backend. The
 sandbox is torn down (``vlad-tui demo --teardown``) whatever happens.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +26,8 @@ import pytest
 
 from tests.e2e.conftest import env_with_pm2, require_demo_tools
 from tests.rig.services import missing
+from vlad_tui.demo import sandbox as sandbox_mod
+from vlad_tui.demo.sandbox import Sandbox
 from vlad_tui.journal import Journal
 from vlad_tui.runbook import model
 
@@ -202,14 +206,36 @@ def test_demo_walks_the_phases_in_tmux(
     screen = terminal.wait_for("2 Testing en staging passed", "press 3", timeout=120)
     assert "Next: 3 Producción" in screen and "FAILED" not in screen
 
-    # Phase 3: "a" does what this version can (lock, backup, verify, status, unlock) and the
-    # phase says it is incomplete, never passed.
+    # Phase 3: "a" stops at the migrate step until the breaking lint finding is acknowledged
+    # (k); then migrate and deploy ask for the target's name, and revision 2 goes live.
     terminal.keys("3")
     terminal.wait_for("3 Producción", "Tomar el lock de despliegue")
     terminal.keys("a")
-    screen = terminal.wait_for("◐ 3 Producción:", "It has not passed", timeout=120)
-    assert "does not run" in screen and "3 Producción passed" not in screen
-    assert "Log · p3.unlock" in screen and "released" in screen  # the lock is not left behind
+    terminal.wait_for("findings wait for your acknowledgement", timeout=120)
+    # k acknowledges the findings of the phase that found them (the lint ran in Phase 1).
+    terminal.keys("1")
+    terminal.wait_for("1 Preparación")
+    terminal.keys("k")
+    terminal.wait_for("Acknowledge findings")
+    terminal.type("backfill revisado")
+    terminal.keys("Enter")
+    terminal.wait_gone("Acknowledge findings")
+    terminal.keys("3")
+    terminal.wait_for("3 Producción", "Tomar el lock de despliegue")
+    terminal.keys("a")
+    for title in ("Aplica migraciones pendientes", "Despliega la aplicación"):
+        terminal.wait_for(f"Destructive step: {title}", timeout=120)
+        terminal.type("production")
+        terminal.wait_for("Name matches")
+        terminal.keys("Enter")
+        terminal.wait_gone(f"Destructive step: {title}")
+    screen = terminal.wait_for_any("3 Producción passed", "» failed", timeout=180)
+    assert "3 Producción passed" in screen, screen
+    state = Sandbox(root).state()
+    assert state is not None
+    url = f"http://127.0.0.1:{state.app_port}/version"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        assert json.loads(resp.read())["version"] == sandbox_mod.NEXT_VERSION  # revision 2
 
     # Phase 4: its four checks pass (the dashboard, which runs until stopped, is left to the
     # operator), or it stops on a failure with the failing step selected and its error in view.
@@ -238,8 +264,8 @@ def test_demo_walks_the_phases_in_tmux(
     for number in (1, 2):
         for step in model.phase(number).steps:
             assert statuses.get(step.id) == (None if step.optional else "ok"), step.id
-    for step_id in ("p3.backup", "p3.verify_backup", "p3.status"):
-        assert statuses.get(step_id) == "ok", step_id
+    for step in model.phase(3).steps:
+        assert statuses.get(step.id) == "ok", step.id
     record = Journal(root / "runs").load(run.run_id)
     notes = [e.get("note") for e in record.events_of("checklist") if e.get("checked")]
     assert "probado en staging" in notes
