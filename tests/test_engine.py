@@ -92,8 +92,12 @@ async def test_phase1_read_only_steps_run_and_are_journaled(rig: Rig, pg: PgServ
     assert engine.statuses["p1.migrations"] == "locked"  # needs p1.connectivity
     assert engine.statuses["p1.backup"] == "locked"
     # A step this version has no operation for (whichever that is now) stays unavailable.
-    missing = next(s.id for s in model.all_steps() if s.operation not in engine.operations)
-    assert engine.statuses[missing] == "unavailable"
+    # (Since Phase 3's deploy is wired, every step of the plan has one.)
+    missing = [s.id for s in model.all_steps() if s.operation not in engine.operations]
+    assert all(engine.statuses[m] == "unavailable" for m in missing)
+    assert all(
+        engine.statuses[s.id] != "unavailable" for s in model.all_steps() if s.id not in missing
+    )
     assert engine.gate("p1.migrations") == (
         True,
         "needs «Verificar conexión a la base de datos» (p1.connectivity) ok first",
@@ -345,8 +349,8 @@ async def test_resume_keeps_finished_steps_and_shows_the_interrupted_one(rig: Ri
         assert resumed.statuses["p1.migrations"] == "interrupted"
         assert resumed.statuses["p1.facts"] == "pending"
         assert resumed.statuses["p1.backup"] == "pending"
-        missing = next(s.id for s in model.all_steps() if s.operation not in resumed.operations)
-        assert resumed.statuses[missing] == "unavailable"
+        missing = [s.id for s in model.all_steps() if s.operation not in resumed.operations]
+        assert all(resumed.statuses[m] == "unavailable" for m in missing)
         assert resumed.checklist["before.team"] is True
         assert [(ln.stream, ln.text) for ln in resumed.log("p1.migrations")] == [
             ("stdout", "applied   20240115093000_init"),
