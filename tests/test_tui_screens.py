@@ -140,8 +140,13 @@ def test_long_log_lines_wrap_under_their_text_keeping_the_time() -> None:
     assert wrap_line("short", 50) == ["short"]
 
 
-def test_override_hint_only_when_the_production_gate_holds_the_step() -> None:
-    integrity = model.step("p3.integrity")  # needs p3.migrate, which this version cannot run
+def test_override_hint_only_when_the_production_gate_holds_the_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vlad_tui.runbook.operations import OPERATIONS
+
+    monkeypatch.delitem(OPERATIONS, "migrate")  # a version that cannot migrate
+    integrity = model.step("p3.integrity")  # needs p3.migrate, which that version cannot run
     unavailable_dep = render_details(
         integrity,
         status="locked",
@@ -177,8 +182,9 @@ def test_phase_outcome_names_the_next_phase_and_the_skipped_optional_step() -> N
     from vlad_tui.runbook.gate import available
     from vlad_tui.runbook.operations import OPERATIONS
 
-    runnable = {s.id: "ok" for s in three.steps if available(s, OPERATIONS)}
-    text = phase_outcome(three, runnable).plain  # type: ignore[union-attr]
+    without_deploy = {k: v for k, v in OPERATIONS.items() if k != "deploy"}
+    runnable = {s.id: "ok" for s in three.steps if available(s, without_deploy)}
+    text = phase_outcome(three, runnable, without_deploy).plain  # type: ignore[union-attr]
     assert "incomplete" in text and "passed" not in text.replace("has not passed", "")
 
 
@@ -395,3 +401,12 @@ def test_the_staging_address_is_read_from_either_form_of_the_line() -> None:
         staging_url([tunnel]) == "curl --unix-socket /run/user/0/vlad/s.sock http://127.0.0.1:3101/"
     )
     assert staging_url(["nothing here"]) is None
+
+
+def test_the_last_phase_says_every_phase_is_done_only_when_each_passed() -> None:
+    four = model.phase(4)
+    passed = {s.id: "ok" for n in (1, 2, 3, 4) for s in model.phase(n).steps if not s.optional}
+    assert "Every phase is done" in phase_outcome(four, passed).plain  # type: ignore[union-attr]
+    behind = {**passed, "p3.deploy": "pending"}
+    text = phase_outcome(four, behind).plain  # type: ignore[union-attr]
+    assert "Not passed in this run: 3 Producción." in text and "Every phase" not in text

@@ -319,7 +319,10 @@ class PhaseScreen(Screen[None]):
         finished = self._finished
         if finished is not None and finished.state not in ("passed", "failed"):
             return unfinished_note(self.phase, finished)
-        outcome = phase_outcome(self.phase, statuses, self.operations)
+        # The other phases' statuses too: "what comes next" names the phases not passed yet.
+        engine = self.app.engine
+        run = {**(engine.statuses if engine is not None else {}), **statuses}
+        outcome = phase_outcome(self.phase, run, self.operations)
         if outcome is None and self.following:
             return running_note(self.phase, statuses)
         return outcome
