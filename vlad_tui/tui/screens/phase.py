@@ -571,12 +571,25 @@ class PhaseScreen(Screen[None]):
         checklist.action_tick()
 
     def acknowledgement_scope(self) -> dict[str, Findings]:
-        """What ``k`` acknowledges: the selected step's findings, else those of this phase's
-        steps; ``{step_id: {subject: items}}`` (empty without an engine)."""
+        """What ``k`` acknowledges: the selected step's findings; else, when the selected step
+        waits for findings (Phase 3's migrate waits for Phase 1's lint), those it waits for,
+        wherever they were found; else those of this phase's steps.
+        ``{step_id: {subject: items}}`` (empty without an engine)."""
+        from vlad_tui.runbook import model
+
         engine = self.app.engine
         selected = self.steps.selected_step_id
         if selected is not None and (own := step_findings(engine, selected)):
             return {selected: own}
+        if selected is not None:
+            step = model.step(selected)
+            subjects = {*step.acknowledge, *(("integrity",) if step.production_gate else ())}
+            waited = {
+                s.id: {k: v for k, v in step_findings(engine, s.id).items() if k in subjects}
+                for s in model.all_steps()
+            }
+            if waited := {step_id: f for step_id, f in waited.items() if f}:
+                return waited
         found = {s.id: step_findings(engine, s.id) for s in self.phase.steps}
         return {step_id: f for step_id, f in found.items() if f}
 
