@@ -1,7 +1,8 @@
 """The data rollback: restore a verified backup beside production, verify it, swap by rename.
 
-The plan's own rollback (``pm2 stop``; ``psql < backup.sql`` into the live database; ``prisma
-migrate reset``) is down for the whole restore and can destroy what it restores. Here:
+The plan's own rollback (``pm2 stop``; ``psql < backup.sql`` into the live database; the
+``prisma migrate reset`` vlad-tui never sends) is down for the whole restore and can destroy
+what it restores. Here:
 
 1. :func:`check_backup` refuses a backup whose sha256 no longer matches or that ``pg_restore
    --list`` cannot read (the verification ladder of :mod:`vlad_tui.ops.backup`), before
@@ -22,7 +23,8 @@ migrate reset``) is down for the whole restore and can destroy what it restores.
 
 SQL runs over asyncpg (:class:`~vlad_tui.db.Database`, through the transport) connected to
 the maintenance database for everything that renames; identifiers are always quoted as
-identifiers. Nothing here runs ``prisma migrate reset`` or feeds ``psql`` the live database.
+identifiers. This module never runs ``prisma migrate reset`` and never feeds ``psql`` the live
+database.
 UI-free.
 """
 
