@@ -194,9 +194,12 @@ async def test_data_rollback_restores_the_backup_and_keeps_the_new_writes(world:
     assert report["failed_db"] == failed
     [users] = [t for t in report["set_aside"] if t["table"] == "users"]
     assert users["newer"] == NEW_USERS
+    # Only data changed: the app was never stopped, it was reloaded after the renames.
     [swapped] = world.artifacts("rollback_swap")
-    assert swapped["outcome"] == "swapped"
-    assert 0 < swapped["downtime"] < 30
+    assert swapped["outcome"] == "swapped" and swapped["app"] == "reload the app"
+    assert swapped["downtime"] is None and 0 < swapped["unavailable"] < 30
+    assert not any(c.startswith("pm2") and " stop " in c for c in swap_request.commands)
+    assert any(" reload " in c for c in swap_request.commands), swap_request.commands
     assert engine.statuses["rb.health"] == "ok"
 
     # Housekeeping (palette, read-only): the set-aside database is listed with its size.
@@ -462,11 +465,21 @@ async def test_both_after_a_deploy_that_migrated_and_took_new_writes(world: Worl
         f"'+34 600', 'VISITOR', now(), now() from generate_series(1, {NEW_USERS}) g",
     )
 
-    world.operator.answers = ["production"] * 3
+    world.operator.answers = ["production"] * 2
     assert await run_rollback(engine, await world.params(known, "both")), [
         (s, engine.statuses[s], engine.error(s)) for s in engine.statuses if s.startswith("rb.")
     ]
-    assert [r.step_id for r in world.operator.asked] == ["rb.restore", "rb.swap", "rb.code"]
+    # One confirmation for the one outage: stop → swap → previous release → health gate.
+    assert [r.step_id for r in world.operator.asked] == ["rb.restore", "rb.swap"]
+    shown = world.operator.asked[1]
+    assert any(f"--cwd {r1.path}" in c for c in shown.commands), shown.commands
+    assert shown.commands[-1].startswith("health gate: GET")
+    assert engine.statuses["rb.code"] == "skipped"
+    [swapped] = world.artifacts("rollback_swap")
+    assert swapped["app"] == "start the previous release" and swapped["downtime"] > 0
+    [code] = world.artifacts("rollback_code")
+    assert code["release"] == r1.path and code["replaced"] == [r2.path]
+    assert (Path(r2.path) / BAD_MARK).exists()
     # Production has the backup's migrations and rows, and runs the previous release.
     assert [r[0] for r in await world.fetch(world.production, migrations)] == before
     check = await release_switch.verify_running(target, transport, r1)

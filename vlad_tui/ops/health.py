@@ -94,3 +94,23 @@ async def check_health(
     latency = time.monotonic() - started
     text = redact.scrub(body.decode("utf-8", errors="replace").strip())
     return HealthResult(url, status, latency, body=text[:EXCERPT_CHARS])
+
+
+async def wait_until_healthy(
+    target: Target,
+    transport: Transport,
+    *,
+    timeout: float = 60.0,
+    interval: float = 0.25,
+) -> HealthResult:
+    """Poll ``target.health_url`` until it answers below 400; :class:`VladError` with the last
+    answer after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        result = await check_health(target, transport, timeout=max(0.5, min(5.0, left)))
+        if result.ok:
+            return result
+        if time.monotonic() >= deadline:
+            raise VladError(f"the app is not healthy within {timeout:g} s: {result.describe()}")
+        await asyncio.sleep(interval)

@@ -629,22 +629,35 @@ def _terminate_sql(names: Iterable[str]) -> str:
     )
 
 
+AppMode = Literal["restart", "reload", "switch"]
+
+
 def plan_swap(
     database: str,
     restore_db: str,
     failed_db: str,
     *,
+    app: AppMode = "restart",
     stop_label: str = "stop the app",
     start_label: str = "start the app",
 ) -> SwapPlan:
-    """The steps that make ``restore_db`` production and keep production as ``failed_db``."""
+    """The steps that make ``restore_db`` production and keep production as ``failed_db``.
+
+    ``app``: ``restart`` stops the app before the renames and starts it after; ``reload``
+    (only data changes) keeps it running and reloads it after, so every worker reconnects to
+    the restored database; ``switch`` (data and code) stops it and, after the renames, starts
+    the previous release instead (``start_label`` names those commands): one outage for both.
+    """
     names = {database, restore_db, failed_db}
     if len(names) != 3 or names & SYSTEM_DATABASES:
         raise RollbackError(f"refusing a swap between {sorted(names)}")
     db, restored, failed = (quote_ident(n) for n in (database, restore_db, failed_db))
     steps = [
         SwapStep("sql", "block new connections", f"ALTER DATABASE {db} ALLOW_CONNECTIONS false"),
-        SwapStep("stop", "stop the app", stop_label),
+    ]
+    if app != "reload":
+        steps.append(SwapStep("stop", "stop the app", stop_label))
+    steps += [
         SwapStep("sql", "terminate the remaining sessions", _terminate_sql([database, restore_db])),
         SwapStep(
             "sql",
@@ -664,8 +677,13 @@ def plan_swap(
             "keep the failed database readable",
             f"ALTER DATABASE {failed} ALLOW_CONNECTIONS true",
         ),
-        SwapStep("start", "start the app", start_label),
     ]
+    last = {
+        "restart": "start the app",
+        "reload": "reload the app",
+        "switch": "start the previous release",
+    }[app]
+    steps.append(SwapStep("start", last, start_label))
     return SwapPlan(database, restore_db, failed_db, steps)
 
 
@@ -675,8 +693,10 @@ class SwapResult:
 
     outcome: str
     done: list[str] = field(default_factory=list)
-    #: App stopped → started again (seconds), when both happened here.
+    #: App stopped → up again (seconds), when both happened here.
     downtime: float | None = None
+    #: Production's database refusing connections: blocked → allowed again (seconds).
+    unavailable: float | None = None
 
 
 async def _existing(conn: Any, names: Iterable[str]) -> dict[str, bool]:
@@ -712,12 +732,15 @@ async def swap(
     *,
     stop_app: AppAction,
     start_app: AppAction,
+    finish_app: AppAction | None = None,
     on_step: Callable[[SwapStep], None] | None = None,
     maintenance_db: str = MAINTENANCE_DB,
     terminate_wait: float = TERMINATE_WAIT,
 ) -> SwapResult:
     """Run ``plan`` connected to ``maintenance_db``; ``on_step`` before each step (journal it).
 
+    ``start_app`` brings the app back as it was; ``finish_app`` (default ``start_app``) is the
+    plan's last step, after the renames (a reload, or the previous release started).
     A failure before the first rename undoes what ran (connections allowed, the app started)
     and raises :class:`RollbackError`: production is unchanged. A failure of the second rename
     renames production back. Interrupted for good (vlad-tui killed) in between:
@@ -727,6 +750,7 @@ async def swap(
         raise RollbackError(f"the maintenance database {maintenance_db!r} cannot be swapped")
     result = SwapResult("swapped")
     stopped_at: float | None = None
+    blocked_at: float | None = None
     renamed = swapped = False
     try:
         async with _maintenance(target, transport, url, maintenance_db) as db:
@@ -748,7 +772,7 @@ async def swap(
                         stopped_at = time.monotonic()
                         await stop_app()
                     elif step.kind == "start":
-                        await start_app()
+                        await (finish_app or start_app)()
                         if stopped_at is not None:
                             result.downtime = time.monotonic() - stopped_at
                     elif step.rename is not None:
@@ -757,6 +781,10 @@ async def swap(
                         swapped = not renamed
                     else:
                         await conn.execute(step.text)
+                        if step.label == "block new connections":
+                            blocked_at = time.monotonic()
+                        elif step.label == "allow connections" and blocked_at is not None:
+                            result.unavailable = time.monotonic() - blocked_at
                     result.done.append(step.text)
             except Exception as exc:  # the app's stop/start fail in their own ways
                 # (a cancellation is no failure: resume_swap finds where it stopped)
@@ -823,10 +851,14 @@ async def resume_swap(
     plan: SwapPlan,
     *,
     start_app: AppAction,
+    finish_app: AppAction | None = None,
     action: Literal["complete", "undo"] = "complete",
     maintenance_db: str = MAINTENANCE_DB,
 ) -> SwapResult:
     """Finish a swap interrupted by a crash, from the names that exist now.
+
+    The app is brought up with ``finish_app`` (default ``start_app``) when the restore ends up
+    production, else with ``start_app`` (as it was).
 
     Between the two renames (production's name free, ``restore_db`` and ``failed_db`` there):
     ``complete`` renames the restore to production's name, ``undo`` renames the failed one
@@ -890,8 +922,12 @@ async def resume_swap(
         raise
     except _pg_errors() as exc:
         raise RollbackError(f"resuming the swap: {_pg_error(exc)}") from None
-    await start_app()
-    result.done.append("start the app")
+    if result.outcome == "completed":
+        await (finish_app or start_app)()
+        result.done.append(plan.steps[-1].label)
+    else:
+        await start_app()
+        result.done.append("start the app")
     return result
 
 

@@ -322,18 +322,27 @@ async def _rollback_verify(ctx: StepContext) -> None:
         )
 
 
-def _swap_plan(ctx: StepContext) -> Any:
+async def _swap_plan(ctx: StepContext) -> Any:
+    """The swap for the chosen scope: ``data`` reloads the running app, ``both`` starts the
+    previous release in the same outage (its switch plan kept in ``ctx.state``)."""
     from vlad_tui.ops import logs as pm2_ops
+    from vlad_tui.ops import release_switch as rs
     from vlad_tui.ops import rollback as rb
 
     picked = choice(ctx)
-    return rb.plan_swap(
-        str(picked["database"]),
-        str(picked["restore_db"]),
-        str(picked["failed_db"]),
-        stop_label=pm2_ops.action_command(ctx.target, "stop"),
-        start_label=pm2_ops.action_command(ctx.target, "start"),
-    )
+    names = (str(picked["database"]), str(picked["restore_db"]), str(picked["failed_db"]))
+    stop = pm2_ops.action_command(ctx.target, "stop")
+    if picked["scope"] == "data":
+        reload = pm2_ops.action_command(ctx.target, "reload")
+        return rb.plan_swap(*names, app="reload", start_label=reload)
+    if picked["scope"] != "both":
+        return rb.plan_swap(*names, stop_label=stop)
+    if "switch" not in ctx.state:
+        release = await previous_release(ctx)
+        ctx.state["release"] = release
+        ctx.state["switch"] = await rs.plan_switch(ctx.target, ctx.transport, release)
+    switch = ctx.state["switch"]
+    return rb.plan_swap(*names, app="switch", stop_label=stop, start_label=switch.directory)
 
 
 def _interrupted_swap(ctx: StepContext) -> bool:
@@ -345,8 +354,18 @@ def _interrupted_swap(ctx: StepContext) -> bool:
     return ctx.run.latest_artifact("rollback_swap", steps=("rb.swap",), attempt=attempt) is None
 
 
+def _shown_steps(ctx: StepContext, plan: Any) -> list[str]:
+    """The swap's statements as the confirmation shows them: the previous release's switch
+    commands in place of its start step, then the health gate."""
+    texts = [step.text for step in plan.steps]
+    if "switch" not in ctx.state:
+        return texts
+    gate = f"health gate: GET {ctx.target.health_url} until it answers below 400"
+    return [*texts[:-1], *ctx.state["switch"].commands, gate]
+
+
 async def _rollback_swap_describe(ctx: StepContext) -> ConfirmRequest:
-    plan = _swap_plan(ctx)
+    plan = await _swap_plan(ctx)
     url = await ctx.database_url()
     if _interrupted_swap(ctx):
         action = str(ctx.params.get("swap_resume") or "complete")
@@ -357,7 +376,7 @@ async def _rollback_swap_describe(ctx: StepContext) -> ConfirmRequest:
                 f"look up which of {plan.database}, {plan.restore_db}, {plan.failed_db} exist",
                 f"{action}: ALTER DATABASE … RENAME TO {plan.database} as needed",
                 f"ALTER DATABASE {plan.database} ALLOW_CONNECTIONS true",
-                plan.steps[-1].text,
+                *_shown_steps(ctx, plan)[len(plan.steps) - 1 :],
             ],
             host=f"{ctx.transport.label} (PostgreSQL {url.host}:{url.port})",
             database=url.display(),
@@ -368,48 +387,86 @@ async def _rollback_swap_describe(ctx: StepContext) -> ConfirmRequest:
             ),
             expected=ctx.target.name,
         )
+    kept = (
+        f"Production's database {plan.database} becomes {plan.failed_db} (kept, never dropped, "
+        f"with every row written since the backup) and the verified restore {plan.restore_db} "
+        f"becomes {plan.database}."
+    )
+    if "switch" in ctx.state:
+        release = ctx.state["release"]
+        outage = (
+            "One outage for data and code: the app is DOWN from the stop until the previous "
+            f"release {release.describe()} answers its health check (two renames and its boot: "
+            "seconds). "
+        )
+    elif plan.steps[-1].label == "reload the app":
+        outage = (
+            "The app keeps running: its requests that need the database fail while connections "
+            "are blocked (two renames: seconds), then pm2 reloads it so every worker reconnects. "
+        )
+    else:
+        outage = "The app is DOWN from the stop to the start (two renames: seconds). "
     return ConfirmRequest(
         step_id=ctx.step.id,
         title=ctx.step.title,
-        commands=plan.statements(),
+        commands=_shown_steps(ctx, plan),
         host=f"{ctx.transport.label} (PostgreSQL {url.host}:{url.port})",
         database=url.display(),
-        consequence=(
-            f"The app is DOWN from the stop to the start (two renames: seconds). Production's "
-            f"database {plan.database} becomes {plan.failed_db} (kept, never dropped, with "
-            f"every row written since the backup) and the verified restore {plan.restore_db} "
-            f"becomes {plan.database}."
-        ),
+        consequence=outage + kept,
         expected=ctx.target.name,
     )
 
 
 async def _rollback_swap(ctx: StepContext) -> None:
-    """Block, stop, terminate, rename ×2, allow, start: or resume an interrupted swap."""
+    """Block, stop, terminate, rename ×2, allow, start (data: reload; both: the previous
+    release, health-gated): or resume an interrupted swap."""
+    from vlad_tui.ops import health as health_ops
     from vlad_tui.ops import logs as pm2_ops
+    from vlad_tui.ops import release_switch as rs
     from vlad_tui.ops import rollback as rb
 
-    plan = _swap_plan(ctx)
+    plan = await _swap_plan(ctx)
     url = await ctx.database_url()
+    last = plan.steps[-1].label
 
-    async def app(action: Literal["stop", "start"]) -> None:
+    async def app(action: Literal["stop", "start", "reload"]) -> None:
         result = await pm2_ops.pm2_action(ctx.target, ctx.transport, action, sink=ctx.sink)
         if not result.ok:
             raise VladError(f"pm2 {action} failed (exit status {result.exit_status})")
 
+    async def healthy() -> None:
+        answer = await health_ops.wait_until_healthy(ctx.target, ctx.transport)
+        ctx.output(answer.describe())
+
     async def stop() -> None:
         await app("stop")
 
-    async def start() -> None:
-        await app("start")
+    async def start() -> None:  # back as it was
+        await app("reload" if last == "reload the app" else "start")
+        await healthy()
+
+    async def finish() -> None:
+        if last != "start the previous release":
+            await start()
+            return
+        switch = ctx.state.get("switch")
+        if switch is None or "resumed" in ctx.state:  # pm2's processes may have changed
+            switch = await rs.plan_switch(ctx.target, ctx.transport, ctx.state["release"])
+        t0 = time.monotonic()
+        check = await rs.switch(ctx.target, ctx.transport, switch, sink=ctx.sink)
+        await healthy()
+        release = ctx.state["release"]
+        ctx.output(f"{check.describe()} ({time.monotonic() - t0:.1f} s)")
+        await record_code_rollback(ctx, release, switch, time.monotonic() - t0, check.ok)
 
     if _interrupted_swap(ctx):
+        ctx.state["resumed"] = True
         began = ctx.run.latest_artifact("rollback_swap_plan", steps=("rb.swap",)) or {}
         attempt = began.get("attempt")
         action = "undo" if ctx.params.get("swap_resume") == "undo" else "complete"
         ctx.output(f"an earlier swap was interrupted: resuming it ({action})")
         result = await rb.resume_swap(
-            ctx.target, ctx.transport, url, plan, start_app=start, action=action
+            ctx.target, ctx.transport, url, plan, start_app=start, finish_app=finish, action=action
         )
     else:
         attempt = secrets.token_hex(6)
@@ -427,6 +484,7 @@ async def _rollback_swap(ctx: StepContext) -> None:
                 plan,
                 stop_app=stop,
                 start_app=start,
+                finish_app=finish,
                 on_step=on_step,
             )
         except rb.RollbackError as exc:
@@ -436,13 +494,17 @@ async def _rollback_swap(ctx: StepContext) -> None:
     for line in result.done:
         ctx.output(f"done: {line}")
     if result.downtime is not None:
-        ctx.output(f"downtime (app stopped → started): {result.downtime:.2f} s")
+        ctx.output(f"downtime (app stopped → healthy): {result.downtime:.2f} s")
+    if result.unavailable is not None:
+        ctx.output(f"database refused connections for {result.unavailable:.2f} s")
     ctx.artifact(
         "rollback_swap",
         attempt=attempt,
         outcome=result.outcome,
         done=result.done,
         downtime=result.downtime,
+        unavailable=result.unavailable,
+        app=last,
         database=plan.database,
         restore_db=plan.restore_db,
         failed_db=plan.failed_db,
@@ -484,16 +546,23 @@ async def _rollback_code(ctx: StepContext) -> None:
 
     release = ctx.state.get("release") or await previous_release(ctx)
     plan = ctx.state.get("plan") or await rs.plan_switch(ctx.target, ctx.transport, release)
-    before = sorted({w.cwd for w in plan.replaced})
     t0 = time.monotonic()
     check = await rs.switch(ctx.target, ctx.transport, plan, sink=ctx.sink)
     wall = time.monotonic() - t0
     ctx.output(f"{check.describe()} ({wall:.1f} s)")
-    ctx.artifact("rollback_code", release=release.path, replaced=before, seconds=wall, ok=check.ok)
-    # The release rolled back from is not to be offered again: marked on the server.
+    await record_code_rollback(ctx, release, plan, wall, check.ok)
+
+
+async def record_code_rollback(
+    ctx: StepContext, release: Release, plan: Any, seconds: float, ok: bool
+) -> None:
+    """Journal the code rollback and mark each release rolled back from (``BAD_MARK``), so it
+    is not offered as the previous release again."""
+    before = sorted({w.cwd for w in plan.replaced})
+    ctx.artifact("rollback_code", release=release.path, replaced=before, seconds=seconds, ok=ok)
     root = ctx.target.releases_path.rstrip("/") + "/"
     for path in before:
-        if not path.startswith(root):
+        if not path.startswith(root) or path.rstrip("/") == release.path.rstrip("/"):
             continue  # the in-place app_dir is no release to mark
         marked = await ctx.transport.run(
             f"printf '%s\\n' {quote(ctx.run_id)} > {quote(path + '/' + BAD_MARK)}", timeout=30.0
@@ -527,7 +596,10 @@ async def _rollback_report(ctx: StepContext) -> None:
         ctx.output(f"{newer} row(s) written after the backup are set aside in {failed_db}")
         downtime = swapped.get("downtime")
         if isinstance(downtime, int | float):
-            ctx.output(f"downtime (app stopped → started): {downtime:.2f} s")
+            ctx.output(f"downtime (app stopped → healthy): {downtime:.2f} s")
+        unavailable = swapped.get("unavailable")
+        if isinstance(unavailable, int | float):
+            ctx.output(f"production's database refused connections for {unavailable:.2f} s")
         data.update(
             failed_db=failed_db,
             set_aside=[
@@ -543,9 +615,10 @@ async def _rollback_report(ctx: StepContext) -> None:
             ],
             newer_rows=newer,
             downtime=downtime,
+            unavailable=unavailable,
         )
     if scope != "data":
-        code = ctx.run.latest_artifact("rollback_code", steps=("rb.code",))
+        code = ctx.run.latest_artifact("rollback_code", steps=("rb.code", "rb.swap"))
         if code is not None:
             ctx.output(f"code: {code.get('release')} runs again ({code.get('seconds', 0):.1f} s)")
             data["release"] = code.get("release")
@@ -595,5 +668,5 @@ async def run_rollback(engine: Engine, params: Mapping[str, Any]) -> bool:
         if step.id in SCOPE_STEPS[scope]:
             engine.skip_step(step.id, None)
         elif engine.statuses[step.id] != "ok":
-            engine.skip_step(step.id, scope_skip_reason(scope))
+            engine.skip_step(step.id, scope_skip_reason(scope, step.id))
     return await engine.run_phase(model.ROLLBACK)

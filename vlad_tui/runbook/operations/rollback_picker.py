@@ -27,17 +27,9 @@ SCOPE_STEPS: dict[str, frozenset[str]] = {
     "data": frozenset(
         {"rb.pick", "rb.preflight", "rb.restore", "rb.verify", "rb.swap", "rb.health", "rb.report"}
     ),
+    # The code switch of "both" is part of the swap's one outage (rb.code is skipped).
     "both": frozenset(
-        {
-            "rb.pick",
-            "rb.preflight",
-            "rb.restore",
-            "rb.verify",
-            "rb.swap",
-            "rb.code",
-            "rb.health",
-            "rb.report",
-        }
+        {"rb.pick", "rb.preflight", "rb.restore", "rb.verify", "rb.swap", "rb.health", "rb.report"}
     ),
 }
 #: What each scope does, and what it does not undo: shown before anything runs.
@@ -49,18 +41,23 @@ SCOPE_TEXT: dict[str, str] = {
     ),
     "data": (
         "Restores the backup into a new database beside production while the app serves, "
-        "verifies it, then swaps it in by two renames (app down only for the swap). The "
-        "current database is kept as <db>_failed_<time>. Does NOT change the code."
+        "verifies it, then swaps it in by two renames while the app keeps running (its "
+        "requests that need the database fail for those seconds) and reloads the app so every "
+        "worker reconnects. The current database is kept as <db>_failed_<time>. Does NOT "
+        "change the code, and does NOT bring rows written since the backup into production."
     ),
     "both": (
-        "Data rollback (restore beside production, verify, swap by rename), then the previous "
-        "release. Does NOT bring rows written since the backup into production: they stay in "
-        "<db>_failed_<time>; the report counts them."
+        "Restores the backup beside production while the app serves and verifies it; then ONE "
+        "short outage: stop the app, swap the databases by two renames, start the previous "
+        "release (no rebuild), wait for its health check. Does NOT bring rows written since "
+        "the backup into production: they stay in <db>_failed_<time>; the report counts them."
     ),
 }
 
 
-def scope_skip_reason(scope: str) -> str:
+def scope_skip_reason(scope: str, step_id: str = "") -> str:
+    if scope == "both" and step_id == "rb.code":
+        return "the previous release is started by the swap (one outage for data and code)"
     return f"not part of the chosen scope ({scope})"
 
 
