@@ -23,6 +23,7 @@ from vlad_tui.demo.seed import APPLIED_MIGRATIONS, PENDING_MIGRATIONS
 from vlad_tui.ops import release_switch
 from vlad_tui.report import render_report
 from vlad_tui.runbook import model
+from vlad_tui.runbook.operations.rollback_picker import default_scope, last_deploy
 
 pytestmark = pytest.mark.integration
 
@@ -194,6 +195,11 @@ async def test_a_migration_failing_on_production_data_stops_phase3(world: World)
         assert engine.statuses[step_id] in ("locked", "pending"), step_id
     assert engine.statuses["p3.unlock"] == "ok"
     assert world.artifacts("migrate", "p3.migrate")[0]["failed"] == [UNIQUE_EMAIL]
+    # The rollback screen preselects this run's backup and the data scope (the code was not
+    # switched), and the failure line says so.
+    deploy = last_deploy(world.journal, "production")
+    assert deploy is not None and deploy.run_id == world.run.run_id and deploy.failed
+    assert deploy.backup_path == backup["path"].rstrip("/") and default_scope(deploy) == "data"
     assert [r.step_id for r in world.operator.asked] == ["p3.migrate"]
     assert world.builds() == {"production-v1"}
     _no_reset(world)

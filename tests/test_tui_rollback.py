@@ -130,6 +130,30 @@ def test_default_scope_follows_what_the_last_deploy_changed() -> None:
     assert rb.default_scope(migrated) == "both"
     assert rb.default_scope(code) == "code"
     assert rb.default_scope(None) == "data"
+    # The migrate ran, the deploy did not: the code is still the one before, so data only
+    # (rolling the code back too would go one release too far).
+    half = LastDeploy("r", NOW, migrated=True, deployed=False, backup_path=None, failed=True)
+    assert rb.default_scope(half) == "data"
+
+
+def test_a_failed_phase3_offers_the_scope_the_screen_preselects() -> None:
+    assert rb.failed_phase3_offer({"p3.migrate": "failed"}) == "data"
+    assert rb.failed_phase3_offer({"p3.migrate": "ok", "p3.deploy": "failed"}) == "data"
+    assert rb.failed_phase3_offer({"p3.migrate": "ok", "p3.deploy": "ok"}) == "both"
+    assert rb.failed_phase3_offer({"p3.migrate": "skipped", "p3.deploy": "ok"}) == "code"
+    assert rb.failed_phase3_offer({"p3.migrate": "locked", "p3.backup": "failed"}) is None
+
+
+def test_last_deploy_counts_a_migrate_that_failed(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "runs")
+    run = journal.start_run("production", operator="ana@bastion")
+    run.artifact("p3.verify_backup", "backup", path=P3, verified=True, created_at=NOW)
+    run.step_started("p3.migrate", title="migrate")
+    run.step_finished("p3.migrate", status="failed", duration=1.0, error="exit status 1")
+    run.close()
+    deploy = rb.last_deploy(journal, "production")
+    assert deploy is not None and deploy.migrated and not deploy.deployed and deploy.failed
+    assert deploy.backup_path == P3 and rb.default_scope(deploy) == "data"
 
 
 def test_default_backup_is_phase3s_unless_it_is_no_longer_usable() -> None:
@@ -228,3 +252,16 @@ async def test_steps_outside_the_scope_are_skipped_journaled_and_survive_a_resum
         resumed.skip_step("rb.code", None)  # back in scope
         assert resumed.statuses["rb.code"] in ("pending", "locked")
         run.close()
+
+
+def test_the_failure_line_of_phase3_offers_the_rollback_once_production_changed() -> None:
+    from vlad_tui.runbook.model import step
+    from vlad_tui.tui.widgets.note import failure_note
+
+    migrate = step("p3.migrate")
+    line = failure_note(migrate, "exit status 1", {"p3.migrate": "failed"}).plain
+    assert "This run changed production" in line and "press r" in line
+    assert "scope «data» preselected" in line
+    backup = step("p3.backup")
+    assert "press r" not in failure_note(backup, "disk full", {"p3.backup": "failed"}).plain
+    assert "press r" not in failure_note(step("p2.build"), "x", {"p3.migrate": "failed"}).plain

@@ -74,6 +74,8 @@ class LastDeploy:
     deployed: bool
     #: The backup Phase 3 took before migrating (verified), if any.
     backup_path: str | None
+    #: Phase 3 stopped after changing production (its migrate started, the deploy did not end).
+    failed: bool = False
 
 
 def last_deploy(journal: Journal, target: str) -> LastDeploy | None:
@@ -90,7 +92,12 @@ def last_deploy(journal: Journal, target: str) -> LastDeploy | None:
             for e in record.events_of("step_finished")
             if e.get("status") == "ok"
         }
-        if "p3.migrate" not in done and "p3.deploy" not in done:
+        # A migrate that started changed production even when it failed or was cut short:
+        # Prisma keeps the migrations before the failing one applied.
+        started = {
+            str(e.get("step")): float(e.get("ts") or 0.0) for e in record.events_of("step_started")
+        }
+        if "p3.migrate" not in started and "p3.deploy" not in done:
             continue
         backup = None
         for event in record.events_of("artifact"):
@@ -102,18 +109,30 @@ def last_deploy(journal: Journal, target: str) -> LastDeploy | None:
                 and data.get("verified")
             ):
                 backup = str(data.get("path") or "").rstrip("/") or None
-        at = max(done.get("p3.migrate", 0.0), done.get("p3.deploy", 0.0))
-        return LastDeploy(summary.run_id, at, "p3.migrate" in done, "p3.deploy" in done, backup)
+        at = max(done.get("p3.migrate", started.get("p3.migrate", 0.0)), done.get("p3.deploy", 0.0))
+        failed = not {"p3.migrate", "p3.deploy"} <= done.keys()
+        return LastDeploy(
+            summary.run_id, at, "p3.migrate" in started, "p3.deploy" in done, backup, failed
+        )
     return None
 
 
 def default_scope(deploy: LastDeploy | None) -> Scope:
-    """Migrations applied → both; code only → code; nothing known → data."""
+    """Migrated and deployed → both; migrated only (the deploy failed or never ran: the code is
+    the one before) → data; deployed only → code; nothing known → data."""
     if deploy is None:
         return "data"
     if deploy.migrated:
-        return "both"
+        return "both" if deploy.deployed else "data"
     return "code" if deploy.deployed else "data"
+
+
+def failed_phase3_offer(statuses: Mapping[str, str]) -> Scope | None:
+    """After a Phase 3 that stopped having changed production, the scope the rollback screen
+    preselects (as :func:`default_scope` will from the journal); ``None`` when nothing changed."""
+    if statuses.get("p3.migrate") not in ("ok", "failed", "running"):
+        return "code" if statuses.get("p3.deploy") == "ok" else None
+    return "both" if statuses.get("p3.deploy") == "ok" else "data"
 
 
 def default_backup(

@@ -297,7 +297,7 @@ class PhaseScreen(Screen[None]):
                 if error.startswith("not confirmed"):
                     return not_run_note(stopped, error)
             else:
-                return failure_note(stopped, error)
+                return failure_note(stopped, error, statuses)
         waiting = self.waiting_step()
         if waiting is not None:
             checked = self.checklist.checked if self.checklist is not None else {}
@@ -312,7 +312,7 @@ class PhaseScreen(Screen[None]):
                 if locked:
                     return explain_lock(step, reason, statuses, self.operations)
             if status == "failed":
-                return failure_note(step, self._error(selected))
+                return failure_note(step, self._error(selected), statuses)
             error = self._error(selected)
             if status == "pending" and error and error.startswith("not confirmed"):
                 return not_run_note(step, error)

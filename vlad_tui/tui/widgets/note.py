@@ -191,11 +191,19 @@ def running_note(phase: Phase, statuses: Mapping[str, str]) -> Text:
     return out
 
 
-def failure_note(step: Step, error: str | None) -> Text:
+def failure_note(step: Step, error: str | None, statuses: Mapping[str, str] | None = None) -> Text:
+    """A step failed; in Phase 3, after production changed, the rollback it offers."""
+    from vlad_tui.runbook.operations.rollback_picker import failed_phase3_offer
+
     out = Text()
     out.append(f"✗ «{step.title}» failed", style="bold red")
     out.append(f": {error}" if error else ".")
     out.append("  Its log is below; enter runs it again.", style="dim")
+    scope = failed_phase3_offer(statuses or {}) if step.phase == 3 else None
+    if scope is not None:
+        out.append("\nThis run changed production. To go back, press ")
+        out.append("r", style="bold reverse")
+        out.append(f": the rollback opens with this run's backup and scope «{scope}» preselected.")
     return out
 
 
