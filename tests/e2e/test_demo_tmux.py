@@ -252,6 +252,23 @@ def test_demo_walks_the_phases_in_tmux(
         assert "Every phase is done" in screen, screen
         assert "skipped as optional" in screen  # the dashboard: how to start it
 
+    # The rollback: r preselects Phase 3's backup and, since that deploy migrated and switched
+    # the code, both; one confirmation restores beside production, one covers the outage.
+    terminal.keys("r")
+    screen = terminal.wait_for("Scope (s):", "Backup (b):", timeout=60)
+    terminal.wait_for("both", timeout=60)
+    terminal.keys("a")
+    for title in ("Restaurar el backup al lado de producción", "Intercambiar bases por rename"):
+        screen = terminal.wait_for(f"Destructive step: {title}", timeout=180)
+        terminal.type("production")
+        terminal.wait_for("Name matches")
+        terminal.keys("Enter")
+        terminal.wait_gone(f"Destructive step: {title}")
+    screen = terminal.wait_for_any("The rollback passed", "» failed", timeout=240)
+    assert "The rollback passed" in screen, screen
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        assert json.loads(resp.read())["version"] == sandbox_mod.FIRST_VERSION
+
     terminal.keys("q")
     screen = terminal.wait_for("the sandbox keeps running", timeout=20)
     assert "--teardown" in screen

@@ -664,8 +664,9 @@ def in_use_script(target: Target) -> str:
     )
 
 
-def previous_from_log(text: str, running: Iterable[str]) -> set[str]:
-    """From the switch log: what ran before the latest switch to a directory running now."""
+def latest_switch_to(text: str, running: Iterable[str]) -> dict[str, Any] | None:
+    """From the switch log: the latest switch to a directory running now (``at``, ``from``,
+    ``to``)."""
     now = {d.rstrip("/") for d in running}
     for line in reversed(text.splitlines()):
         try:
@@ -673,8 +674,14 @@ def previous_from_log(text: str, running: Iterable[str]) -> set[str]:
         except ValueError:
             continue
         if isinstance(record, dict) and str(record.get("to", "")).rstrip("/") in now:
-            return {str(d).rstrip("/") for d in record.get("from") or ()}
-    return set()
+            return record
+    return None
+
+
+def previous_from_log(text: str, running: Iterable[str]) -> set[str]:
+    """From the switch log: what ran before the latest switch to a directory running now."""
+    record = latest_switch_to(text, running)
+    return {str(d).rstrip("/") for d in (record or {}).get("from") or ()}
 
 
 async def prune(

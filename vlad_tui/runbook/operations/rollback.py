@@ -170,7 +170,9 @@ async def _rollback_preflight(ctx: StepContext) -> None:
 
 
 async def previous_release(ctx: StepContext) -> Release:
-    """The release that ran before the one running now (the switch log), intact on disk."""
+    """The release that ran before the one running now (the switch log), intact on disk: a
+    release under ``releases_path``, or ``app_dir`` itself when the last deploy was the first
+    one (the plan's in-place layout, left untouched by that switch)."""
     from vlad_tui.ops import release_switch as rs
     from vlad_tui.ops.releases import list_releases
 
@@ -182,9 +184,13 @@ async def previous_release(ctx: StepContext) -> Release:
         f"cat {quote(ctx.target.releases_path + '/' + rs.SWITCH_LOG)} 2>/dev/null; exit 0",
         timeout=30.0,
     )
-    before = rs.previous_from_log(log.stdout, running) - running
+    record = rs.latest_switch_to(log.stdout, running) or {}
+    before = {str(d).rstrip("/") for d in record.get("from") or ()} - running
     if not before:
         raise VladError("no previous release recorded in the switch log: nothing to switch back to")
+    app_dir = ctx.target.app_dir.rstrip("/")
+    if before == {app_dir}:
+        return await _in_place(ctx, app_dir, float(record.get("at") or 0.0))
     releases = {r.path.rstrip("/"): r for r in await list_releases(ctx.target, ctx.transport)}
     for path in sorted(before):
         release = releases.get(path)
@@ -202,6 +208,30 @@ async def previous_release(ctx: StepContext) -> Release:
             raise VladError(f"the previous release {release.id} has no build")
         return release
     raise VladError(f"the previous release ({', '.join(sorted(before))}) is no longer on disk")
+
+
+async def _in_place(ctx: StepContext, app_dir: str, left_at: float) -> Release:
+    """``app_dir``'s own build, as pm2 ran it before the first deploy: refused when a file of
+    its dist/ changed after pm2 left it (that build would not be the one that ran)."""
+    from vlad_tui.ops import release_switch as rs
+    from vlad_tui.ops.releases import BUILD_DIR, Release
+
+    script = rs.script_path(ctx.target, app_dir)
+    dist = f"{app_dir}/{BUILD_DIR}"
+    found = await ctx.transport.run(
+        f"[ -f {quote(script)} ] || {{ echo missing; exit 0; }}; "
+        f"find {quote(dist)} -type f -newermt @{int(left_at)} -print 2>/dev/null | head -n 3",
+        timeout=60.0,
+    )
+    lines = found.stdout.split()
+    if not found.ok or lines[:1] == ["missing"]:
+        raise VladError(f"{script} is missing: the in-place build in {app_dir} is gone")
+    if lines:
+        raise VladError(
+            f"{dist} changed after the first deploy left it ({', '.join(lines)}): it is not the "
+            "build that ran; deploy a fixed release instead"
+        )
+    return Release(f"{app_dir} (in place)", app_dir, built_at=left_at or None)
 
 
 async def _rollback_restore_describe(ctx: StepContext) -> ConfirmRequest:
