@@ -216,3 +216,29 @@ def test_resume_without_target_opens_the_target_of_the_run(tmp_path: Path) -> No
     run.close()
     assert _target_to_resume(config, "").name == "production"
     assert _target_to_resume(config, done.run_id).name == "staging"
+
+
+def test_check_reads_the_journal_of_the_config(
+    tmp_path: Path, sample_app: SampleApp, sshd: SshdServer
+) -> None:
+    """``[project] journal_dir`` (the demo's own, say): the backups journaled there are the
+    ones ``check`` knows, not those of the user's default journal."""
+    from vlad_tui.journal import Journal
+
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    dump = backups / "backup_produccion_20261201_120000.dump"
+    dump.write_bytes(b"PGDMP" + b"\0" * 64)
+    target = sample_app.target("production", sshd=sshd, backup_dir=str(backups))
+    path = tmp_path / "config.toml"
+    path.write_text(dump_config([target], Project(journal_dir=tmp_path / "runs")))
+    run = Journal(tmp_path / "runs").start_run("production", operator="ana@bastion")
+    run.artifact(
+        "p1.verify_backup", "backup", path=str(dump), format="custom", size=dump.stat().st_size,
+        sha256="ab" * 32, created_at=dump.stat().st_mtime, verified=True,
+    )  # fmt: skip
+    run.close()
+    result = vlad(tmp_path, "check", "--target", "production", "--json", config=path)
+    facts = json.loads(result.stdout)
+    assert facts["backup"] is not None and facts["backup"]["path"] == str(dump), facts["backup"]
+    assert facts["backup"]["run_id"] == run.run_id

@@ -143,12 +143,13 @@ async def cmd_check(args: argparse.Namespace) -> int:
     target = config.target(args.check_target)
     transport = open_transport(target)
     round_ = None
+    journal = Journal(config.journal_dir)  # the demo's, or [project] journal_dir's
     try:
-        facts = await read_state(config, target, transport, Journal.default())
+        facts = await read_state(config, target, transport, journal)
         if facts.reachable and not args.no_monitor:
             from vlad_tui.ops.baseline import daily_check
 
-            round_ = await daily_check(config, target, transport, Journal(config.journal_dir))
+            round_ = await daily_check(config, target, transport, journal)
     finally:
         await transport.close()
     healthy = facts.ok and (round_ is None or round_.ok)
