@@ -9,12 +9,14 @@ Network work (connecting, facts) happens in workers, so the first frame never wa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
@@ -477,27 +479,33 @@ class VladApp(App[None]):
 
     def action_open_report(self) -> None:
         """Show the report of the current run (or the newest run of the target)."""
+        run_id = self.engine.run.run_id if self.engine is not None else None
+        self._open_report(run_id, self.target.name if self.target is not None else None)
+
+    @work(group="journal", exclusive=True)
+    async def _open_report(self, run_id: str | None, target: str | None) -> None:
+        """Read the journal and render the report in a thread (a long run's journal is big)."""
+        from vlad_tui.report import render_report
         from vlad_tui.tui.screens.report import MarkdownScreen
 
-        run_id = self.engine.run.run_id if self.engine is not None else None
-        try:
-            if run_id is None:
-                runs = [
-                    r
-                    for r in self.journal.list_runs()
-                    if self.target is None or r.target == self.target.name
-                ]
+        def read() -> tuple[str, str] | None:
+            chosen = run_id
+            if chosen is None:
+                runs = [r for r in self.journal.list_runs() if target is None or r.target == target]
                 if not runs:
-                    self.notify("No run in the journal yet.", severity="warning")
-                    return
-                run_id = runs[0].run_id
-            from vlad_tui.report import render_report
+                    return None
+                chosen = runs[0].run_id
+            return chosen, render_report(self.journal.load(chosen), "md")
 
-            text = render_report(self.journal.load(run_id), "md")
+        try:
+            found = await asyncio.to_thread(read)
         except Exception as exc:
             self.notify(f"Cannot render the report: {exc}", severity="error")
             return
-        self.push_screen(MarkdownScreen(f"Report · run {run_id}", text))
+        if found is None:
+            self.notify("No run in the journal yet.", severity="warning")
+            return
+        self.push_screen(MarkdownScreen(f"Report · run {found[0]}", found[1]))
 
     def action_deviations(self) -> None:
         """Why some of the written plan's commands are missing (migrate reset, db pull, …)."""
