@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Markdown, TextArea
 
 
@@ -16,6 +17,7 @@ class TextScreen(ModalScreen[None]):
 
     CSS_PATH = "action.tcss"
     BINDINGS: ClassVar = [Binding("escape", "close", "Close", id="report.close")]
+    SUBTITLE = "escape closes"
 
     def __init__(self, title: str, text: str) -> None:
         super().__init__()
@@ -26,37 +28,28 @@ class TextScreen(ModalScreen[None]):
         with Vertical(id="action-dialog"):
             yield TextArea(self.text, read_only=True, id="report-text", soft_wrap=True)
 
+    def focused_part(self) -> Widget:
+        return self.query_one(TextArea)
+
     def on_mount(self) -> None:
         dialog = self.query_one("#action-dialog")
         dialog.border_title = self.title_text
-        dialog.border_subtitle = "escape closes"
-        self.query_one(TextArea).focus()
+        dialog.border_subtitle = self.SUBTITLE
+        self.focused_part().focus()
 
     def action_close(self) -> None:
         self.dismiss(None)
 
 
-class MarkdownScreen(ModalScreen[None]):
+class MarkdownScreen(TextScreen):
     """A titled Markdown document (the run report), rendered; Escape closes it."""
 
-    CSS_PATH = "action.tcss"
-    BINDINGS: ClassVar = [Binding("escape", "close", "Close", id="report.close")]
-
-    def __init__(self, title: str, text: str) -> None:
-        super().__init__()
-        self.title_text = title
-        self.text = text
+    SUBTITLE = "escape closes · arrows scroll"
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="action-dialog", can_focus=True):
             # The report is scrubbed, and the values from the target in it are escaped.
             yield Markdown(self.text, id="report-markdown")
 
-    def on_mount(self) -> None:
-        dialog = self.query_one("#action-dialog", VerticalScroll)
-        dialog.border_title = self.title_text
-        dialog.border_subtitle = "escape closes · arrows scroll"
-        dialog.focus()
-
-    def action_close(self) -> None:
-        self.dismiss(None)
+    def focused_part(self) -> Widget:
+        return self.query_one("#action-dialog")
