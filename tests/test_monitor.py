@@ -293,3 +293,24 @@ async def test_a_sample_with_nothing_reachable_is_gaps_not_an_exception(tmp_path
     assert sample.workers == () and sample.db is None
     found = {f.metric: f.level for f in evaluate(sample, None, MonitorConfig())}
     assert found == {"health": "critical", "non_2xx": "critical"}
+
+
+def test_last_deploy_is_the_newest_successful_deploy_of_the_target(tmp_path: Path) -> None:
+    """What the dashboard marks as the deploy, and what the baseline is taken before."""
+    from vlad_tui.journal import Journal
+    from vlad_tui.ops.baseline import last_deploy
+
+    journal = Journal(tmp_path / "runs")
+    assert last_deploy(journal, "production") is None
+    ended = []
+    for target, status in (("production", "ok"), ("production", "failed"), ("staging", "ok")):
+        run = journal.start_run(target, operator="ana@bastion")
+        run.step_started("p3.deploy", title="Despliega la aplicación")
+        run.step_finished("p3.deploy", status=status, duration=1.0)
+        ended.append(journal.load(run.run_id).events_of("step_finished")[-1]["ts"])
+        run.finish("ok")
+        run.close()
+    production = last_deploy(journal, "production")
+    assert production is not None and production.ts == ended[0]
+    staging = last_deploy(journal, "staging")
+    assert staging is not None and staging.ts == ended[2]

@@ -323,23 +323,6 @@ def test_dashboard_snapshot(snap_compare, size: tuple[int, int]) -> None:
     assert snap_compare(Host(), terminal_size=size, run_before=fill)
 
 
-def test_deploy_time_is_the_newest_successful_deploy_of_the_target(tmp_path: Path) -> None:
-    from vlad_tui.tui.widgets.monitor import deploy_time
-
-    journal = Journal(tmp_path / "runs")
-    assert deploy_time(journal, "production") is None
-    ended = []
-    for target, status in (("production", "ok"), ("production", "failed"), ("staging", "ok")):
-        run = journal.start_run(target, operator="ana@bastion")
-        run.step_started("p3.deploy", title="Despliega la aplicación")
-        run.step_finished("p3.deploy", status=status, duration=1.0)
-        ended.append(journal.load(run.run_id).events_of("step_finished")[-1]["ts"])
-        run.finish("ok")
-        run.close()
-    assert deploy_time(journal, "production") == ended[0]
-    assert deploy_time(journal, "staging") == ended[2]
-
-
 async def test_enter_while_sampling_stops_the_step_worker() -> None:
     import asyncio
 

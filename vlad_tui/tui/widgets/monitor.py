@@ -174,25 +174,6 @@ def restarts_since(worker: WorkerSample, base: Sample | None) -> int:
     return 0
 
 
-def deploy_time(journal: Journal, target: str) -> float | None:
-    """When the newest successful ``p3.deploy`` of ``target`` ended, from the journal."""
-    for summary in journal.list_runs():
-        if summary.target != target or summary.steps.get(DEPLOY_STEP) != "ok":
-            continue
-        try:
-            record = journal.load(summary.run_id)
-        except Exception:  # an unreadable run must not hide the others
-            continue
-        ends = [
-            float(e.get("ts") or 0)
-            for e in record.events_of("step_finished")
-            if e.get("step") == DEPLOY_STEP and e.get("status") == "ok"
-        ]
-        if ends:
-            return max(ends)
-    return None
-
-
 # ---------------------------------------------------------------------- widgets
 
 
@@ -378,9 +359,11 @@ class MonitorDashboard(Vertical, can_focus=True):
             )
 
     async def _read_deploy_time(self, journal: Journal, target: str) -> None:
-        found = await asyncio.to_thread(deploy_time, journal, target)
-        if found is not None and (self.deployed_at is None or found > self.deployed_at):
-            self.deployed_at = found
+        from vlad_tui.ops.baseline import last_deploy
+
+        deploy = await asyncio.to_thread(last_deploy, journal, target)
+        if deploy is not None and (self.deployed_at is None or deploy.ts > self.deployed_at):
+            self.deployed_at = deploy.ts
             self._dirty = True
 
     @property
