@@ -35,22 +35,20 @@ SCOPE_STEPS: dict[str, frozenset[str]] = {
 #: What each scope does, and what it does not undo: shown before anything runs.
 SCOPE_TEXT: dict[str, str] = {
     "code": (
-        "Switches production back to the previous release on disk (no rebuild) and checks "
-        "that every pm2 worker runs it. Does NOT undo migrations or data: the database stays "
-        "as it is."
+        "Switch pm2 back to the previous release on disk (no rebuild) and check every worker "
+        "runs it. Does NOT undo migrations or data: the database stays as it is."
     ),
     "data": (
-        "Restores the backup into a new database beside production while the app serves, "
-        "verifies it, then swaps it in by two renames while the app keeps running (its "
-        "requests that need the database fail for those seconds) and reloads the app so every "
-        "worker reconnects. The current database is kept as <db>_failed_<time>. Does NOT "
-        "change the code, and does NOT bring rows written since the backup into production."
+        "Restore beside production while it serves, verify, swap by two renames (requests "
+        "needing the database fail for about a second), reload the app; the current database "
+        "is kept as <db>_failed_<time>. Does NOT change the code; rows written since the "
+        "backup stay in the kept database."
     ),
     "both": (
-        "Restores the backup beside production while the app serves and verifies it; then ONE "
-        "short outage: stop the app, swap the databases by two renames, start the previous "
-        "release (no rebuild), wait for its health check. Does NOT bring rows written since "
-        "the backup into production: they stay in <db>_failed_<time>; the report counts them."
+        "Restore beside production while it serves, verify; then ONE outage: stop the app, "
+        "swap by two renames, start the previous release (no rebuild), health check. Does NOT "
+        "bring back rows written since the backup: they stay in <db>_failed_<time>, counted "
+        "in the report."
     ),
 }
 

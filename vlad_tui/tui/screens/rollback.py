@@ -203,17 +203,12 @@ class RollbackScreen(PhaseScreen):
                 text.append(f"  refused: {why}", style="bold red")
             elif backup.verified is not True:
                 text.append("  NOT verified: `a` asks you to type its name", style="yellow")
+            deploy = self.deploy
+            if deploy is not None and deploy.failed and backup.path == deploy.backup_path:
+                text.append("  ← taken by the Phase 3 that failed", style="yellow")
         text.append("\nScope (s): ", style="bold")
         text.append(sel.scope, style="bold reverse")
         text.append(f"  {SCOPE_TEXT[sel.scope]}")
-        deploy = self.deploy
-        if deploy is not None and deploy.failed and not self._scope_chosen:
-            text.append(
-                f"\nPreselected for run {deploy.run_id}: its Phase 3 stopped after changing "
-                "production"
-                + (" (the code was not switched: data only)." if not deploy.deployed else "."),
-                style="yellow",
-            )
         self.query_one("#scope", Static).update(text)
 
     # ------------------------------------------------------------------ actions
