@@ -81,7 +81,7 @@ async def test_picker_preselects_phase3s_backup_and_says_what_both_will_do(
         assert screen.selection.scope == "both"
         text = _text(screen)
         assert "Scope (s): both" in text
-        assert "Does NOT bring rows written since the backup" in text
+        assert "Does NOT bring back rows written since the backup" in text
         assert "Backup (b): peludosclick-p3.dump" in text
         keys = {k for k, b in screen.active_bindings.items() if b.binding.show}
         assert {"a", "b", "s"} <= keys
