@@ -23,7 +23,9 @@ override does not lift them. Manual checklist items a step waits for are ticked 
 A step whose detached job (:mod:`vlad_tui.ops.jobs`) has no known end (vlad-tui stopped, the
 step was cancelled, or the connection stayed down) is never started a second time: running it
 again re-attaches to that job (:meth:`Engine.unfinished_job`), in this session or after a
-resume. When the job's state cannot be read, the operator is asked before anything runs.
+resume. When the job's state cannot be read, the operator is asked before anything runs. A
+destructive step that was interrupted without such a job (vlad-tui killed while it ran) is never
+re-run silently: its confirmation first says it was interrupted.
 """
 
 from __future__ import annotations
