@@ -62,6 +62,11 @@ async def test_acquire_read_release(place: tuple[Target, Transport]) -> None:
     assert await lock.release(target, transport, run_id="run-a") is False
 
 
+@pytest.mark.fault(
+    "Two operators taking the deploy lock",
+    did="The second is refused with the holder and run id; only the holding run can release it",
+    lost=0,
+)
 async def test_held_lock_names_its_holder(place: tuple[Target, Transport]) -> None:
     target, transport = place
     await lock.acquire(target, transport, run_id="run-a", reason="deploy", holder="ana@bastion")
@@ -76,6 +81,11 @@ async def test_held_lock_names_its_holder(place: tuple[Target, Transport]) -> No
     await lock.release(target, transport, run_id="run-a")
 
 
+@pytest.mark.fault(
+    "A stale deploy lock that changed after it was shown",
+    did="Breaking it is refused unless it is still held by the run the operator confirmed",
+    lost=0,
+)
 async def test_break_needs_the_run_id_that_was_shown(place: tuple[Target, Transport]) -> None:
     target, transport = place
     await lock.acquire(target, transport, run_id="old-run", reason="crashed", holder="ana@x")

@@ -227,6 +227,12 @@ async def test_source_changed_after_phase2_is_refused_with_what_changed(world: W
     _no_reset(world)
 
 
+@pytest.mark.fault(
+    "Two operators deploying at once",
+    did="The second operator is shown who holds the deploy lock and for which run, and cannot "
+    "take it, migrate or deploy",
+    lost=0,
+)
 async def test_a_second_engine_sees_the_lock_and_prisma_lock_holder(world: World) -> None:
     first = world.engine()
     first.override_gate("prueba del lock")

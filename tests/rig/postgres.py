@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -90,6 +91,12 @@ class PgServer:
                 await conn.close()
         return self.url(name)
 
+    def restart(self, mode: str = "fast") -> None:
+        """Restart the server as ``pg_ctl restart -m <mode>`` would (same port and options):
+        every session is cut off; returns once it accepts connections again. Blocking."""
+        self.cluster.stop(mode=mode)
+        self.cluster.start()
+
     async def drop_database(self, name: str) -> None:
         conn = await self.connect()
         try:
@@ -110,6 +117,13 @@ class SeededDatabase:
 @pytest.fixture(scope="session")
 def pg() -> Iterator[PgServer]:
     """A real PostgreSQL server on 127.0.0.1 (scram-sha-256, superuser ``vlad``)."""
+    with pg_server() as server:
+        yield server
+
+
+@contextmanager
+def pg_server() -> Iterator[PgServer]:
+    """A cluster of its own (for a module that restarts or stops it), removed afterwards."""
     bin_dir = find_bin_dir()
     if bin_dir is None or not (bin_dir / "pg_ctl").exists():
         missing("PostgreSQL server binaries", "apt-get install postgresql")
@@ -137,4 +151,4 @@ def peludosclick(pg: PgServer) -> SeededDatabase:
     return SeededDatabase("peludosclick", url, dict(COUNTS))
 
 
-__all__ = ["PgServer", "SeededDatabase", "peludosclick", "pg", "run_sync"]
+__all__ = ["PgServer", "SeededDatabase", "peludosclick", "pg", "pg_server", "run_sync"]

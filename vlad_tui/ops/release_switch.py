@@ -301,10 +301,14 @@ def switch_steps(
     mode: Literal["cluster", "fork"] = (
         "fork" if any(w.mode == "fork" for w in current) else "cluster"
     )
-    count = instances or len(current) or 1
+    d = directory.rstrip("/")
+    # A switch to d that was cut off (vlad-tui killed after its start step) left its new
+    # workers beside the old ones: start as many as there were old ones and retire them all.
+    halfway = [w for w in current if w.runs_from(d)]
+    old = [w for w in current if not w.runs_from(d)]
+    count = instances or len(old if halfway and old else current) or 1
     if mode == "fork":
         count = 1
-    d = directory.rstrip("/")
     script = script_path(target, d)
     name = quote(target.pm2_name)
     options = current[0].options if current else ()
@@ -321,6 +325,11 @@ def switch_steps(
         start += " -- " + " ".join(quote(a) for a in args)
     steps: list[SwitchStep] = []
     notes: list[str] = []
+    if halfway and old and mode == "cluster":
+        notes.append(
+            f"{len(halfway)} worker(s) already run from {d} (a switch that did not finish): "
+            f"{count} new worker(s) replace them and the {len(old)} old one(s)"
+        )
     if link_env:
         env = f"{target.app_dir.rstrip('/')}/.env"
         steps.append(

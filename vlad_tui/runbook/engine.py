@@ -23,7 +23,9 @@ override does not lift them. Manual checklist items a step waits for are ticked 
 A step whose detached job (:mod:`vlad_tui.ops.jobs`) has no known end (vlad-tui stopped, the
 step was cancelled, or the connection stayed down) is never started a second time: running it
 again re-attaches to that job (:meth:`Engine.unfinished_job`), in this session or after a
-resume. When the job's state cannot be read, the operator is asked before anything runs.
+resume. When the job's state cannot be read, the operator is asked before anything runs. A
+destructive step that was interrupted without such a job (vlad-tui killed while it ran) is never
+re-run silently: its confirmation first says it was interrupted.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -549,6 +552,8 @@ class Engine:
             except Exception as exc:
                 return self._fail_before_start(step, _error_line(exc))
             if request is not None:
+                if current == "interrupted":
+                    request = _interrupted_first(request, self._errors.get(step.id))
                 if not await self._ask(step, request, previous=current):
                     return self.statuses[step.id]
                 commands = request.commands
@@ -902,6 +907,17 @@ class Engine:
         for step in model.all_steps():
             if not self.available(step):
                 self.statuses[step.id] = "unavailable"
+
+
+def _interrupted_first(request: ConfirmRequest, error: str | None) -> ConfirmRequest:
+    """The confirmation of a destructive step that was interrupted (vlad-tui killed, the
+    terminal closed): it says so first, since part of the step may already have run."""
+    said = f" ({error})" if error else ""
+    note = (
+        f"This step was interrupted{said}: part of it may already have run on the server. "
+        "Check its log and the target before running it again. "
+    )
+    return dataclasses.replace(request, consequence=note + request.consequence)
 
 
 def _as_status(value: Any) -> StepStatus:

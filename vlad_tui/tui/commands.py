@@ -61,6 +61,12 @@ def palette_commands(app: VladApp, query: str = "") -> list[tuple[str, str, Call
         ),
         ("Deploy lock status", "Who holds the deploy lock", partial(action, "cmd.lock_status")),
         (
+            "Break the deploy lock",
+            "Destructive: removes a stale lock after showing its holder and run; asks for "
+            "confirmation",
+            partial(action, "cmd.lock_break"),
+        ),
+        (
             "pm2 stop",
             "Destructive: stops the app (it serves nothing until started); asks for confirmation",
             partial(action, "cmd.pm2_stop"),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlad_tui.errors import VladError
 from vlad_tui.ops import release_switch as switch_ops
@@ -12,6 +13,10 @@ from vlad_tui.runbook.operations.backup import _ProgressLines
 from vlad_tui.runbook.operations.context import ConfirmRequest, StepContext
 from vlad_tui.runbook.operations.migrations import report_migrations
 from vlad_tui.runbook.operations.release import in_release, release_from
+
+if TYPE_CHECKING:
+    from vlad_tui.db import DatabaseUrl
+    from vlad_tui.ops.migrations import MigrationStatus
 
 #: The key of the advisory lock ``prisma migrate`` takes (``pg_advisory_lock(72707369)``).
 PRISMA_LOCK_KEY = 72707369
@@ -193,7 +198,7 @@ async def _migrate(ctx: StepContext) -> None:
     status_code = await run_detached(
         ctx, "migrate on production", command, secrets={"DATABASE_URL": url.to_url()}
     )
-    status = await report_migrations(ctx, url)
+    status = await _read_state_again(ctx, url, status_code)
     newly = [n for n in status.names("applied") if n not in _applied(before)]
     ctx.artifact(
         "migrate",
@@ -208,6 +213,8 @@ async def _migrate(ctx: StepContext) -> None:
         detail = ""
         if failed and failed[0].logs:
             detail = f"; {failed[0].name}: {failed[0].logs.strip().splitlines()[-1][:300]}"
+        elif failed:
+            detail = _unrecorded(failed[0].name)
         where = f"this run's backup {backup.get('path')}" if backup else "a verified backup"
         raise VladError(
             f"migrate on production failed (exit status {status_code}; "
@@ -215,6 +222,47 @@ async def _migrate(ctx: StepContext) -> None:
             f"{where}"
         )
     ctx.output(f"{len(newly)} migration(s) applied to production: {', '.join(newly) or 'none'}")
+
+
+#: Waits before reading ``_prisma_migrations`` again when the database does not answer (it
+#: may be restarting: what ended the migrate may also keep it down for a few seconds).
+STATE_RETRIES = (1.0, 2.0, 4.0, 8.0, 15.0)
+
+
+async def _read_state_again(
+    ctx: StepContext, url: DatabaseUrl, status_code: int
+) -> MigrationStatus:
+    """The migrations' state after the job (``report_migrations``), retried while the database
+    does not answer; never guessed from the exit status."""
+    for wait in STATE_RETRIES:
+        try:
+            return await report_migrations(ctx, url)
+        except VladError as exc:
+            ctx.output(
+                f"cannot read _prisma_migrations ({exc}); trying again in {wait:g} s", "stderr"
+            )
+            await asyncio.sleep(wait)
+    try:
+        return await report_migrations(ctx, url)
+    except VladError as exc:
+        raise VladError(
+            f"migrate on production ended (exit status {status_code}) but the migrations' "
+            f"state cannot be read from _prisma_migrations: {exc}. It is not known what was "
+            "applied: check that the database is up, then run this step again (it applies "
+            "only what is still pending)"
+        ) from None
+
+
+def _unrecorded(name: str) -> str:
+    """What to say of a migration that started and never finished, with no logs: whatever
+    ran it lost its connection to the database (PostgreSQL restarted or went away)."""
+    return (
+        f"; {name} started and never finished, and nothing was recorded of how it ended: the "
+        "connection to the database was lost while it ran (PostgreSQL restarted or stopped). "
+        "PostgreSQL rolls back what ran in a transaction: check which of its changes are in "
+        f"the database, mark it rolled back (npx prisma migrate resolve --rolled-back {name}) "
+        "and run this step again, or roll back"
+    )
 
 
 async def _deploy_plan(ctx: StepContext) -> tuple[switch_ops.SwitchPlan, list[str], list[str]]:

@@ -10,6 +10,7 @@ from vlad_tui import format as fmt
 from vlad_tui.errors import VladError
 from vlad_tui.ops import migrations as migration_ops
 from vlad_tui.ops.jobs import RESUME_PARAM
+from vlad_tui.runbook import model
 from vlad_tui.runbook.operations.backup import backup_from
 from vlad_tui.runbook.operations.context import NOT_DESTRUCTIVE, ConfirmRequest, StepContext
 from vlad_tui.runbook.operations.detached import run_detached
@@ -138,9 +139,11 @@ async def _staging_restore(ctx: StepContext) -> None:
     t0 = time.monotonic()
     status = await run_detached(ctx, label, command, secrets=secrets)
     if status != 0:
+        create = model.step("p1.staging_db").title
         raise VladError(
             f"restoring {backup.name} into {url.database} failed (exit status {status}); "
-            "see the output above"
+            f"see the output above. {url.database} may be half restored: run «{create}» "
+            "again (it drops and re-creates it), then this step. Production is not touched"
         )
     # Measured only when this attempt ran it all: the rollback's preflight estimates from it.
     seconds = None if ctx.params.get(RESUME_PARAM) else time.monotonic() - t0
