@@ -597,6 +597,31 @@ async def _finish(
     )
 
 
+async def check_unchanged(target: Target, transport: Transport, backup: Backup) -> None:
+    """Refuse a backup whose bytes changed since it was verified (size and sha256 recomputed
+    on the server): :class:`BackupError` saying what differs and what to do. Changes nothing."""
+    if await transport.stat(backup.path) is None:
+        raise BackupError(
+            f"backup {backup.path} is no longer on {target.name}; take and verify a new "
+            "backup, then run this step again",
+            rung="sha256",
+        )
+    size, digest = await _digest(transport, backup.path)
+    if digest == backup.sha256 and size == backup.size:
+        return
+    how = (
+        f"{show.size(size)} now, {show.size(backup.size)} when verified: truncated or rewritten"
+        if size != backup.size
+        else f"same size, other bytes: sha256 {digest[:12]}…, verified {backup.sha256[:12]}…"
+    )
+    raise BackupError(
+        f"backup {backup.path} changed since it was verified ({how}); refused before anything "
+        "was written. Take and verify a new backup (or pick another verified one), then run "
+        "this step again",
+        rung="sha256",
+    )
+
+
 # --- verify -----------------------------------------------------------------------------------
 
 
