@@ -360,6 +360,12 @@ async def _deploy(ctx: StepContext) -> None:
         check = await switch_ops.switch(
             ctx.target, ctx.transport, plan, sink=ctx.sink, after_step=after
         )
+    except switch_ops.ReleaseError as exc:
+        await record(False, [])
+        if "the old workers keep serving" in str(exc):
+            raise
+        state = await _production_state(ctx, release.id, release.path, previous)
+        raise VladError(f"{exc}; {state}") from None
     except BaseException:
         await record(False, [])
         raise
@@ -368,6 +374,28 @@ async def _deploy(ctx: StepContext) -> None:
     ctx.output(f"deployed release {release.id} in {took:.1f} s: {check.describe()}")
     pruned = await switch_ops.prune(ctx.target, ctx.transport, sink=ctx.sink)
     ctx.artifact("releases_pruned", removed=list(pruned.removed), kept=dict(pruned.kept))
+
+
+async def _production_state(
+    ctx: StepContext, release_id: str, path: str, previous: list[str]
+) -> str:
+    """What pm2 runs for the app now, after a switch that failed part-way, and the way back."""
+    back = f"the code rollback (r) switches back to {', '.join(previous) or 'the previous release'}"
+    try:
+        workers = await switch_ops.app_workers(ctx.target, ctx.transport)
+    except VladError as exc:
+        return f"pm2's state could not be read ({exc}): check `pm2 list` on the server; {back}"
+    states = ", ".join(f"{w.pm_id} {w.status}" for w in workers) or "none"
+    dirs = {w.cwd for w in workers}
+    if workers and dirs == {path}:
+        where = f"production now runs release {release_id} and the old workers are gone"
+    elif workers and dirs <= set(previous):
+        where = "production still runs the previous release"
+    elif workers:
+        where = f"production runs a mix of {', '.join(sorted(dirs))}"
+    else:
+        where = f"no worker of {ctx.target.pm2_name} runs: the app is DOWN"
+    return f"{where} (workers: {states}); {back}"
 
 
 def _deployed(ctx: StepContext) -> dict[str, Any]:
@@ -411,7 +439,10 @@ async def _post_deploy_gate(ctx: StepContext) -> None:
     ctx.artifact("post_deploy_gate", release=deployed.get("release"), **result.to_dict())
     if not result.ok:
         failed = "; ".join(f"{c.name}: {c.reason}" for c in result.failed)
-        raise VladError(f"the post-deploy gate failed ({failed}); {_rollback_hint(deployed)}")
+        raise VladError(
+            f"the post-deploy gate failed ({failed}); production runs release "
+            f"{deployed.get('release')} now; {_rollback_hint(deployed)}"
+        )
 
 
 async def _deploy_logs(ctx: StepContext) -> None:
