@@ -6,9 +6,7 @@ by the module; each test puts production back on its original build afterwards.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -109,35 +107,36 @@ async def test_a_release_that_crash_loops_after_boot_fails_the_gate(fresh: World
 
 @pytest.mark.fault(
     "The health endpoint hanging after the deploy",
-    did="Every probe and the post-deploy gate timed out within their bounds (the step ended "
-    "within its timeout), naming the release production runs and offering the code rollback.",
+    did="The deploy's probes timed out (1 s each) while old and new workers served side by "
+    "side; the new workers were removed before any old one and the old build kept serving; "
+    "the step ended within its bound.",
     lost=0,
 )
-async def test_a_release_whose_health_hangs_is_bounded(fresh: World) -> None:
+async def test_a_release_whose_health_hangs_is_refused_in_bounded_time(fresh: World) -> None:
     world = fresh
     before = await row_counts(world)
     engine = world.engine()
     await phases_1_and_2(world, engine)
     phase3 = deploy_ready(world, engine, 'HANG_HEALTH="1"')
-    while engine.statuses["p3.post_checks"] in ("locked", "pending"):
-        assert not phase3.done(), {s: engine.error(s) for s in engine.statuses if engine.error(s)}
-        await asyncio.sleep(0.1)
-    t0 = time.monotonic()
-    assert await asyncio.wait_for(phase3, 120) is False
-    took = time.monotonic() - t0
-    # The gate's bound: health within 30 s (each try at most 5 s), then a 10 s settle window.
-    assert took < 30 + 5 + 10 + 15, f"the post-deploy gate took {took:.1f} s"
-    record = world.journal.load(world.run.run_id)
-    took_by_step = {e["step"]: e["duration"] for e in record.events if e["kind"] == "step_finished"}
-    # The deploy probed a hanging endpoint at 10 Hz: each probe is bounded (1 s), so the
-    # switch took no longer than its own start timeout.
-    assert took_by_step["p3.deploy"] < release_switch.START_TIMEOUT + 30
-    print(f"hanging /health: deploy {took_by_step['p3.deploy']:.1f} s, gate {took:.1f} s")
-    assert engine.statuses["p3.post_checks"] == "failed"
-    error = engine.error("p3.post_checks") or ""
-    assert "health: not healthy within" in error, error
-    assert "the code rollback (r) switches back to" in error
+    assert await asyncio.wait_for(phase3, 240) is False
+    assert engine.statuses["p3.migrate"] == "ok"
+    assert engine.statuses["p3.deploy"] == "failed"
+    error = engine.error("p3.deploy") or ""
+    assert "the new workers failed the health probe" in error, error
+    assert "timeout 1 s" in error and "the old workers keep serving" in error
+    assert "they were removed" in error
+    assert engine.statuses["p3.post_checks"] == "locked"
+    assert engine.statuses["p3.unlock"] == "ok"
     [deployed] = world.artifacts("deploy", "p3.deploy")
-    assert deployed["probe"]["failed"] > 0  # the probes timed out, each within its bound
+    assert deployed["done"] is False and deployed["probe"]["failed"] >= 3
+    # Bounded: the switch's start timeout plus the settle window and a margin, never a hang.
+    record = world.journal.load(world.run.run_id)
+    took = {e["step"]: e["duration"] for e in record.events if e["kind"] == "step_finished"}
+    assert took["p3.deploy"] < release_switch.START_TIMEOUT + release_switch.SETTLE_S + 30
+    print(f"hanging /health: the deploy step ended in {took['p3.deploy']:.1f} s")
+    # Only the old build answers, from app_dir, every worker online.
+    assert world.builds(20) == {"production-v1"}
+    check = await release_switch.verify_running(world.target, world.transport, str(world.app_dir))
+    assert check.ok, check.describe()
+    assert len(world.artifacts("deploy", "p3.deploy")) == 1
     assert await row_counts(world) == before
-    assert Path(deployed["path"]).is_dir()

@@ -17,6 +17,7 @@ from vlad_tui.runbook.operations.release import in_release, release_from
 if TYPE_CHECKING:
     from vlad_tui.db import DatabaseUrl
     from vlad_tui.ops.migrations import MigrationStatus
+    from vlad_tui.ops.probe import ProbeReport
 
 #: The key of the advisory lock ``prisma migrate`` takes (``pg_advisory_lock(72707369)``).
 PRISMA_LOCK_KEY = 72707369
@@ -312,7 +313,7 @@ async def _deploy(ctx: StepContext) -> None:
     ``pm2 jlist``; the error logs' offsets recorded for the post-deploy gate; old releases
     pruned (never the running or the previous one)."""
     from vlad_tui.ops import deploy_gate
-    from vlad_tui.ops.probe import HealthProbe
+    from vlad_tui.ops.probe import PROBE_TIMEOUT, HealthProbe
 
     release = release_from(ctx)
     plan = ctx.state.get("plan")
@@ -331,6 +332,15 @@ async def _deploy(ctx: StepContext) -> None:
         if step.kind in ("start", "retire", "stop"):
             now = probe.report()
             ctx.output(f"after {step.says}: {now.failed} of {now.sent} probes failed so far")
+        if step.kind == "start" and plan.strategy == "side-by-side":
+            # Old and new workers share the port now: probes failing over this window mean
+            # the new ones do not answer. Judged once every probe of the window has ended
+            # (each within the probe's timeout), before any old worker is removed.
+            since = probe.report().wall_time
+            await asyncio.sleep(SIDE_BY_SIDE_WINDOW + PROBE_TIMEOUT + 0.2)
+            problem = _new_workers_unhealthy(probe.report(), since, since + SIDE_BY_SIDE_WINDOW)
+            if problem:
+                raise switch_ops.ReleaseError(f"the new workers failed the health probe: {problem}")
 
     t0 = time.monotonic()
     probe = HealthProbe(ctx.target, ctx.transport, hz=10.0)
@@ -374,6 +384,28 @@ async def _deploy(ctx: StepContext) -> None:
     ctx.output(f"deployed release {release.id} in {took:.1f} s: {check.describe()}")
     pruned = await switch_ops.prune(ctx.target, ctx.transport, sink=ctx.sink)
     ctx.artifact("releases_pruned", removed=list(pruned.removed), kept=dict(pruned.kept))
+
+
+#: Seconds of health probes, old and new workers side by side, that judge the new ones.
+SIDE_BY_SIDE_WINDOW = 1.5
+#: Failed probes in that window that refuse the new workers: at least this many and share.
+UNHEALTHY_MIN_FAILED = 3
+UNHEALTHY_SHARE = 0.2
+
+
+def _new_workers_unhealthy(report: ProbeReport, since: float, until: float) -> str:
+    """Why the new workers count as unhealthy from the probes sent between ``since`` and
+    ``until`` (seconds into the probe), or ``""``: with the old workers beside them, a
+    release that does not answer fails a share of them."""
+    window = [p for p in report.probes if since <= p.at <= until]
+    failed = [p for p in window if not p.ok]
+    if len(failed) < max(UNHEALTHY_MIN_FAILED, UNHEALTHY_SHARE * len(window)):
+        return ""
+    reasons = list(dict.fromkeys(p.error or f"HTTP {p.status}" for p in failed))[:2]
+    return (
+        f"{len(failed)} of {len(window)} probes failed over {until - since:g} s beside the old "
+        f"workers ({'; '.join(reasons)})"
+    )
 
 
 async def _production_state(
