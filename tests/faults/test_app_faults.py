@@ -78,8 +78,9 @@ async def test_a_release_that_crash_loops_after_boot_fails_the_gate(fresh: World
     before = await row_counts(world)
     engine = world.engine()
     await phases_1_and_2(world, engine)
-    # Longer than the switch's settle window: the new workers look healthy when they start.
-    phase3 = deploy_ready(world, engine, 'CRASH_AFTER_MS="5000"')
+    # Past the switch's settle and side-by-side probe windows (about 5 s after they listen):
+    # the new workers look healthy while the old ones still serve, then crash over and over.
+    phase3 = deploy_ready(world, engine, 'CRASH_AFTER_MS="8000"')
     assert await asyncio.wait_for(phase3, 240) is False
     [release] = world.artifacts("release", "p2.build")
     # Caught by the deploy's final check or by the gate's settle window, whichever sees the

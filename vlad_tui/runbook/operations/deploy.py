@@ -417,7 +417,13 @@ async def _production_state(
         workers = await switch_ops.app_workers(ctx.target, ctx.transport)
     except VladError as exc:
         return f"pm2's state could not be read ({exc}): check `pm2 list` on the server; {back}"
-    states = ", ".join(f"{w.pm_id} {w.status}" for w in workers) or "none"
+    states = (
+        ", ".join(
+            f"{w.pm_id} {w.status}" + (f" after {w.restarts} restart(s)" if w.restarts else "")
+            for w in workers
+        )
+        or "none"
+    )
     dirs = {w.cwd for w in workers}
     if workers and dirs == {path}:
         where = f"production now runs release {release_id} and the old workers are gone"
