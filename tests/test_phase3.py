@@ -317,6 +317,12 @@ async def test_connection_dropped_during_migrate_re_attaches_and_migrates_once(
     await release_switch.switch(world.target, world.transport, plan, settle=0.5)
 
 
+@pytest.mark.fault(
+    "A release that crashes at boot during the deploy",
+    did="The deploy saw the new workers crash, removed them and failed, with the old workers "
+    "serving throughout (no failed probe).",
+    lost=0,
+)
 async def test_a_release_that_crashes_at_boot_leaves_the_old_workers_serving(world: World) -> None:
     engine = world.engine()
     await phases_1_and_2(world, engine)

@@ -212,6 +212,12 @@ async def test_data_rollback_restores_the_backup_and_keeps_the_new_writes(world:
     _never_sent(world)
 
 
+@pytest.mark.fault(
+    "A backup corrupted or truncated after its verification, offered to the rollback",
+    did="Refused it before any confirmation (sha256 recomputed; a changed size refused at the "
+    "pick); no database was created or renamed.",
+    lost=0,
+)
 async def test_an_altered_backup_is_refused_before_anything_is_touched(world: World) -> None:
     engine = world.engine()
     known = await world.backup(engine)

@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import re
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -66,6 +68,7 @@ PROGRESS_INTERVAL = 0.5
 _QUICK = 60.0  # timeout for the small commands around the dump
 _DUMP_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+(?:\.\d+)*)")
 _ERROR_LINE = re.compile(r"\berror:|\bFATAL\b|\bfatal:", re.IGNORECASE)
+_NO_SPACE = re.compile(r"No space left on device|Disk quota exceeded", re.IGNORECASE)
 _PLAIN_TABLE = re.compile(
     r'(?:COPY|INSERT INTO) ((?:"(?:[^"]|"")*"|[^ ."(]+))\.("(?:[^"]|"")*"|[^ ("]+)'
 )
@@ -564,6 +567,16 @@ async def _finish(
             if result.exit_status is not None
             else f"signal {result.signal or '?'}"
         )
+        if _NO_SPACE.search(f"{result.stderr}\n{result.stdout}"):
+            raise BackupError(
+                f"pg_dump: the disk of {info['backup_dir']} filled up during the dump "
+                f"({_last_error_line(result)}); the partial file was removed and production "
+                f"was not changed. About {show.size(info['required_bytes'])} is needed there "
+                f"(database {show.size(info['database_size'])}), "
+                f"{show.size(info['free_bytes'])} was free when it started: free some space "
+                "or point backup_dir at a bigger disk, then run the backup again",
+                rung="pg_dump",
+            )
         raise BackupError(
             f"pg_dump failed ({how}): {_last_error_line(result)}; no backup file was kept",
             rung="pg_dump",
@@ -581,6 +594,31 @@ async def _finish(
         database=url.display(),
         checks={"exit_status": "ok"},
         fingerprints=fingerprints,
+    )
+
+
+async def check_unchanged(target: Target, transport: Transport, backup: Backup) -> None:
+    """Refuse a backup whose bytes changed since it was verified (size and sha256 recomputed
+    on the server): :class:`BackupError` saying what differs and what to do. Changes nothing."""
+    if await transport.stat(backup.path) is None:
+        raise BackupError(
+            f"backup {backup.path} is no longer on {target.name}; take and verify a new "
+            "backup, then run this step again",
+            rung="sha256",
+        )
+    size, digest = await _digest(transport, backup.path)
+    if digest == backup.sha256 and size == backup.size:
+        return
+    how = (
+        f"{show.size(size)} now, {show.size(backup.size)} when verified: truncated or rewritten"
+        if size != backup.size
+        else f"same size, other bytes: sha256 {digest[:12]}…, verified {backup.sha256[:12]}…"
+    )
+    raise BackupError(
+        f"backup {backup.path} changed since it was verified ({how}); refused before anything "
+        "was written. Take and verify a new backup (or pick another verified one), then run "
+        "this step again",
+        rung="sha256",
     )
 
 
@@ -748,6 +786,14 @@ async def copy_off_box(
     final = local_root / backup.name
     partial = local_root / (backup.name + PARTIAL_SUFFIX)
     await asyncio.to_thread(_remove, partial)
+    free = (await asyncio.to_thread(shutil.disk_usage, local_root)).free
+    if backup.size and backup.size > free:
+        raise BackupError(
+            f"copy: not enough space for {backup.name} in {local_root} on this machine: "
+            f"{show.size(free)} free, {show.size(backup.size)} needed (the backup's size); "
+            "free some space or set local_backup_dir to a bigger disk",
+            rung="copy",
+        )
     try:
         if backup.format == "directory":
             await _download_dir(transport, backup.path, partial, progress)
@@ -764,10 +810,24 @@ async def copy_off_box(
         os.replace(partial, final)
     except BaseException as exc:
         await asyncio.shield(asyncio.to_thread(_remove, partial))
+        if _no_space(exc):
+            raise BackupError(
+                f"copy: the disk of {local_root} on this machine filled up during the copy; "
+                f"the partial copy was removed. {show.size(backup.size)} is needed there (the "
+                "backup's size): free some space or set local_backup_dir to a bigger disk",
+                rung="copy",
+            ) from None
         if isinstance(exc, VladError) and not isinstance(exc, BackupError):
             raise BackupError(f"copy: {exc}", rung="copy") from None
         raise
     return final
+
+
+def _no_space(exc: BaseException) -> bool:
+    """A full disk, as an ``OSError`` or as a transport error quoting it."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(exc, VladError | OSError) and bool(_NO_SPACE.search(str(exc)))
 
 
 def _remove(path: Path) -> None:

@@ -177,6 +177,7 @@ async def server_facts(target: Target, transport: Transport) -> tuple[dict[str, 
     problems = []
     if not result.ok and not kv:
         problems.append(f"server: facts script failed (exit {result.exit_status})")
+    server["app_dir_present"] = kv.get("app_dir") != "missing"
     if kv.get("app_dir") == "missing":
         problems.append(f"server: app_dir {target.app_dir} does not exist on {target.name}")
     return server, problems
@@ -211,6 +212,15 @@ async def read_postgres(
         "connections": await db.connections(),
     }
     return postgres, await db.row_counts(list(config.project.critical_tables))
+
+
+def follows_missing_app_dir(target: Target, server: dict[str, Any], message: str) -> bool:
+    """Whether a database ``message`` only says that the ``.env`` inside a missing ``app_dir``
+    is not there: the app_dir line already says why, once."""
+    if server.get("app_dir_present", True):
+        return False
+    prefix = target.app_dir.rstrip("/") + "/"
+    return "not found on" in message and prefix in message
 
 
 def postgres_problem(message: str) -> str:
@@ -272,5 +282,6 @@ async def gather_facts(config: Config, target: Target, transport: Transport) -> 
         postgres_facts(config, target, transport), pm2_facts(target, transport)
     )
     facts.postgres, facts.row_counts, facts.pm2 = postgres, counts, pm2
+    pg_problems = [p for p in pg_problems if not follows_missing_app_dir(target, facts.server, p)]
     facts.problems.extend(pg_problems + pm2_problems)
     return facts

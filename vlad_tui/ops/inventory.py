@@ -488,7 +488,13 @@ async def read_state(
     tried (backups still list what the journal knows). Then pm2, the database (facts and
     migrations over one connection), the lock and the backups are read concurrently.
     """
-    from vlad_tui.ops.facts import missing_tables, pm2_problems, postgres_problem, server_facts
+    from vlad_tui.ops.facts import (
+        follows_missing_app_dir,
+        missing_tables,
+        pm2_problems,
+        postgres_problem,
+        server_facts,
+    )
 
     label = getattr(transport, "label", "?")
     findings: list[str] = []
@@ -509,7 +515,7 @@ async def read_state(
     )
     if database.value is not None:
         findings.extend(missing_tables(database.value.row_counts, database.value.database))
-    elif database.error:
+    elif database.error and not follows_missing_app_dir(target, server, database.error):
         findings.append(postgres_problem(database.error))
     if pm2.value is not None:
         findings.extend(pm2_problems(target, pm2.value))

@@ -158,12 +158,24 @@ DAEMON_DOWN = 3  # exit status of the guard in :func:`jlist_command`
 
 
 def jlist_command(target: Target) -> str:
-    """``pm2 jlist``, guarded so that it never spawns a daemon where none runs."""
+    """``pm2 jlist``, guarded so that it never spawns a daemon where none runs.
+
+    ``pm2 jlist`` starts a new, empty daemon when it cannot reach one, which would then report
+    "no processes" as if production were down. A daemon that died (OOM-killed, ``kill -9``)
+    leaves its ``rpc.sock`` and ``pm2.pid`` behind, so the guard also checks that the pid in
+    ``pm2.pid`` is alive and not a zombie (``ps -o stat=``; ``kill -0`` without ``ps``).
+    """
     home = shell_path(target.pm2_home) if target.pm2_home else '"${PM2_HOME:-$HOME/.pm2}"'
+    down = f">&2; exit {DAEMON_DOWN}; fi; "
     return (
         f"h={home}; "
-        f'if [ ! -S "$h/rpc.sock" ]; then echo "no pm2 daemon in $h" >&2; exit {DAEMON_DOWN}; fi; '
-        + pm2_command(target, "jlist")
+        f'if [ ! -S "$h/rpc.sock" ]; then echo "no pm2 daemon in $h" {down}'
+        'p=$(cat "$h/pm2.pid" 2>/dev/null); s=R; '
+        'if [ -n "$p" ]; then if command -v ps >/dev/null 2>&1; '
+        'then s=$(ps -o stat= -p "$p" 2>/dev/null | tr -d " "); '
+        'else kill -0 "$p" 2>/dev/null || s=; fi; fi; '
+        'case "$s" in ""|Z*) echo "no pm2 daemon in $h (it died: pid $p in pm2.pid is gone)" '
+        f">&2; exit {DAEMON_DOWN};; esac; " + pm2_command(target, "jlist")
     )
 
 
@@ -174,7 +186,11 @@ async def pm2_list(target: Target, transport: Transport) -> list[Pm2Process]:
         lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
         reason = lines[-1] if lines else f"exit status {result.exit_status}"
         if result.exit_status == DAEMON_DOWN and reason.startswith("no pm2 daemon"):
-            raise Pm2Error(f"pm2 is not running on {target.name} ({reason})")
+            raise Pm2Error(
+                f"pm2 is not running on {target.name} ({reason}); vlad-tui did not start "
+                "one (a new daemon would list no processes): start pm2 there (`pm2 resurrect` "
+                "restores its saved list) and check again"
+            )
         if result.exit_status == 127:
             reason = f"{target.pm2_bin} not found ({reason})"
         raise Pm2Error(f"pm2 jlist failed on {target.name}: {reason}")

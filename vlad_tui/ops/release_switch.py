@@ -484,7 +484,17 @@ async def switch(
         if step.kind == "start":
             await _wait_started(target, transport, plan, before, start_timeout, settle, sink)
         if after_step is not None:
-            await after_step(step)
+            try:
+                await after_step(step)
+            except ReleaseError as exc:
+                if step.kind != "start" or plan.strategy != "side-by-side":
+                    raise
+                # Refused by the caller's check (e.g. health) before any old worker went.
+                new = await _new_workers(target, transport, plan, before)
+                raise ReleaseError(
+                    f"{exc}; {await _remove(target, transport, new)} and the old workers "
+                    f"keep serving (pm2 logs {target.pm2_name})"
+                ) from None
     check = await verify_running(target, transport, plan.directory)
     if not check.ok:
         raise ReleaseError(f"after the switch to {plan.directory}: {check.describe()}")
@@ -505,6 +515,29 @@ async def switch(
     return check
 
 
+async def _new_workers(
+    target: Target, transport: Transport, plan: SwitchPlan, before: set[int]
+) -> list[Worker]:
+    """The app's workers started by this switch (not in ``before``, running its script)."""
+    return [
+        w
+        for w in await all_workers(target, transport)
+        if w.pm_id not in before and w.name == target.pm2_name and w.exec_path == plan.script
+    ]
+
+
+async def _remove(target: Target, transport: Transport, new: list[Worker]) -> str:
+    """Delete the new workers again; what happened, as text."""
+    left = [
+        w.pm_id
+        for w in new
+        if not (await transport.run(_pm2(target, f"delete {w.pm_id}"), timeout=60.0)).ok
+    ]
+    if left:
+        return f"removing worker(s) {', '.join(map(str, left))} failed (pm2 delete by hand)"
+    return "they were removed"
+
+
 async def _wait_started(
     target: Target,
     transport: Transport,
@@ -517,11 +550,7 @@ async def _wait_started(
     deadline = time.monotonic() + timeout
     problem = "did not start"
     while True:
-        new = [
-            w
-            for w in await all_workers(target, transport)
-            if w.pm_id not in before and w.name == target.pm2_name and w.exec_path == plan.script
-        ]
+        new = await _new_workers(target, transport, plan, before)
         bad = [w for w in new if w.status in ("errored", "stopped") or w.restarts >= 2]
         if bad:
             problem = f"crashed (worker {bad[0].pm_id} {bad[0].status}, {bad[0].restarts} restarts)"
@@ -537,16 +566,7 @@ async def _wait_started(
             problem = f"not online within {timeout:g} s ({len(new)} of {plan.instances} started)"
             break
         await asyncio.sleep(0.5)
-    left = [
-        w.pm_id
-        for w in new
-        if not (await transport.run(_pm2(target, f"delete {w.pm_id}"), timeout=60.0)).ok
-    ]
-    removed = (
-        "they were removed"
-        if not left
-        else f"removing worker(s) {', '.join(map(str, left))} failed (pm2 delete by hand)"
-    )
+    removed = await _remove(target, transport, new)
     kept = (
         "the old workers keep serving"
         if plan.strategy == "side-by-side"

@@ -45,6 +45,10 @@ loadDotenv();
 // error and exits before listening. The exit waits a moment because a cluster worker's stderr
 // travels to pm2 over IPC, and an immediate exit loses the line.
 const crashAtBoot = process.env.CRASH_AT_BOOT;
+// A release that boots, serves, then exits 1 after CRASH_AFTER_MS (pm2 restarts it: a crash
+// loop); one whose /health never answers (HANG_HEALTH). Both switched on in .env by the tests.
+const crashAfter = Number(process.env.CRASH_AFTER_MS || 0);
+const hangHealth = Boolean(process.env.HANG_HEALTH);
 const pkg = readPackage();
 const port = Number(process.env.PORT || 3335);
 const bootDelay = Number(process.env.BOOT_DELAY_MS || 0); // simulates a slow NestJS boot
@@ -67,7 +71,10 @@ function send(res, status, body) {
 
 const server = http.createServer((req, res) => {
   const url = req.url.split('?')[0];
-  if (req.method === 'GET' && url === '/health') return send(res, 200, { status: 'ok' });
+  if (req.method === 'GET' && url === '/health') {
+    if (hangHealth) return undefined; // never answers, never closes
+    return send(res, 200, { status: 'ok' });
+  }
   if (req.method === 'GET' && url === '/build') {
     return send(res, 200, { build: buildId, pid: process.pid });
   }
@@ -95,6 +102,12 @@ if (crashAtBoot) {
     server.listen(port, () => {
       console.log(`${pkg.name} ${pkg.version} listening on ${port}`);
       if (process.send) process.send('ready'); // pm2 --wait-ready
+      if (crashAfter > 0) {
+        setTimeout(() => {
+          console.error(`Error: CRASH_AFTER_MS=${crashAfter}: crashing after boot`);
+          setTimeout(() => process.exit(1), 200);
+        }, crashAfter);
+      }
     });
   }, bootDelay);
 }

@@ -17,6 +17,7 @@ from vlad_tui.runbook.operations.release import in_release, release_from
 if TYPE_CHECKING:
     from vlad_tui.db import DatabaseUrl
     from vlad_tui.ops.migrations import MigrationStatus
+    from vlad_tui.ops.probe import ProbeReport
 
 #: The key of the advisory lock ``prisma migrate`` takes (``pg_advisory_lock(72707369)``).
 PRISMA_LOCK_KEY = 72707369
@@ -312,7 +313,7 @@ async def _deploy(ctx: StepContext) -> None:
     ``pm2 jlist``; the error logs' offsets recorded for the post-deploy gate; old releases
     pruned (never the running or the previous one)."""
     from vlad_tui.ops import deploy_gate
-    from vlad_tui.ops.probe import HealthProbe
+    from vlad_tui.ops.probe import PROBE_TIMEOUT, HealthProbe
 
     release = release_from(ctx)
     plan = ctx.state.get("plan")
@@ -331,6 +332,15 @@ async def _deploy(ctx: StepContext) -> None:
         if step.kind in ("start", "retire", "stop"):
             now = probe.report()
             ctx.output(f"after {step.says}: {now.failed} of {now.sent} probes failed so far")
+        if step.kind == "start" and plan.strategy == "side-by-side":
+            # Old and new workers share the port now: probes failing over this window mean
+            # the new ones do not answer. Judged once every probe of the window has ended
+            # (each within the probe's timeout), before any old worker is removed.
+            since = probe.report().wall_time
+            await asyncio.sleep(SIDE_BY_SIDE_WINDOW + PROBE_TIMEOUT + 0.2)
+            problem = _new_workers_unhealthy(probe.report(), since, since + SIDE_BY_SIDE_WINDOW)
+            if problem:
+                raise switch_ops.ReleaseError(f"the new workers failed the health probe: {problem}")
 
     t0 = time.monotonic()
     probe = HealthProbe(ctx.target, ctx.transport, hz=10.0)
@@ -360,6 +370,12 @@ async def _deploy(ctx: StepContext) -> None:
         check = await switch_ops.switch(
             ctx.target, ctx.transport, plan, sink=ctx.sink, after_step=after
         )
+    except switch_ops.ReleaseError as exc:
+        await record(False, [])
+        if "the old workers keep serving" in str(exc):
+            raise
+        state = await _production_state(ctx, release.id, release.path, previous)
+        raise VladError(f"{exc}; {state}") from None
     except BaseException:
         await record(False, [])
         raise
@@ -368,6 +384,56 @@ async def _deploy(ctx: StepContext) -> None:
     ctx.output(f"deployed release {release.id} in {took:.1f} s: {check.describe()}")
     pruned = await switch_ops.prune(ctx.target, ctx.transport, sink=ctx.sink)
     ctx.artifact("releases_pruned", removed=list(pruned.removed), kept=dict(pruned.kept))
+
+
+#: Seconds of health probes, old and new workers side by side, that judge the new ones.
+SIDE_BY_SIDE_WINDOW = 1.5
+#: Failed probes in that window that refuse the new workers: at least this many and share.
+UNHEALTHY_MIN_FAILED = 3
+UNHEALTHY_SHARE = 0.2
+
+
+def _new_workers_unhealthy(report: ProbeReport, since: float, until: float) -> str:
+    """Why the new workers count as unhealthy from the probes sent between ``since`` and
+    ``until`` (seconds into the probe), or ``""``: with the old workers beside them, a
+    release that does not answer fails a share of them."""
+    window = [p for p in report.probes if since <= p.at <= until]
+    failed = [p for p in window if not p.ok]
+    if len(failed) < max(UNHEALTHY_MIN_FAILED, UNHEALTHY_SHARE * len(window)):
+        return ""
+    reasons = list(dict.fromkeys(p.error or f"HTTP {p.status}" for p in failed))[:2]
+    return (
+        f"{len(failed)} of {len(window)} probes failed over {until - since:g} s beside the old "
+        f"workers ({'; '.join(reasons)})"
+    )
+
+
+async def _production_state(
+    ctx: StepContext, release_id: str, path: str, previous: list[str]
+) -> str:
+    """What pm2 runs for the app now, after a switch that failed part-way, and the way back."""
+    back = f"the code rollback (r) switches back to {', '.join(previous) or 'the previous release'}"
+    try:
+        workers = await switch_ops.app_workers(ctx.target, ctx.transport)
+    except VladError as exc:
+        return f"pm2's state could not be read ({exc}): check `pm2 list` on the server; {back}"
+    states = (
+        ", ".join(
+            f"{w.pm_id} {w.status}" + (f" after {w.restarts} restart(s)" if w.restarts else "")
+            for w in workers
+        )
+        or "none"
+    )
+    dirs = {w.cwd for w in workers}
+    if workers and dirs == {path}:
+        where = f"production now runs release {release_id} and the old workers are gone"
+    elif workers and dirs <= set(previous):
+        where = "production still runs the previous release"
+    elif workers:
+        where = f"production runs a mix of {', '.join(sorted(dirs))}"
+    else:
+        where = f"no worker of {ctx.target.pm2_name} runs: the app is DOWN"
+    return f"{where} (workers: {states}); {back}"
 
 
 def _deployed(ctx: StepContext) -> dict[str, Any]:
@@ -411,7 +477,10 @@ async def _post_deploy_gate(ctx: StepContext) -> None:
     ctx.artifact("post_deploy_gate", release=deployed.get("release"), **result.to_dict())
     if not result.ok:
         failed = "; ".join(f"{c.name}: {c.reason}" for c in result.failed)
-        raise VladError(f"the post-deploy gate failed ({failed}); {_rollback_hint(deployed)}")
+        raise VladError(
+            f"the post-deploy gate failed ({failed}); production runs release "
+            f"{deployed.get('release')} now; {_rollback_hint(deployed)}"
+        )
 
 
 async def _deploy_logs(ctx: StepContext) -> None:

@@ -91,10 +91,13 @@ async def _staging_create(ctx: StepContext) -> None:
 
 
 async def _staging_restore_describe(ctx: StepContext) -> ConfirmRequest:
+    from vlad_tui.ops import backup as backup_ops
     from vlad_tui.ops import staging as staging_ops
 
     url = await _staging_url(ctx)
     backup = backup_from(ctx, verified=True)
+    # Before the confirmation: a backup altered since its verification is never offered.
+    await backup_ops.check_unchanged(ctx.target, ctx.transport, backup)
     production = await ctx.database_url()
     return ConfirmRequest(
         step_id=ctx.step.id,
@@ -126,6 +129,9 @@ async def _staging_restore(ctx: StepContext) -> None:
     if ctx.params.get(RESUME_PARAM):
         command, secrets = "", None  # re-attaching: nothing is started
     else:
+        from vlad_tui.ops import backup as backup_ops
+
+        await backup_ops.check_unchanged(ctx.target, ctx.transport, backup)
         production = await ctx.database_url()
         command, secrets = await staging_ops.prepare_restore(
             ctx.target,
