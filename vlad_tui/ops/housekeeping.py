@@ -133,7 +133,7 @@ class KeptCandidate:
 
     def describe(self, now: float | None = None) -> str:
         text = self.kept.describe(now)
-        return f"{text}; {self.refusal}" if self.refusal else text
+        return f"{text}; kept: {self.refusal}" if self.refusal else text
 
 
 _SESSIONS = """\
@@ -269,12 +269,16 @@ class ReleaseCandidate:
     def id(self) -> str:
         return self.release.id
 
-    def describe(self, now: float | None = None) -> str:
+    def summary(self, now: float | None = None) -> str:
+        """``<id> (<source>, <state>): <size>, <age> old``."""
         r = self.release
         when = r.built_at or r.created_at
         age = f"{show.age((now or time.time()) - when)} old" if when else "age unknown"
-        text = f"{r.describe()}: {show.size(r.size_bytes)}, {age}"
-        return f"{text}; {self.refusal}" if self.refusal else text
+        return f"{r.describe()}: {show.size(r.size_bytes)}, {age}"
+
+    def describe(self, now: float | None = None) -> str:
+        text = self.summary(now)
+        return f"{text}; kept: {self.refusal}" if self.refusal else text
 
 
 def release_refusal(

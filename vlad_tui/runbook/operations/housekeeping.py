@@ -134,7 +134,7 @@ async def _kept_drop(ctx: StepContext) -> None:
     ctx.artifact(
         "kept_dropped",
         name=dropped.name,
-        kind=dropped.kind,
+        kept_kind=dropped.kind,
         size=dropped.size,
         statement=dropped.statement,
         production=url.database,
