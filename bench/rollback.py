@@ -331,6 +331,8 @@ class CodeRow:
     load: ProbeReport
     wall: float
     note: str = ""
+    #: vlad-tui's switch step alone (the rest is pick, preflight, health and report).
+    step: float | None = None
 
 
 class CodeBench:
@@ -408,7 +410,7 @@ class CodeBench:
             raise SystemExit(f"{label}: the rollback failed: {errors}")
         code = engine.elapsed("rb.code")
         note = f"pick → report; the switch step {code:.1f} s" if code else "pick → report"
-        return CodeRow(label, load.report(), wall, note)
+        return CodeRow(label, load.report(), wall, note, code)
 
     async def by_hand(self, label: str, transport: Transport, previous: str) -> CodeRow:
         """The plan's way: the previous build copied back into app_dir, then pm2 restart."""
@@ -475,8 +477,10 @@ def print_code_rows(rows: list[CodeRow], rate: float) -> None:
             f"  {row.note}"
         )
     ours, plan, fork = rows
+    step = f", its switch step {ours.step / plan.wall:.2f}×" if ours.step else ""
     print(
-        f"vlad-tui (cluster) / plan (copy back + restart): wall {ours.wall / plan.wall:.2f}×, "
+        f"vlad-tui (cluster) / plan (copy back + restart): wall {ours.wall / plan.wall:.2f}×"
+        f"{step}, "
         f"failed {ours.load.failed} vs {plan.load.failed}, longest gap "
         f"{ours.load.longest_gap / max(plan.load.longest_gap, 1e-9):.2f}×; "
         f"vs fork mode: wall {ours.wall / fork.wall:.2f}×, failed {ours.load.failed} vs "

@@ -477,6 +477,10 @@ async def switch(
     before = {w.pm_id for w in workers}
     from_dirs = sorted({w.cwd for w in plan.replaced})
     for step in plan.steps:
+        if step.kind == "start" and plan.strategy != "side-by-side":
+            # pm2 gives ids anew once its list is empty: after a fork-mode delete, the new
+            # process may get the old one's id. What exists right before the start is old.
+            before = {w.pm_id for w in await all_workers(target, transport)}
         say(sink, f"$ {step.command}")
         result = await transport.run(step.command, sink=sink, timeout=120.0)
         if not result.ok:
