@@ -130,3 +130,52 @@ async def test_code_only_rollback_under_load_fails_no_request_in_cluster_mode(
         pruned = await release_switch.prune(target, transport, keep=0)
         assert r2.id in pruned.removed and r1.id not in pruned.removed
         assert (await release_switch.verify_running(target, transport, r1)).ok
+
+
+async def test_a_fork_mode_switch_finds_its_process_on_a_daemon_running_only_this_app(
+    pm2: Pm2, tmp_path: Path
+) -> None:
+    """pm2 numbers processes anew once its list is empty: after the fork-mode delete, the new
+    process gets the old one's id. The switch must still see it start (it used to time out
+    and leave the app down)."""
+    from tests.rig.pm2 import wait_http
+    from tests.rig.services import free_port
+    from tests.rig.world import GENERATE
+    from vlad_tui.config import Target
+    from vlad_tui.demo import install_backend
+    from vlad_tui.transport import LocalTransport
+
+    own = Pm2(pm2.bin, tmp_path / "pm2")
+    port = free_port()
+    app_dir = tmp_path / "backend-vlad"
+    install_backend(app_dir, port=port, database_url="postgresql://nobody@127.0.0.1:1/unused")
+    target = Target(
+        "production",
+        host="local",
+        app_dir=str(app_dir),
+        pm2_name="vlad-fork",
+        pm2_bin=str(pm2.bin),
+        pm2_home=str(own.home),
+        health_url=f"http://127.0.0.1:{port}/health",
+        install_command="npm ci --no-audit --no-fund",
+        generate_command=GENERATE,
+        build_command="npm run build",
+        start_command="dist/server.js",
+    )
+    try:
+        async with LocalTransport() as transport:
+            r1 = await releases.build_release(target, transport)
+            r2 = await releases.build_release(target, transport)
+            (Path(r1.path) / ".env").symlink_to(app_dir / ".env")  # as a switch links it
+            own.run("start", f"{r1.path}/dist/server.js", "--name", "vlad-fork", cwd=Path(r1.path))
+            wait_http(target.health_url)
+            [before] = await release_switch.app_workers(target, transport)
+            plan = await release_switch.plan_switch(target, transport, r2)
+            assert plan.strategy == "stop-start"
+            check = await release_switch.switch(target, transport, plan, settle=0.5)
+            assert check.ok, check.describe()
+            [after] = await release_switch.app_workers(target, transport)
+            assert after.pm_id == before.pm_id  # the id pm2 reused
+            assert after.cwd.rstrip("/") == r2.path and after.online
+    finally:
+        own.kill()
