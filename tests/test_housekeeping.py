@@ -413,6 +413,11 @@ async def test_a_release_pm2_runs_or_the_previous_one_is_refused_an_old_one_remo
     assert (listed[site.r2].refusal or "").startswith("pm2 runs it")
     assert "previous release" in (listed[site.r1].refusal or "")
     assert listed[site.r0].refusal is None
+    # The palette's listing (read-only) says the same, line by line.
+    assert await desk.engine.run_step("cmd.releases") == "ok"
+    lines = {ln.text.split(" ")[0]: ln.text for ln in desk.engine.log("cmd.releases")}
+    assert "build intact" in lines[site.r2] and "kept: pm2 runs it" in lines[site.r2]
+    assert "kept: the previous release" in lines[site.r1] and "kept:" not in lines[site.r0]
 
     for rid, why in ((site.r2, "pm2 runs it"), (site.r1, "previous release"), ("../x", "id")):
         assert await desk.engine.run_step("cmd.release_remove", params={"release": rid}) == (

@@ -302,10 +302,13 @@ def release_refusal(
     return None
 
 
-async def old_releases(target: Target, transport: Transport) -> list[ReleaseCandidate]:
+async def old_releases(
+    target: Target, transport: Transport, *, verify: bool = False
+) -> list[ReleaseCandidate]:
     """Every release on disk, oldest first, with size, age and why it must stay (pm2 uses it,
-    or it is the previous release). Changes nothing; raises when pm2 cannot be read."""
-    releases = await list_releases(target, transport, verify=False)
+    or it is the previous release); manifests re-checked with ``verify``. Changes nothing;
+    raises when pm2 cannot be read."""
+    releases = await list_releases(target, transport, verify=verify)
     in_use, previous = await rs.protected(target, transport, releases)
     return [
         ReleaseCandidate(r, release_refusal(r, in_use=in_use, previous=previous)) for r in releases

@@ -50,7 +50,7 @@ async def _releases_list(ctx: StepContext) -> None:
     from vlad_tui.ops.releases import list_releases
 
     try:
-        candidates = await hk.old_releases(ctx.target, ctx.transport)
+        candidates = await hk.old_releases(ctx.target, ctx.transport, verify=True)
     except VladError as exc:  # pm2 unreadable: still list what is on disk
         ctx.output(f"cannot tell which releases pm2 uses: {exc}", "stderr")
         releases = await list_releases(ctx.target, ctx.transport)
