@@ -16,7 +16,17 @@ production receives new writes, and both rollbacks run, timed from the same star
 production answers. Goal: vlad-tui's downtime ≤ 10 % of the plan's at the larger size and
 nearly flat between sizes. Each rollback's databases are dropped at the end (the bench's own).
 
-    .venv/bin/python bench/rollback.py [--sizes 100,500] [--fresh]
+Then the code-only rollback (its own section; ``--code-only`` runs just it): the sample backend
+(``--boot-ms`` boot, like NestJS) under a private pm2 daemon, two releases built beside it, a
+steady load of ``--rate`` GETs/s of /health, and, side by side:
+
+  (c1) vlad-tui's code-only rollback (the engine: pick, preflight, switch back to the previous
+       release side by side, health, report), cluster ×2                   goal: 0 failed
+  (c2) the plan's way, cluster ×2: the previous build copied back into app_dir by hand, then
+       ``pm2 restart``; timed until the app serves the previous build
+  (c3) vlad-tui's code-only rollback in fork mode (delete + start: fails while it boots)
+
+    .venv/bin/python bench/rollback.py [--sizes 100,500] [--fresh] [--code-only]
 """
 
 from __future__ import annotations
@@ -27,8 +37,12 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,13 +51,25 @@ sys.path.insert(0, str(REPO))
 import asyncpg  # noqa: E402
 
 from bench.backup import _BATCH_SQL, free_port  # noqa: E402
-from vlad_tui.config import Target  # noqa: E402
+from vlad_tui.config import Config, Project, Target  # noqa: E402
 from vlad_tui.db import parse_database_url  # noqa: E402
+from vlad_tui.demo import install_backend  # noqa: E402
 from vlad_tui.demo.cluster import PgCluster, find_bin_dir  # noqa: E402
+from vlad_tui.demo.pm2 import Pm2, find_pm2  # noqa: E402
 from vlad_tui.demo.seed import CRITICAL_TABLES, seed_sql  # noqa: E402
+from vlad_tui.journal import Journal  # noqa: E402
 from vlad_tui.ops import rollback  # noqa: E402
 from vlad_tui.ops.backup import Backup, create_backup  # noqa: E402
+from vlad_tui.ops.pm2 import pm2_command  # noqa: E402
+from vlad_tui.ops.probe import HealthProbe, ProbeReport  # noqa: E402
+from vlad_tui.ops.release_switch import plan_switch, switch  # noqa: E402
+from vlad_tui.ops.releases import BAD_MARK, build_release  # noqa: E402
+from vlad_tui.runbook.engine import ConfirmRequest, Engine  # noqa: E402
+from vlad_tui.runbook.operations.rollback import run_rollback  # noqa: E402
+from vlad_tui.runbook.operations.rollback_picker import pick_params  # noqa: E402
 from vlad_tui.transport import LocalTransport  # noqa: E402
+from vlad_tui.transport.base import Transport  # noqa: E402
+from vlad_tui.transport.shell import quote  # noqa: E402
 
 CACHE = REPO / ".bench" / "rollback"
 PROD = "peludosclick"
@@ -293,18 +319,219 @@ async def bench(cluster: PgCluster, sizes: list[int]) -> None:
         )
 
 
+# --- the code-only rollback under load ------------------------------------------------------
+
+
+APP = "backend-vlad-bench-rollback"
+
+
+@dataclass(frozen=True)
+class CodeRow:
+    label: str
+    load: ProbeReport
+    wall: float
+    note: str = ""
+    #: vlad-tui's switch step alone (the rest is pick, preflight, health and report).
+    step: float | None = None
+
+
+class CodeBench:
+    """A private pm2 daemon running the sample backend, with releases beside ``app_dir``."""
+
+    def __init__(self, pm2: Pm2, root: Path, boot_ms: int, rate: float) -> None:
+        self.pm2 = pm2
+        self.root = root
+        self.app_dir = root / "backend-vlad"
+        self.port = free_port()
+        self.rate = rate
+        install_backend(
+            self.app_dir,
+            port=self.port,
+            database_url="postgresql://nobody@127.0.0.1:1/unused",
+            extra_env={"BOOT_DELAY_MS": str(boot_ms)},
+        )
+        env = {**os.environ, "BUILD_ID": "in-place"}
+        subprocess.run(["npm", "run", "build"], cwd=self.app_dir, env=env, check=True,
+                       capture_output=True)  # fmt: skip
+        self.target = Target(
+            "bench",
+            host="local",
+            app_dir=str(self.app_dir),
+            releases_dir=str(root / "releases"),
+            pm2_name=APP,
+            pm2_bin=str(pm2.bin),
+            pm2_home=str(pm2.home),
+            health_url=f"http://127.0.0.1:{self.port}/health",
+            install_command="npm ci --no-audit --no-fund",
+            generate_command="node -e 0",
+            build_command="npm run build",
+            start_command="dist/server.js",
+        )
+        self.journal = Journal(root / "runs")
+
+    def build_id(self, directory: str | Path) -> str:
+        return (Path(directory) / "dist" / "BUILD_ID").read_text().strip()
+
+    def serving(self) -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/build", timeout=1) as r:
+                return str(json.loads(r.read())["build"])
+        except (OSError, ValueError):
+            return None
+
+    def start(self, script: Path, cwd: Path, instances: int | None) -> None:
+        self.pm2.delete(APP)
+        args = ["start", str(script), "--name", APP, "--wait-ready", "--listen-timeout", "15000"]
+        if instances:
+            args += ["-i", str(instances)]
+        self.pm2.run(*args, cwd=cwd)
+        wait_health(self.target.health_url)
+        time.sleep(1.0)  # past pm2's min_uptime: a settled app
+
+    async def vlad(self, label: str, transport: Transport) -> CodeRow:
+        """The engine's code-only rollback, as the rollback screen runs it."""
+        run = self.journal.start_run("bench", operator="bench")
+        config = Config(self.root / "config.toml", Project(), {"bench": self.target})
+
+        async def confirm(request: ConfirmRequest) -> str:
+            return request.expected
+
+        engine = Engine(config, self.target, transport, run, confirm=confirm,
+                        sink=lambda _event: None, journal=self.journal)  # fmt: skip
+        async with HealthProbe(self.target, transport, hz=self.rate) as load:
+            await asyncio.sleep(1.0)
+            t0 = time.monotonic()
+            ok = await run_rollback(engine, pick_params(None, "code", record=None))
+            wall = time.monotonic() - t0
+            await asyncio.sleep(2.0)
+        run.close()
+        if not ok:
+            errors = {s: engine.error(s) for s in engine.statuses if engine.error(s)}
+            raise SystemExit(f"{label}: the rollback failed: {errors}")
+        code = engine.elapsed("rb.code")
+        note = f"pick → report; the switch step {code:.1f} s" if code else "pick → report"
+        return CodeRow(label, load.report(), wall, note, code)
+
+    async def by_hand(self, label: str, transport: Transport, previous: str) -> CodeRow:
+        """The plan's way: the previous build copied back into app_dir, then pm2 restart."""
+        dist = self.app_dir / "dist"
+        want = self.build_id(previous)
+        async with HealthProbe(self.target, transport, hz=self.rate) as load:
+            await asyncio.sleep(1.0)
+            t0 = time.monotonic()
+            copied = await transport.run(
+                f"rm -rf {quote(str(dist))} && cp -a {quote(previous + '/dist')} {quote(str(dist))}"
+            )
+            assert copied.ok, copied.stderr
+            restart = await transport.run(
+                pm2_command(self.target, f"restart {quote(APP)}"), timeout=120
+            )
+            assert restart.ok, restart.stderr
+            while self.serving() != want and time.monotonic() - t0 < 60:
+                await asyncio.sleep(0.05)
+            wall = time.monotonic() - t0
+            await asyncio.sleep(2.0)
+        return CodeRow(label, load.report(), wall, "until the previous build is served")
+
+
+async def code_section(pm2: Pm2, root: Path, boot_ms: int, rate: float) -> list[CodeRow]:
+    bench = CodeBench(pm2, root, boot_ms, rate)
+    target = bench.target
+    rows: list[CodeRow] = []
+    async with LocalTransport() as transport:
+        r1 = await build_release(target, transport)
+        r2 = await build_release(target, transport)
+        print(f"code: releases {r1.id} and {r2.id} built; {boot_ms} ms boot", flush=True)
+
+        async def deploy(release: str) -> None:
+            plan = await plan_switch(target, transport, release)
+            await switch(target, transport, plan, settle=1.0)
+
+        # (c1) cluster: app_dir → r1 → r2, as two deploys would; then the rollback to r1.
+        bench.start(Path("dist/server.js"), bench.app_dir, 2)
+        await deploy(r1.path)
+        await deploy(r2.path)
+        rows.append(await bench.vlad("(c1) vlad-tui code rollback, cluster ×2", transport))
+        assert bench.serving() == bench.build_id(r1.path)
+        # (c2) the plan's layout (in place), serving r2's build; back to r1's by hand.
+        shutil.rmtree(bench.app_dir / "dist")
+        shutil.copytree(Path(r2.path) / "dist", bench.app_dir / "dist", symlinks=True)
+        bench.start(Path("dist/server.js"), bench.app_dir, 2)
+        rows.append(await bench.by_hand("(c2) plan: copy back + pm2 restart, ×2", transport,
+                                        r1.path))  # fmt: skip
+        # (c3) fork mode: r1 → r2 (a deploy), then the rollback to r1.
+        (Path(r2.path) / BAD_MARK).unlink()  # (c1) marked it; here it is deployed again
+        bench.start(Path(r1.path) / "dist/server.js", Path(r1.path), None)
+        await deploy(r2.path)
+        rows.append(await bench.vlad("(c3) vlad-tui code rollback, fork", transport))
+    return rows
+
+
+def print_code_rows(rows: list[CodeRow], rate: float) -> None:
+    print(f"\ncode-only rollback under load ({rate:g} GETs/s of /health; failed = no answer < 1 s)")
+    print(f"{'':44} {'failed':>11} {'longest gap':>12} {'wall time':>10}")
+    for row in rows:
+        failed = f"{row.load.failed}/{row.load.sent}"
+        print(
+            f"{row.label:44} {failed:>11} {row.load.longest_gap:>10.2f} s {row.wall:>8.1f} s"
+            f"  {row.note}"
+        )
+    ours, plan, fork = rows
+    step = f", its switch step {ours.step / plan.wall:.2f}×" if ours.step else ""
+    print(
+        f"vlad-tui (cluster) / plan (copy back + restart): wall {ours.wall / plan.wall:.2f}×"
+        f"{step}, "
+        f"failed {ours.load.failed} vs {plan.load.failed}, longest gap "
+        f"{ours.load.longest_gap / max(plan.load.longest_gap, 1e-9):.2f}×; "
+        f"vs fork mode: wall {ours.wall / fork.wall:.2f}×, failed {ours.load.failed} vs "
+        f"{fork.load.failed}"
+    )
+
+
+def wait_health(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer within {timeout:g} s")
+
+
+def run_code_section(boot_ms: int, rate: float) -> None:
+    binary = find_pm2(REPO / ".tools" / "node_modules" / ".bin" / "pm2")
+    if binary is None or shutil.which("node") is None:
+        sys.exit("pm2 and node are needed (scripts/setup.sh: npm install --prefix .tools pm2@6)")
+    root = Path(tempfile.mkdtemp(prefix="vlad-bench-rollback-"))
+    pm2 = Pm2(binary, root / "pm2")
+    try:
+        rows = asyncio.run(code_section(pm2, root, boot_ms, rate))
+        print_code_rows(rows, rate)
+    finally:
+        pm2.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,500", help="source sizes in MB, comma-separated")
     parser.add_argument("--fresh", action="store_true", help="rebuild the cached cluster")
+    parser.add_argument("--code-only", action="store_true", help="only the code-only rollback")
+    parser.add_argument("--rate", type=float, default=50.0, help="GETs per second (code)")
+    parser.add_argument("--boot-ms", type=int, default=1500, help="the app's boot time (code)")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    cluster = open_cluster(args.fresh)
-    try:
-        asyncio.run(bench(cluster, sizes))
-    finally:
-        cluster.stop()
-        shutil.rmtree(CACHE / "backups", ignore_errors=True)
+    if not args.code_only:
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+        cluster = open_cluster(args.fresh)
+        try:
+            asyncio.run(bench(cluster, sizes))
+        finally:
+            cluster.stop()
+            shutil.rmtree(CACHE / "backups", ignore_errors=True)
+    run_code_section(args.boot_ms, args.rate)
 
 
 if __name__ == "__main__":

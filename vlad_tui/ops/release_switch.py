@@ -477,6 +477,10 @@ async def switch(
     before = {w.pm_id for w in workers}
     from_dirs = sorted({w.cwd for w in plan.replaced})
     for step in plan.steps:
+        if step.kind == "start" and plan.strategy != "side-by-side":
+            # pm2 gives ids anew once its list is empty: after a fork-mode delete, the new
+            # process may get the old one's id. What exists right before the start is old.
+            before = {w.pm_id for w in await all_workers(target, transport)}
         say(sink, f"$ {step.command}")
         result = await transport.run(step.command, sink=sink, timeout=120.0)
         if not result.ok:
@@ -655,7 +659,12 @@ def choose_prune(
     """Which releases to remove (pure): the newest ``keep`` built ones stay, and so does every
     release something uses (``in_use``: ``(path, why)`` for pm2's processes, its saved list
     and its daemon's cwd), the previous one, and an incomplete one younger than
-    :data:`INCOMPLETE_GRACE_S`."""
+    :data:`INCOMPLETE_GRACE_S`.
+
+    A rolled-back release is never kept as "the previous release" (a code rollback refuses
+    to go back to it): it is kept only as one of the newest ``keep``, like any release, so
+    what failed stays on disk for a look for a few deploys and is then pruned like any old
+    one."""
     now = time.time() if now is None else now
     used = [(p.rstrip("/"), why) for p, why in in_use if p]
     prev = {d.rstrip("/") for d in previous if d}
@@ -668,7 +677,7 @@ def choose_prune(
         why = next((w for u, w in used if u == path or u.startswith(path + "/")), None)
         if why is not None:
             kept[r.id] = why
-        elif path in prev:
+        elif path in prev and not r.rolled_back:
             kept[r.id] = "the previous release"
         elif r.id in newest:
             kept[r.id] = f"one of the newest {keep}"
@@ -713,18 +722,12 @@ def previous_from_log(text: str, running: Iterable[str]) -> set[str]:
     return {str(d).rstrip("/") for d in (record or {}).get("from") or ()}
 
 
-async def prune(
-    target: Target,
-    transport: Transport,
-    *,
-    keep: int | None = None,
-    sink: Sink | None = None,
-) -> PruneResult:
-    """Remove old releases, keeping ``keep`` (``target.keep_releases``) and every protected
-    one (see :func:`choose_prune`). pm2 must be readable: if its process list cannot be read,
-    nothing is removed."""
-    root = check_layout(target)
-    keep = target.keep_releases if keep is None else keep
+async def protected(
+    target: Target, transport: Transport, releases: Iterable[Release]
+) -> tuple[list[tuple[str, str]], set[str]]:
+    """What must not be removed: ``(path, why)`` of everything pm2 uses (its processes, its
+    daemon's cwd, its saved process list) and the previous release (see
+    :func:`previous_releases`). Raises when pm2's process list cannot be read."""
     workers = await all_workers(target, transport)
     extra = await transport.run(in_use_script(target), timeout=30.0)
     in_use = [
@@ -738,20 +741,50 @@ async def prune(
             in_use.append((rest, "pm2's daemon runs in it (removing it would break pm2)"))
         elif word == "dump" and rest:
             in_use.append((rest, "pm2's saved process list starts it (pm2 resurrect)"))
+    root = target.releases_path
     log = await transport.run(f"cat {quote(root + '/' + SWITCH_LOG)} 2>/dev/null; exit 0")
     running = {w.cwd for w in workers if w.name == target.pm2_name}
+    return in_use, previous_releases(log.stdout, running, releases)
+
+
+def previous_releases(log: str, running: Iterable[str], releases: Iterable[Release]) -> set[str]:
+    """The directories a code rollback would go back to (pure): what ran before the latest
+    switch to what runs now (the switch log), or, with no record (switched by hand), the
+    newest built release older than the running one. Rolled-back releases are never it."""
+    running = {d.rstrip("/") for d in running}
+    releases = list(releases)
+    bad = {r.path.rstrip("/") for r in releases if r.rolled_back}
+    previous = previous_from_log(log, running) - running
+    if previous:
+        return previous - bad
+    current = [r for r in releases if r.path.rstrip("/") in running]
+    if not current:
+        return set()
+    older = [
+        r
+        for r in releases
+        if r.built
+        and not r.rolled_back
+        and r.path.rstrip("/") not in running
+        and (r.created_at or 0.0) < (current[0].created_at or 0.0)
+    ]
+    return {older[-1].path} if older else set()
+
+
+async def prune(
+    target: Target,
+    transport: Transport,
+    *,
+    keep: int | None = None,
+    sink: Sink | None = None,
+) -> PruneResult:
+    """Remove old releases, keeping ``keep`` (``target.keep_releases``) and every protected
+    one (see :func:`choose_prune`). pm2 must be readable: if its process list cannot be read,
+    nothing is removed."""
+    check_layout(target)
+    keep = target.keep_releases if keep is None else keep
     releases = await list_releases(target, transport, sizes=False, verify=False)
-    previous = previous_from_log(log.stdout, running)
-    if not previous:
-        # No record (switched by hand): the newest built release older than the running one.
-        current = [r for r in releases if r.path in running]
-        if current:
-            older = [
-                r
-                for r in releases
-                if r.built and (r.created_at or 0.0) < (current[0].created_at or 0.0)
-            ]
-            previous = {older[-1].path} if older else set()
+    in_use, previous = await protected(target, transport, releases)
     result = choose_prune(releases, keep, in_use=in_use, previous=previous)
     if result.removed:
         paths = " ".join(quote(release_path(target, r)) for r in result.removed)

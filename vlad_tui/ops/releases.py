@@ -8,6 +8,7 @@ Layout on the server (``target.releases_path``, default ``<app_dir>-releases``):
         .vlad-tui/source.sha256       sha256 of every source file copied (what changed later)
         .vlad-tui/manifest.sha256     sha256 of every file under dist/ (what ships)
         .env -> <app_dir>/.env        linked when production switches to it, never a copy
+        .vlad-tui-rolled-back         written when a code rollback switched away from it
     <releases>/.vlad-tui-switches     one JSON line per switch (see :mod:`.release_switch`)
 
 Production's ``app_dir`` is only read: the source stays checked out there (``git pull`` as
@@ -40,6 +41,9 @@ BUILD_DIR = "dist"
 META_DIR = ".vlad-tui"
 #: ``20261201T225000-3f2a1c9b0d1e-dirty-a1b2``: time, source, random suffix.
 RELEASE_ID = re.compile(r"[0-9]{8}T[0-9]{6}-[A-Za-z0-9.-]{1,48}\Z")
+#: In a release directory: a code rollback switched away from it (holds the rollback's run id).
+#: Such a release is never offered, or kept, as "the previous release" again.
+BAD_MARK = ".vlad-tui-rolled-back"
 _MARK = "--- vlad-tui-releases ---"
 
 
@@ -192,6 +196,8 @@ class Release:
     size_bytes: int | None = None
     #: Whether dist/ still matches the manifest; ``None`` when not built or not checked.
     manifest_ok: bool | None = None
+    #: A code rollback switched away from it (:data:`BAD_MARK`).
+    rolled_back: bool = False
 
     @property
     def built(self) -> bool:
@@ -204,7 +210,8 @@ class Release:
             else {True: "build intact", False: "BUILD CHANGED", None: "built"}[self.manifest_ok]
         )
         source = self.source.text if self.source else "unknown source"
-        return f"{self.id} ({source}, {state})"
+        bad = ", rolled back" if self.rolled_back else ""
+        return f"{self.id} ({source}, {state}{bad})"
 
 
 def release_path(target: Target, release_id: str) -> str:
@@ -239,6 +246,7 @@ def list_script(root: str, *, sizes: bool, verify: bool) -> str:
         "printf '== %s\\n' \"$n\"",
         f"if [ -f {meta}/release.json ]; then "
         f"printf 'meta %s\\n' \"$(tr -d '\\n' < {meta}/release.json)\"; fi",
+        f'if [ -e "$d"/{BAD_MARK} ]; then echo rolled-back; fi',
     ]
     if sizes:
         lines.append('printf \'size %s\\n\' "$(du -sk "$d" 2>/dev/null | cut -f1)"')
@@ -274,6 +282,8 @@ def parse_listing(root: str, text: str) -> list[Release]:
             found[-1]["size_bytes"] = int(rest) * 1024
         elif word == "manifest":
             found[-1]["manifest_ok"] = rest.strip() == "ok"
+        elif word == "rolled-back":
+            found[-1]["rolled_back"] = True
     for entry in found:
         # A release being copied has no release.json yet: its id says when it was started.
         if entry.get("created_at") is None:

@@ -3,7 +3,8 @@
 UI-free. The UI (or a test, or the headless CLI) drives it and receives
 :mod:`vlad_tui.runbook.events` through ``sink``; confirmations go through the ``confirm``
 callback, which returns what the operator typed (``None`` when cancelled). A destructive step
-runs only when the typed text equals the target's name exactly.
+runs only when the typed text equals the target's name exactly (or, for a step that drops one
+named thing, such as a kept database, that thing's name).
 
 Status of a step that has not run: ``unavailable`` (no operation is registered for it in this
 version), ``locked`` (the production gate, an unmet ``needs`` or a finding not acknowledged;
@@ -578,7 +579,8 @@ class Engine:
         except Exception as exc:  # a broken confirm callback must not crash the caller
             typed = None
             self._set_status(step.id, previous, error=_error_line(exc))
-        accepted = typed is not None and typed == self.target.name
+        # The target's name, or the name of what the step drops (Operation.confirm_request).
+        accepted = typed is not None and typed == request.expected
         self.run.confirmation(
             step.id,
             prompt=redact.scrub(_prompt(request)),

@@ -268,6 +268,11 @@ ACTIONS: tuple[Step, ...] = (
     Step("cmd.rollback_kept", -1, "Bases apartadas por rollbacks (_failed_, _restore_)",
          "rollback_kept"),
     Step("cmd.releases", -1, "Releases en disco", "releases_list"),
+    # Housekeeping: one named database or release at a time, typed by name; never automatic.
+    Step("cmd.kept_drop", -1, "Borrar una base apartada (DROP DATABASE)", "kept_drop",
+         destructive=True),
+    Step("cmd.release_remove", -1, "Borrar una release antigua (rm -rf)", "release_remove",
+         destructive=True),
     Step("cmd.migration_status", -1, "Estado de migraciones", "migration_status"),
     Step("cmd.connectivity", -1, "Verificar conectividad a la DB", "connectivity"),
     Step("cmd.health", -1, "curl /health", "health"),

@@ -538,6 +538,26 @@ class VladApp(App[None]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    def action_housekeeping(self, kind: str) -> None:
+        """Pick a kept database (``database``) or an old release (``release``), then run its
+        drop step: a typed confirmation naming it, journaled. Never runs by itself."""
+        from vlad_tui.tui.screens.housekeeping import HousekeepingScreen
+
+        if self.target is None or self._ensure_transport() is None:
+            self.notify("Pick a target first.", severity="warning")
+            return
+        step_id, key = (
+            ("cmd.kept_drop", "name") if kind == "database" else ("cmd.release_remove", "release")
+        )
+
+        def picked(value: str | None) -> None:
+            if value:
+                self.run_command(step_id, {key: value})
+
+        self.push_screen(
+            HousekeepingScreen("database" if kind == "database" else "release"), picked
+        )
+
     def action_pick_target(self) -> None:
         from vlad_tui.tui.screens.picker import PickerScreen
 

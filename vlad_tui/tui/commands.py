@@ -86,6 +86,16 @@ def palette_commands(app: VladApp, query: str = "") -> list[tuple[str, str, Call
             "Read-only: the releases kept for a code rollback, with size and age",
             partial(action, "cmd.releases"),
         ),
+        (
+            "Drop a kept database…",
+            "Destructive: lists _failed_/_restore_ databases; DROP one, typing its name",
+            partial(app.action_housekeeping, "database"),
+        ),
+        (
+            "Remove an old release…",
+            "Destructive: lists releases on disk; rm -rf one pm2 does not use, typing its id",
+            partial(app.action_housekeeping, "release"),
+        ),
         ("Open the run report", "Report of the current (or latest) run", app.action_open_report),
         (
             "Why not prisma migrate reset? (the plan vs vlad-tui)",

@@ -40,6 +40,14 @@ from vlad_tui.runbook.operations.deploy import (
     _validate_schema,
     _verify_state,
 )
+from vlad_tui.runbook.operations.housekeeping import (
+    _kept_drop,
+    _kept_drop_describe,
+    _release_remove,
+    _release_remove_describe,
+    _releases_list,
+    _rollback_kept,
+)
 from vlad_tui.runbook.operations.integrity import _integrity_compare, _integrity_snapshot
 from vlad_tui.runbook.operations.lock import (
     _lock_acquire,
@@ -59,10 +67,8 @@ from vlad_tui.runbook.operations.pm2 import (
 )
 from vlad_tui.runbook.operations.release import _release_build, _release_check
 from vlad_tui.runbook.operations.rollback import (
-    _releases_list,
     _rollback_code,
     _rollback_code_describe,
-    _rollback_kept,
     _rollback_pick,
     _rollback_preflight,
     _rollback_report,
@@ -138,6 +144,8 @@ OPERATIONS: dict[str, Operation] = {
     "rollback_report": Operation(_rollback_report, read_only=True),
     "rollback_kept": Operation(_rollback_kept, read_only=True),
     "releases_list": Operation(_releases_list, read_only=True),
+    "kept_drop": Operation(_kept_drop, _kept_drop_describe),
+    "release_remove": Operation(_release_remove, _release_remove_describe),
     "backup_fresh": Operation(_backup_fresh),
     "verify_state": Operation(_verify_state, read_only=True),
     "validate_schema": Operation(_validate_schema, read_only=True),

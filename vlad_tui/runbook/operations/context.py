@@ -20,7 +20,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ConfirmRequest:
-    """What a destructive step shows before it runs; the operator must type ``expected``."""
+    """What a destructive step shows before it runs; the operator must type ``expected``.
+
+    ``expected`` is the target's name, unless the step drops one named thing (a kept database,
+    an old release): then it is that name and ``expected_label`` says what it names ("the
+    database's name"), so the operator types what goes away, not where.
+    """
 
     step_id: str
     title: str
@@ -31,6 +36,8 @@ class ConfirmRequest:
     expected: str
     #: What the step changes, named for the modal's first line ("staging database x on h").
     changes: str = ""
+    #: What ``expected`` names when it is not the target's name ("the database's name").
+    expected_label: str = ""
 
 
 ConfirmFn = Callable[[ConfirmRequest], Awaitable[str | None]]
@@ -174,8 +181,9 @@ class Operation:
         await self.run(ctx)
 
     async def confirm_request(self, ctx: StepContext) -> ConfirmRequest | None:
-        """The request to show (``expected`` is always the target's name); ``None`` when the
-        operation says nothing destructive will happen this time."""
+        """The request to show; ``None`` when the operation says nothing destructive will
+        happen this time. ``expected`` is the target's name unless the describe names what it
+        drops (``expected_label`` and a non-blank ``expected``)."""
         if self.describe is None:
             req = ConfirmRequest(
                 step_id=ctx.step.id,
@@ -196,6 +204,7 @@ class Operation:
                 )
                 return None
         host = req.host or ctx.transport.label
+        named = bool(req.expected_label) and bool(req.expected.strip())
         database = redact.scrub(req.database)
         changes = req.changes or (
             f"database {database} on {host}" if database else f"target {ctx.target.name} on {host}"
@@ -207,6 +216,7 @@ class Operation:
             host=host,
             database=database,
             consequence=req.consequence,
-            expected=ctx.target.name,
+            expected=req.expected if named else ctx.target.name,
             changes=redact.scrub(changes),
+            expected_label=req.expected_label if named else "",
         )

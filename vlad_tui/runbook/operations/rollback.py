@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from vlad_tui import format as fmt
 from vlad_tui.errors import VladError
 from vlad_tui.ops import jobs as job_ops
+from vlad_tui.ops.releases import BAD_MARK
 from vlad_tui.runbook.operations.context import ConfirmRequest, StepContext
 from vlad_tui.runbook.operations.rollback_picker import (
     CHOICE,
@@ -33,10 +34,6 @@ if TYPE_CHECKING:
     from vlad_tui.ops.backup import Backup
     from vlad_tui.ops.releases import Release
     from vlad_tui.runbook.engine import Engine
-
-#: In a release directory: it was rolled back from (never offered as "previous" again).
-BAD_MARK = ".vlad-tui-rolled-back"
-
 
 # --- the steps ----------------------------------------------------------------------------------
 
@@ -653,35 +650,6 @@ async def _rollback_report(ctx: StepContext) -> None:
             ctx.output(f"code: {code.get('release')} runs again ({code.get('seconds', 0):.1f} s)")
             data["release"] = code.get("release")
     ctx.artifact("rollback_report", **data)
-
-
-# --- housekeeping (read-only) -------------------------------------------------------------------
-
-
-async def _rollback_kept(ctx: StepContext) -> None:
-    """The ``_failed_``/``_restore_`` databases rollbacks left, with size and age."""
-    from vlad_tui.ops import rollback as rb
-
-    url = await ctx.database_url()
-    kept = await rb.list_kept(ctx.target, ctx.transport, url)
-    for item in kept:
-        ctx.output(item.describe())
-    ctx.output(f"{len(kept)} kept database(s); vlad-tui never drops one by itself")
-    ctx.artifact("kept_databases", databases=[k.name for k in kept])
-
-
-async def _releases_list(ctx: StepContext) -> None:
-    """The releases on disk, oldest first, with size and age."""
-    from vlad_tui.ops.releases import list_releases
-
-    releases = await list_releases(ctx.target, ctx.transport)
-    now = time.time()
-    for r in releases:
-        when = r.built_at or r.created_at
-        age = f"{fmt.age(now - when)} old" if when else "age unknown"
-        ctx.output(f"{r.describe()}: {fmt.size(r.size_bytes)}, {age}")
-    ctx.output(f"{len(releases)} release(s) in {ctx.target.releases_path}")
-    ctx.artifact("releases", releases=[r.path for r in releases])
 
 
 # --- running it ---------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """The typed-confirmation modal shown before every destructive step.
 
 Its first line names what the step changes; then exactly what will run, where, against which
-database and what cannot be undone. The operator types the target's name, as in "type the name
-to delete": the field has focus, Run stays disabled until the text matches exactly, Enter runs
-only on an exact match (otherwise it says why and stays open), Escape cancels. The engine
-compares the text again and journals it.
+database and what cannot be undone. The operator types the target's name (or, when the step
+drops one named thing, that thing's name), as in "type the name to delete": the field has
+focus, Run stays disabled until the text matches exactly, Enter runs only on an exact match
+(otherwise it says why and stays open), Escape cancels. The engine compares the text again and
+journals it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from vlad_tui.runbook.engine import ConfirmRequest
 
 HINT = "Run stays disabled until the name matches exactly · escape cancels"
+TARGET_NAME = "the target's name"
 
 
 def changes_line(request: ConfirmRequest) -> str:
@@ -53,7 +55,7 @@ def render_request(request: ConfirmRequest) -> Text:
     return out
 
 
-def mismatch(typed: str, expected: str) -> str:
+def mismatch(typed: str, expected: str, what: str = TARGET_NAME) -> str:
     """Why ``typed`` does not confirm (empty when it does)."""
     if typed == expected:
         return ""
@@ -65,7 +67,7 @@ def mismatch(typed: str, expected: str) -> str:
         return f"Case matters: type exactly {expected}."
     if expected.startswith(typed):
         return f"Not finished: {typed!r} is not {expected!r}."
-    return f"{typed!r} is not {expected!r}: type the target's name exactly."
+    return f"{typed!r} is not {expected!r}: type {what} exactly."
 
 
 class ConfirmScreen(ModalScreen[str | None]):
@@ -96,7 +98,7 @@ class ConfirmScreen(ModalScreen[str | None]):
                 yield Static(render_request(request), id="confirm-details")
             prompt = Text("Type ")
             prompt.append(request.expected, style="bold reverse")
-            prompt.append(" (the target's name) to run it:")
+            prompt.append(f" ({request.expected_label or TARGET_NAME}) to run it:")
             yield Static(prompt, id="confirm-prompt")
             yield Input(id="confirm-input", select_on_focus=False)
             yield Static(Text(HINT, style="dim"), id="confirm-why")
@@ -148,7 +150,8 @@ class ConfirmScreen(ModalScreen[str | None]):
         self._submit()
 
     def _submit(self) -> None:
-        reason = mismatch(self.typed, self.request.expected)
+        what = self.request.expected_label or TARGET_NAME
+        reason = mismatch(self.typed, self.request.expected, what)
         if reason:
             self.query_one("#confirm-why", Static).update(Text(reason, style="bold red"))
             self.query_one("#confirm-input", Input).focus()
