@@ -196,6 +196,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         if run.meta.get("kind") == "daily_check":
             deploy = run.meta.get("deploy_run")
             line += f"  daily check{f' of {deploy}' if deploy else ' (no deploy journaled)'}"
+        elif run.meta.get("kind") == "host_key":
+            line += f"  host key {run.meta.get('decision', '?')}"
         print(line)
     return EXIT_OK
 

@@ -33,11 +33,55 @@ class TransportError(VladError):
 
 
 class HostKeyUnknown(TransportError):
-    """The server's host key is not in known_hosts; never accepted silently."""
+    """The server's host key is not in known_hosts; never accepted silently.
+
+    Carries what an operator needs to decide (``host``, ``port``, ``algorithm``,
+    ``fingerprint``) and what trusting it writes: ``public_key`` (OpenSSH format, empty when
+    the key could not be read) to ``known_hosts``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str = "",
+        port: int = 22,
+        algorithm: str = "",
+        fingerprint: str = "",
+        public_key: str = "",
+        known_hosts: str = "",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.algorithm = algorithm
+        self.fingerprint = fingerprint
+        self.public_key = public_key
+        self.known_hosts = known_hosts
+        super().__init__(message)
 
 
 class HostKeyChanged(TransportError):
-    """The server's host key differs from the one in known_hosts."""
+    """The server's host key differs from the one in known_hosts (never connected).
+
+    ``expected``: the fingerprints known_hosts holds for the host; ``offered``: the server's.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str = "",
+        port: int = 22,
+        expected: tuple[str, ...] = (),
+        offered: str = "",
+        known_hosts: str = "",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.expected = expected
+        self.offered = offered
+        self.known_hosts = known_hosts
+        super().__init__(message)
 
 
 class AuthenticationFailed(TransportError):

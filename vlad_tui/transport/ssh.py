@@ -230,35 +230,60 @@ class SshTransport(Transport):
     async def _host_key_error(
         self, options: asyncssh.SSHClientConnectionOptions, files: list[str], readable: list[str]
     ) -> TransportError:
+        """The typed error for a key known_hosts does not vouch for: changed or unknown."""
         t = self.target
-        host, port = options.host, options.port
+        # The name known_hosts is matched on (what asyncssh itself looks up).
+        host = options.host_key_alias or options.host
+        port = options.port
         where = _where(t.host, options)
-        fingerprint = "unknown fingerprint"
+        algorithm = fingerprint = public_key = ""
         with contextlib.suppress(OSError, asyncssh.Error, TimeoutError):
             key = await asyncio.wait_for(
                 asyncssh.get_server_host_key(t.host, options=options, config=self._config()),
                 t.connect_timeout,
             )
             if key is not None:
-                fingerprint = f"{key.get_algorithm()} {key.get_fingerprint('sha256')}"
+                algorithm = key.get_algorithm()
+                fingerprint = key.get_fingerprint("sha256")
+                public_key = " ".join(key.export_public_key("openssh").decode().split()[:2])
+        offered = f"{algorithm} {fingerprint}" if fingerprint else "unknown fingerprint"
         known_keys: list[Any] = []
         if readable:
             with contextlib.suppress(OSError, ValueError, asyncssh.Error):
-                addr = await asyncio.to_thread(_resolve, host)
+                addr = await asyncio.to_thread(_resolve, options.host)
                 matched = asyncssh.read_known_hosts(readable).match(
                     host, addr, port if port != 22 else None
                 )
                 known_keys = [*matched[0], *matched[1]]
-        known_file = files[0] if files else _DEFAULT_KNOWN_HOSTS
+        known_file = files[0] if files else os.path.expanduser(_DEFAULT_KNOWN_HOSTS)
         if known_keys:
+            # A line can match both by name and by address: each key once.
+            expected = tuple(
+                dict.fromkeys(
+                    f"{k.get_algorithm()} {k.get_fingerprint('sha256')}" for k in known_keys
+                )
+            )
             return HostKeyChanged(
-                f"{where}: HOST KEY CHANGED, now {fingerprint}, which does not match "
-                f"{known_file}; possible man-in-the-middle: confirm the new key with the "
-                "server's administrator before updating known_hosts"
+                f"{where}: HOST KEY CHANGED: {known_file} expects {' or '.join(expected)}, "
+                f"the server offered {offered}; not connected. Possible man-in-the-middle: "
+                "confirm the new key with the server's administrator before updating "
+                "known_hosts",
+                host=host,
+                port=port,
+                expected=expected,
+                offered=offered,
+                known_hosts=known_file,
             )
         return HostKeyUnknown(
-            f"{where}: unknown host key {fingerprint}; check it out of band, then "
-            f"accept it with: ssh-keyscan -p {port} {quote(host)} >> {quote(known_file)}"
+            f"{where}: unknown host key {offered}; check it out of band, then accept it in "
+            f"vlad-tui (it asks) or with: ssh-keyscan -p {port} {quote(host)} >> "
+            f"{quote(known_file)}",
+            host=host,
+            port=port,
+            algorithm=algorithm,
+            fingerprint=fingerprint,
+            public_key=public_key,
+            known_hosts=known_file,
         )
 
     async def _retrying(self, op: Callable[[asyncssh.SSHClientConnection], Awaitable[T]]) -> T:

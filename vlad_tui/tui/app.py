@@ -328,7 +328,8 @@ class VladApp(App[None]):
         target, transport = self.target, self.transport
         self._connection("connecting…", error=False)
         try:
-            await transport.connect()
+            if not await self._connect(target, transport):
+                return
         except Exception as exc:
             self._connection(f"cannot connect: {exc}", error=True)
             raise
@@ -338,6 +339,27 @@ class VladApp(App[None]):
         self.state = state
         self.connection_state = f"connected · {transport.label}"
         self.engine_sink(FactsUpdated(state.to_dict()))
+
+    async def _connect(self, target: Target, transport: Transport) -> bool:
+        """Connect; an unknown host key is shown to the operator, who may trust it (False:
+        not trusted, not connected, and the overview says why)."""
+        from vlad_tui.errors import HostKeyUnknown
+        from vlad_tui.tui.screens.host_key import ask_to_trust
+
+        try:
+            await transport.connect()
+        except HostKeyUnknown as exc:
+            if not exc.public_key:  # the key could not be read: nothing to show or trust
+                raise
+            if not await ask_to_trust(self, target, exc):
+                self._connection(
+                    f"not connected: the host key of {exc.host} ({exc.fingerprint or 'unread'})"
+                    " was not trusted; nothing was written to known_hosts",
+                    error=True,
+                )
+                return False
+            await transport.connect()
+        return True
 
     def _connection(self, state: str, *, error: bool) -> None:
         self.connection_state = state
