@@ -284,7 +284,7 @@ class Config:
             return self.targets[name]
         except KeyError:
             raise ConfigError(
-                f'no target "{name}"{_did_you_mean(name, self.targets)}'
+                f"no target {_quoted(name)}{_did_you_mean(name, self.targets)}"
                 f" (configured: {', '.join(self.targets) or 'none'})",
                 file=str(self.path),
                 key="targets",
@@ -433,21 +433,66 @@ def _syntax_error(path: Path, text: str, err: tomllib.TOMLDecodeError) -> Config
     return ConfigError(f"invalid TOML: {message}", file=str(path), key=key, line=line)
 
 
-_ARRAY_HEADER = re.compile(r"^\s*\[\[\s*([^\[\]]+?)\s*\]\]")
-_TABLE_HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]")
-_KEY_LINE = re.compile(r"""^\s*([A-Za-z0-9_\-."' ]+?)\s*=""")
+_KEY_PART = re.compile(r"""[ \t]*(?:([A-Za-z0-9_-]+)|("(?:[^"\\\n]|\\.)*")|('[^'\n]*'))[ \t]*""")
 
 
-def _norm_key(raw: str) -> str:
-    return ".".join(part.strip().strip("\"'") for part in raw.split("."))
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def key_text(part: str) -> str:
+    """One part of a dotted key as the messages show it: bare, else a quoted TOML string
+    (so ``""``, ``"a.b"`` and ``"a]b"`` stay visible and unambiguous)."""
+    return part if _BARE_KEY.fullmatch(part) else json.dumps(part, ensure_ascii=False)
+
+
+def _quoted(value: str) -> str:
+    """A value from the file, quoted on one line (newlines and quotes escaped)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _key_part(token: str) -> str:
+    if token.startswith('"'):
+        try:  # TOML's own escapes (\u00e9, \"): let tomllib decode them
+            return next(iter(tomllib.loads(f"{token} = 0")))
+        except (tomllib.TOMLDecodeError, StopIteration):
+            return token[1:-1]
+    return token.strip("'")
+
+
+def _parse_key(raw: str, pos: int) -> tuple[str, int] | None:
+    """The dotted key (bare, "basic" and 'literal' parts) at ``raw[pos:]`` and where it ends."""
+    parts: list[str] = []
+    while match := _KEY_PART.match(raw, pos):
+        parts.append(key_text(_key_part(match[1] or match[2] or match[3])))
+        pos = match.end()
+        if not raw.startswith(".", pos):
+            return ".".join(parts), pos
+        pos += 1
+    return None
+
+
+def _line_key(raw: str) -> tuple[str, str] | None:
+    """``("array" | "table" | "key", dotted key)`` of a header or ``key = value`` line."""
+    stripped = raw.lstrip()
+    offset = len(raw) - len(stripped)
+    for opener, closer, kind in (("[[", "]]", "array"), ("[", "]", "table"), ("", "=", "key")):
+        if not stripped.startswith(opener):
+            continue
+        parsed = _parse_key(raw, offset + len(opener))
+        if parsed is not None and raw.startswith(closer, parsed[1]):
+            return kind, parsed[0]
+        if opener:
+            return None
+    return None
 
 
 def _enclosing_table(text: str, line: int) -> str:
     """The table header in force before ``line`` (best effort, for syntax errors)."""
     name = ""
     for raw in text.splitlines()[: line - 1]:
-        if match := _ARRAY_HEADER.match(raw) or _TABLE_HEADER.match(raw):
-            name = _norm_key(match[1])
+        found = _line_key(raw)
+        if found is not None and found[0] != "key":
+            name = found[1]
     return name
 
 
@@ -457,18 +502,20 @@ def _key_lines(text: str) -> dict[str, int]:
     section = ""
     counts: dict[str, int] = {}
     for number, raw in enumerate(text.splitlines(), 1):
-        if match := _ARRAY_HEADER.match(raw):
-            name = _norm_key(match[1])
+        line_key = _line_key(raw)
+        if line_key is None:
+            continue
+        kind, name = line_key
+        if kind == "array":
             counts[name] = counts.get(name, 0) + 1
             section = f"{name}[{counts[name]}]"
             found.setdefault(name, number)
             found.setdefault(section, number)
-        elif match := _TABLE_HEADER.match(raw):
-            section = _norm_key(match[1])
+        elif kind == "table":
+            section = name
             found.setdefault(section, number)
-        elif match := _KEY_LINE.match(raw):
-            key = _norm_key(match[1])
-            found.setdefault(f"{section}.{key}" if section else key, number)
+        else:
+            found.setdefault(f"{section}.{name}" if section else name, number)
     return found
 
 
@@ -512,9 +559,9 @@ class _Validator:
     def check_keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
         for key in table:
             if key not in allowed:
-                dotted = f"{prefix}.{key}" if prefix else key
+                dotted = f"{prefix}.{key_text(key)}" if prefix else key_text(key)
                 hint = _did_you_mean(key, allowed) or f"; known keys: {', '.join(allowed)}"
-                raise self.fail(dotted, f'unknown key "{key}"{hint}')
+                raise self.fail(dotted, f"unknown key {_quoted(key)}{hint}")
 
     # typed getters (``None`` when absent and not required)
 
@@ -524,7 +571,7 @@ class _Validator:
         dotted = f"{prefix}.{key}"
         if key not in table:
             if required:
-                raise self.fail(dotted, f'missing required key "{key}"')
+                raise self.fail(dotted, f"missing required key {_quoted(key)}")
             return None
         value = table[key]
         ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
@@ -627,7 +674,7 @@ class _Validator:
         if tables is not None:
             for i, item in enumerate(tables):
                 if not isinstance(item, str) or not _TABLE_NAME.fullmatch(item):
-                    shown = f'"{item}"' if isinstance(item, str) else _type_name(item)
+                    shown = _quoted(item) if isinstance(item, str) else _type_name(item)
                     raise self.fail(
                         "project.critical_tables",
                         f"item {i + 1} ({shown}) is not a table name (letters, digits, _; "
@@ -652,7 +699,7 @@ class _Validator:
         return path if path.is_absolute() else (self.path.parent / path).absolute()
 
     def target(self, name: str, table: Any) -> Target:
-        prefix = f"targets.{name}"
+        prefix = f"targets.{key_text(name)}"
         if not isinstance(table, dict):
             raise self.fail(prefix, f"expected a table [{prefix}], got {_type_name(table)}")
         if not _TARGET_NAME.fullmatch(name):
@@ -767,8 +814,8 @@ class _Validator:
             if releases == app or releases.startswith(app.rstrip("/") + "/") or releases == "/":
                 raise self.fail(
                     f"{prefix}.releases_dir",
-                    f'must be outside app_dir ("{app}"): releases are built beside production, '
-                    "never inside it",
+                    f"must be outside app_dir ({_quoted(app)}): releases are built beside "
+                    "production, never inside it",
                 )
         keep = self.get(table, "keep_releases", prefix, int)
         if keep is not None:
@@ -809,8 +856,8 @@ class _Validator:
             if staging_name == pm2_name:
                 raise self.fail(
                     f"{prefix}.staging_pm2_name",
-                    f'must differ from pm2_name ("{pm2_name}"): stopping the staging instance '
-                    "would stop production",
+                    f"must differ from pm2_name ({_quoted(pm2_name)}): stopping the staging "
+                    "instance would stop production",
                 )
             kw["staging_pm2_name"] = staging_name
         port = self.get(table, "staging_port", prefix, int)
@@ -832,7 +879,7 @@ class _Validator:
                 hint = _did_you_mean(fmt, BACKUP_FORMATS)
                 raise self.fail(
                     f"{prefix}.backup_format",
-                    f'unknown format "{fmt}"{hint} (custom, directory or plain)',
+                    f"unknown format {_quoted(fmt)}{hint} (custom, directory or plain)",
                 )
             kw["backup_format"] = fmt
         jobs = self.get(table, "backup_jobs", prefix, int)
@@ -862,7 +909,7 @@ class _Validator:
         if method not in HTTP_METHODS:
             raise self.fail(
                 f"{prefix}.method",
-                f'unknown HTTP method "{method}"{_did_you_mean(method, HTTP_METHODS)}',
+                f"unknown HTTP method {_quoted(method)}{_did_you_mean(method, HTTP_METHODS)}",
             )
         path = self.text_value(entry, "path", prefix, required=True) or ""
         if not path.startswith("/") or any(c.isspace() or c in "\0#" for c in path):
