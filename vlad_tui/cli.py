@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -231,6 +232,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from vlad_tui.tui.app import make_app
 
     config = load_config(config_path)  # journals into the sandbox ([project] journal_dir)
+    _follow_terminal_size()
     make_app(config, target=config.target("production")).run()
     print(f"resume this rehearsal with: {_command(config_path, '--resume')}")
     print(
@@ -246,8 +248,21 @@ def cmd_tui(args: argparse.Namespace) -> int:
         target = _target_to_resume(config, args.resume)
     from vlad_tui.tui.app import make_app
 
+    _follow_terminal_size()
     make_app(config, target=target, resume=args.resume).run()
     return EXIT_OK
+
+
+def _follow_terminal_size() -> None:
+    """Drop exported ``COLUMNS``/``LINES`` before the TUI starts.
+
+    Textual reads the size through :func:`shutil.get_terminal_size`, which prefers those
+    variables to the terminal's own size: exported by a shell profile, they pin the screen to
+    one size, and a resized terminal (a window dragged smaller, tmux) shows a garbled screen.
+    """
+    if sys.stdout.isatty():
+        for name in ("COLUMNS", "LINES"):
+            os.environ.pop(name, None)
 
 
 def _target_to_resume(config, run_id: str):  # -> Target | None

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import env_with_pm2, require_demo_tools
+from tests.e2e.tmux import Terminal
 from tests.rig.services import missing
 from vlad_tui.demo import sandbox as sandbox_mod
 from vlad_tui.demo.sandbox import Sandbox
@@ -35,70 +35,6 @@ pytestmark = pytest.mark.integration
 
 #: Phase 2's critical features, in the order the waiting step asks for them.
 FEATURES = [i.text for i in model.CHECKLIST if i.phase == 2 and i.manual]
-
-
-class Terminal:
-    """One tmux session at 80×24."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def start(self, command: str) -> None:
-        subprocess.run(
-            ["tmux", "new-session", "-d", "-s", self.name, "-x", "80", "-y", "24", command],
-            check=True,
-        )
-
-    def screen(self) -> str:
-        return subprocess.run(
-            ["tmux", "capture-pane", "-p", "-t", self.name],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-
-    def keys(self, *keys: str) -> None:
-        """tmux key names (``Enter``, ``BTab``, ``Down``, ``a``)."""
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
-
-    def type(self, text: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", text], check=True)
-
-    def wait_for(self, *texts: str, timeout: float = 30.0) -> str:
-        """The screen once it shows every one of ``texts``."""
-        deadline = time.monotonic() + timeout
-        screen = ""
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            if all(t in screen for t in texts):
-                return screen
-            time.sleep(0.1)
-        raise AssertionError(f"{texts!r} never all appeared; the screen was:\n{screen}")
-
-    def wait_for_any(self, *texts: str, timeout: float = 30.0) -> str:
-        """The screen once it shows one of ``texts``."""
-        deadline = time.monotonic() + timeout
-        screen = ""
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            if any(t in screen for t in texts):
-                return screen
-            time.sleep(0.1)
-        raise AssertionError(f"none of {texts!r} appeared; the screen was:\n{screen}")
-
-    def wait_gone(self, text: str, timeout: float = 30.0) -> str:
-        """The screen once ``text`` is no longer on it."""
-        deadline = time.monotonic() + timeout
-        screen = self.screen()
-        while text in screen:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} never went away; the screen was:\n{screen}")
-            time.sleep(0.1)
-            screen = self.screen()
-        return screen
-
-    def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
 
 
 @pytest.fixture

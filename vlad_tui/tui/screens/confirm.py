@@ -174,3 +174,30 @@ class ConfirmScreen(ModalScreen[str | None]):
             body.scroll_page_up()
         else:
             body.scroll_page_down()
+
+
+class PreparingScreen(ModalScreen[None]):
+    """Shown from the key that starts a destructive step until its confirmation opens.
+
+    The engine prepares the confirmation (it may read the server first), and keys typed in
+    that moment, such as the target's name typed ahead, must not reach the screen below,
+    where a letter is a binding (``r`` opens the rollback). This modal takes them and drops
+    them: the confirmation then opens with an empty field. It closes itself when the
+    confirmation opens, the step starts without one, or the step ends.
+    """
+
+    CSS_PATH = "confirm.tcss"
+
+    def __init__(self, title: str) -> None:
+        super().__init__()
+        self.step_title = title
+
+    def compose(self) -> ComposeResult:
+        text = Text("Preparing the confirmation of ", style="bold")
+        text.append(f"«{self.step_title}»")
+        text.append("…\nKeys typed now are ignored; type the name once it shows.", style="dim")
+        yield Static(text, id="preparing-dialog")
+
+    def on_key(self, event: events.Key) -> None:
+        event.stop()
+        event.prevent_default()

@@ -205,6 +205,15 @@ class StepList(DataTable):
         if event.row_key.value is not None:
             self.post_message(self.Highlighted(event.row_key.value))
 
+    def action_select_cursor(self) -> None:
+        """Enter: for a destructive step the app holds keys typed ahead from this key on."""
+        step_id = self.selected_step_id
+        step = next((s for s in self.steps if s.id == step_id), None)
+        hold = getattr(self.app, "hold_keys", None)
+        if step is not None and step.destructive and hold is not None:
+            hold(step)
+        super().action_select_cursor()
+
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         if event.row_key.value is not None:

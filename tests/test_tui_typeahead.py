@@ -1,0 +1,47 @@
+"""Keys typed ahead of a confirmation (recorded state, no service): the hold that drops them
+never outlives a request the screen declines, so the app never freezes on it.
+
+The real race (the name and Enter sent in the same write as the key that opens the
+confirmation) is driven in tmux: tests/e2e/test_terminal_faults.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vlad_tui.journal import Journal
+from vlad_tui.runbook import model
+from vlad_tui.tui.app import make_app
+from vlad_tui.tui.sample import NOW, SAMPLE_FACTS, sample_config
+from vlad_tui.tui.screens.confirm import PreparingScreen
+from vlad_tui.tui.screens.overview import OverviewScreen
+from vlad_tui.tui.screens.phase import PhaseScreen
+from vlad_tui.tui.widgets.step_list import StepList
+
+
+async def test_enter_on_a_locked_destructive_step_lets_keys_through_again(
+    tmp_path: Path,
+) -> None:
+    app = make_app(
+        sample_config(tmp_path),
+        journal=Journal(tmp_path / "runs"),
+        facts=SAMPLE_FACTS,
+        clock=lambda: NOW,
+        environ={},
+    )
+    restore = [s.id for s in model.phase(1).steps].index("p1.staging_restore")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("1")
+        await pilot.pause(0.2)
+        steps = app.screen.query_one(StepList)
+        steps.move_cursor(row=restore)
+        await pilot.pause(0.1)
+        assert app.gate(model.step("p1.staging_restore"))[0]  # locked: no backup yet
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, PhaseScreen), app.screen  # the hold is gone
+        assert app.engine is None  # nothing started
+        await pilot.press("0")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, OverviewScreen)
+        assert not any(isinstance(s, PreparingScreen) for s in app.screen_stack)
