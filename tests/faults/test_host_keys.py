@@ -238,3 +238,22 @@ def test_known_hosts_entry_and_append(tmp_path: Path) -> None:
         f"new.example.com {key}",
     ]
     assert file.stat().st_mode & 0o777 == 0o644  # an existing file keeps its mode
+
+
+async def test_a_known_hosts_that_cannot_be_written_trusts_nothing(
+    sshd: SshdServer, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    file = blocker / "known_hosts"
+    app, journal = app_for(sshd.target(known_hosts=file), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, HostKeyScreen), "the modal")
+        await pilot.press(*"trust", "enter")
+        await wait_until(pilot, lambda: "cannot connect" in app.connection_state, "the failure")
+        assert f"cannot add the host key to {file}: Not a directory; it is not trusted" in (
+            app.connection_state
+        )
+        assert app.facts is None
+    assert blocker.read_text() == ""
+    assert host_key_runs(journal) == []

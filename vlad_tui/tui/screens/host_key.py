@@ -21,6 +21,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
+from vlad_tui.errors import TransportError
+
 if TYPE_CHECKING:
     from vlad_tui.config import Target
     from vlad_tui.errors import HostKeyUnknown
@@ -178,8 +180,14 @@ async def ask_to_trust(app: VladApp, target: Target, error: HostKeyUnknown) -> b
         return False
     trusted = await app.push_screen(HostKeyScreen(error), wait_for_dismiss=True)
     if trusted:
-        await asyncio.to_thread(
-            known_hosts.append, error.known_hosts, error.host, error.port, error.public_key
-        )
+        try:
+            await asyncio.to_thread(
+                known_hosts.append, error.known_hosts, error.host, error.port, error.public_key
+            )
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise TransportError(
+                f"cannot add the host key to {error.known_hosts}: {reason}; it is not trusted"
+            ) from None
     journal_decision(app.journal_or_none, target, error, trusted=bool(trusted))
     return bool(trusted)
