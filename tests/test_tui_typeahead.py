@@ -45,3 +45,21 @@ async def test_enter_on_a_locked_destructive_step_lets_keys_through_again(
         await pilot.pause(0.2)
         assert isinstance(app.screen, OverviewScreen)
         assert not any(isinstance(s, PreparingScreen) for s in app.screen_stack)
+
+
+async def test_a_hold_released_while_covered_closes_when_uncovered() -> None:
+    from textual.app import App
+    from textual.screen import ModalScreen
+
+    app: App[None] = App()
+    async with app.run_test(size=(80, 24)) as pilot:
+        base = len(app.screen_stack)
+        hold = PreparingScreen("Restaurar backup de producción en staging")
+        await app.push_screen(hold)
+        await app.push_screen(ModalScreen())
+        hold.release()  # covered: stays until the screen over it closes
+        await pilot.pause(0.1)
+        assert hold in app.screen_stack
+        app.pop_screen()
+        await pilot.pause(0.2)
+        assert hold not in app.screen_stack and len(app.screen_stack) == base

@@ -20,7 +20,6 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
     from vlad_tui.runbook.events import EngineEvent
     from vlad_tui.runbook.model import Step
     from vlad_tui.transport.base import Transport
+    from vlad_tui.tui.screens.confirm import PreparingScreen
     from vlad_tui.tui.widgets.step_list import StepList
 
 STEPS_GROUP = "steps"
@@ -129,7 +129,7 @@ class VladApp(App[None]):
         self.state: TargetState | None = None
         self.connection_state = "not connected"
         self._listeners: list[EngineListener] = []
-        self._holding: Screen[Any] | None = None
+        self._holding: PreparingScreen | None = None
         self._holding_for: str | None = None
         self._holding_worker: Worker[Any] | None = None
         self._held_from: Widget | None = None
@@ -224,8 +224,8 @@ class VladApp(App[None]):
     def _stop_holding_keys(self) -> None:
         holding, self._holding, self._holding_for = self._holding, None, None
         self._holding_worker = self._held_from = None
-        if holding is not None and self.screen is holding:  # nothing can cover it: it eats keys
-            self.pop_screen()
+        if holding is not None:
+            holding.release()
 
     @property
     def ssh_without_multiplexer(self) -> bool:

@@ -198,6 +198,18 @@ class PreparingScreen(ModalScreen[None]):
         text.append("…\nKeys typed now are ignored; type the name once it shows.", style="dim")
         yield Static(text, id="preparing-dialog")
 
+    released = False
+
+    def release(self) -> None:
+        """Let keys through again: closes now, or as soon as a screen covering it closes."""
+        self.released = True
+        if self.is_active:
+            self.dismiss()
+
+    def on_screen_resume(self) -> None:
+        if self.released:
+            self.dismiss()
+
     def on_key(self, event: events.Key) -> None:
         event.stop()
         event.prevent_default()
