@@ -9,7 +9,6 @@ Network work (connecting, facts) happens in workers, so the first frame never wa
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import time
@@ -20,11 +19,11 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
-from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
 from vlad_tui.errors import StepBusy
 from vlad_tui.tui.commands import VladCommands
+from vlad_tui.tui.keyhold import KeyHold, KeysDrained
 from vlad_tui.tui.screens.overview import OverviewScreen
 from vlad_tui.tui.screens.phase import PhaseScreen
 from vlad_tui.tui.screens.rollback import RollbackScreen
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
     from vlad_tui.runbook.events import EngineEvent
     from vlad_tui.runbook.model import Step
     from vlad_tui.transport.base import Transport
-    from vlad_tui.tui.screens.confirm import PreparingScreen
     from vlad_tui.tui.widgets.step_list import StepList
 
 STEPS_GROUP = "steps"
@@ -57,16 +55,6 @@ class EngineMessage(Message):
     def __init__(self, event: EngineEvent) -> None:
         super().__init__()
         self.event = event
-
-
-class KeysDrained(Message):
-    """Posted to the widget that had the focus when keys began to be held; it bubbles up to
-    the app behind every key already on its way, so when it arrives those keys have all been
-    dropped (a key bubbling up late would otherwise meet the confirmation's field)."""
-
-    def __init__(self, done: asyncio.Event) -> None:
-        super().__init__()
-        self.done = done
 
 
 class TargetChanged(Message):
@@ -129,10 +117,7 @@ class VladApp(App[None]):
         self.state: TargetState | None = None
         self.connection_state = "not connected"
         self._listeners: list[EngineListener] = []
-        self._holding: PreparingScreen | None = None
-        self._holding_for: str | None = None
-        self._holding_worker: Worker[Any] | None = None
-        self._held_from: Widget | None = None
+        self.key_hold = KeyHold(self)
         if target is None and len(config.targets) == 1:
             self.target = next(iter(config.targets.values()))
 
@@ -167,18 +152,13 @@ class VladApp(App[None]):
         self.post_message(EngineMessage(event))
 
     def on_engine_message(self, message: EngineMessage) -> None:
-        from vlad_tui.runbook.events import FactsUpdated, StepStatusChanged
+        from vlad_tui.runbook.events import FactsUpdated
 
         if isinstance(message.event, FactsUpdated):
             # Facts from a step lack the overview's extra rows: keep the last known ones.
             extras = {k: v for k, v in (self.facts or {}).items() if k in _EXTRA_KEYS}
             self.facts = {**extras, **message.event.facts}
-        elif (
-            isinstance(message.event, StepStatusChanged)
-            and message.event.step_id == self._holding_for
-            and message.event.status != "needs_confirmation"
-        ):
-            self._stop_holding_keys()  # the step went on (or ended) without asking
+        self.key_hold.step_event(message.event)
         for listener in list(self._listeners):
             listener.engine_event(message.event)
 
@@ -186,46 +166,20 @@ class VladApp(App[None]):
         """The engine's confirmation callback: the typed-confirmation modal (in a worker)."""
         from vlad_tui.tui.screens.confirm import ConfirmScreen
 
-        await self._drain_held_keys()
-        self._stop_holding_keys()
+        await self.key_hold.drain()  # keys typed ahead are dropped, none lands in the field
+        self.key_hold.release()
         return await self.push_screen(ConfirmScreen(request), wait_for_dismiss=True)
 
-    async def _drain_held_keys(self) -> None:
-        widget = self._held_from
-        if self._holding is None or widget is None or not widget.is_attached:
-            return
-        done = asyncio.Event()
-        widget.post_message(KeysDrained(done))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(done.wait(), 2.0)
+    def hold_keys(self, step: Step) -> None:
+        """Called by the step list from the Enter that starts destructive ``step``: keys typed
+        ahead of its confirmation are dropped (:mod:`vlad_tui.tui.keyhold`)."""
+        self.key_hold.start(step)
+
+    def on_step_list_run_requested(self, message: StepList.RunRequested) -> None:
+        self.key_hold.declined()  # after the screen handled it
 
     def on_keys_drained(self, message: KeysDrained) -> None:
         message.done.set()
-
-    def hold_keys(self, step: Step) -> None:
-        """From the key that starts destructive ``step`` until its confirmation shows, keys go
-        to a modal that drops them, never to the bindings of the screen below (``r`` would
-        open the rollback). Called by the step list from the Enter key itself: the request to
-        run reaches the screen a few messages later, after keys typed ahead."""
-        from vlad_tui.tui.screens.confirm import PreparingScreen
-
-        if self._holding is None:
-            self._holding, self._holding_for = PreparingScreen(step.title), step.id
-            self._holding_worker = None
-            self._held_from = self.focused  # where keys already typed are on their way
-            self.push_screen(self._holding)
-
-    def on_step_list_run_requested(self, message: StepList.RunRequested) -> None:
-        # After the screen handled the request: one it declined (locked, running) started no
-        # worker, so keys are let through again.
-        if self._holding_worker is None:
-            self._stop_holding_keys()
-
-    def _stop_holding_keys(self) -> None:
-        holding, self._holding, self._holding_for = self._holding, None, None
-        self._holding_worker = self._held_from = None
-        if holding is not None:
-            holding.release()
 
     @property
     def ssh_without_multiplexer(self) -> bool:
@@ -461,10 +415,9 @@ class VladApp(App[None]):
         )
         step = get_step(step_id)
         if worker is None:
-            self._stop_holding_keys()
+            self.key_hold.release()
         elif step.destructive:
-            self.hold_keys(step)  # already held when the step list's Enter started it
-            self._holding_worker = worker
+            self.key_hold.adopt(step, worker)  # held already when started by the Enter key
         return worker
 
     def run_command(self, step_id: str, params: dict[str, Any] | None = None) -> None:
@@ -609,8 +562,7 @@ class VladApp(App[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
-        if worker.is_finished and worker is self._holding_worker:
-            self._stop_holding_keys()
+        self.key_hold.worker_changed(worker)
         if event.state == WorkerState.ERROR and worker.group != "facts":
             self.notify(str(worker.error), title=f"{worker.name} failed", severity="error")
         elif event.state == WorkerState.ERROR:
