@@ -9,6 +9,7 @@ Network work (connecting, facts) happens in workers, so the first frame never wa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
