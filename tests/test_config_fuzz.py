@@ -132,7 +132,10 @@ def toml_key(key: str) -> str:
 
 def shown(key: str) -> str:
     """A key as the messages name it: bare, else quoted (so ``""`` or ``"a.b"`` stay visible)."""
-    return key if _BARE.fullmatch(key) else json.dumps(key, ensure_ascii=False)
+    if _BARE.fullmatch(key):
+        return key
+    text = json.dumps(key, ensure_ascii=False)
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
 
 
 def toml_value(value: Any) -> str:
@@ -341,6 +344,7 @@ def parse(path: Path, said: str) -> tuple[int | None, str | None]:
     """(line, key) of the one-line message about ``path``."""
     assert "Traceback" not in said
     assert said.endswith("\n") and said.count("\n") == 1, said
+    assert said[:-1].isprintable(), said  # no control character reaches the terminal
     match = _MESSAGE.match(said)
     assert match is not None and match["file"] == str(path), said
     return (int(match["line"]) if match["line"] else None), match["key"]

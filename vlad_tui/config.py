@@ -427,7 +427,7 @@ def _syntax_error(path: Path, text: str, err: tomllib.TOMLDecodeError) -> Config
         line, column = int(match[1]), int(match[2])
         message = f"{message[: match.start()]} (column {column})"
     elif match := _TOML_END.search(message):
-        line = max(1, len(text.splitlines()))
+        line = max(1, len(_lines_of(text)))
         message = f"{message[: match.start()]} (at end of file)"
     key = _enclosing_table(text, line) if line else ""
     return ConfigError(f"invalid TOML: {message}", file=str(path), key=key, line=line)
@@ -442,12 +442,20 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 def key_text(part: str) -> str:
     """One part of a dotted key as the messages show it: bare, else a quoted TOML string
     (so ``""``, ``"a.b"`` and ``"a]b"`` stay visible and unambiguous)."""
-    return part if _BARE_KEY.fullmatch(part) else json.dumps(part, ensure_ascii=False)
+    return part if _BARE_KEY.fullmatch(part) else _quoted(part)
 
 
 def _quoted(value: str) -> str:
-    """A value from the file, quoted on one line (newlines and quotes escaped)."""
-    return json.dumps(value, ensure_ascii=False)
+    """A value from the file, quoted on one line (quotes and anything unprintable escaped)."""
+    text = json.dumps(value, ensure_ascii=False)
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+
+
+def _lines_of(text: str) -> list[str]:
+    """The file's lines as TOML counts them: only ``\\n`` ends one (``str.splitlines`` also
+    splits at U+0085, U+2028 and U+2029, which TOML allows inside strings and comments)."""
+    lines = text.split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 def _key_part(token: str) -> str:
@@ -489,7 +497,7 @@ def _line_key(raw: str) -> tuple[str, str] | None:
 def _enclosing_table(text: str, line: int) -> str:
     """The table header in force before ``line`` (best effort, for syntax errors)."""
     name = ""
-    for raw in text.splitlines()[: line - 1]:
+    for raw in _lines_of(text)[: line - 1]:
         found = _line_key(raw)
         if found is not None and found[0] != "key":
             name = found[1]
@@ -501,7 +509,7 @@ def _key_lines(text: str) -> dict[str, int]:
     found: dict[str, int] = {}
     section = ""
     counts: dict[str, int] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in enumerate(_lines_of(text), 1):
         line_key = _line_key(raw)
         if line_key is None:
             continue
