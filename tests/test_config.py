@@ -382,6 +382,12 @@ def test_local_host_and_home_expansion(tmp_path: Path) -> None:
 SECRET_URL = "postgresql://vlad:Canary%2FPw9@postgres:5432/peludosclick"
 
 
+@pytest.mark.fault(
+    "A configuration file readable by others holds a literal database password",
+    did="refuses to load it and names the file, the key, the line and the `chmod 600` that "
+    "fixes it, without showing the password",
+    lost=0,
+)
 def test_literal_password_refused_when_file_is_readable(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + f'database = "{SECRET_URL}"\n', mode=0o644)
     err = error_of(path)
