@@ -179,6 +179,8 @@ def test_wrong_type_names_key_line_and_expected_type(tmp_path: Path) -> None:
         ('health_url = "ftp://h/health"\n', "health_url", "http(s)"),
         ('health_url = "http://h:99999/x"\n', "health_url", "not a valid URL"),
         ('pm2_name = ""\n', "pm2_name", "must not be empty"),
+        ('pm2_name = "-backend"\n', "pm2_name", 'does not start with "-"'),
+        ('staging_pm2_name = "-stg"\n', "staging_pm2_name", 'does not start with "-"'),
         ('app_dir = "srv/app"\n', "app_dir", "absolute"),
         ('database = "mysql://u@h/db"\n', "database", "dotenv:PATH"),
         ('database = "env:"\n', "database", "variable name"),
