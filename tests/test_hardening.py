@@ -242,6 +242,13 @@ SETTINGS = settings(
 )
 
 
+@pytest.mark.fault(
+    "Hostile text (quotes, spaces, ;, $(), backticks, newlines, non-ASCII text and a leading -)"
+    " in pm2_name, pm2_bin and pm2_home",
+    did="every pm2 command (status, logs, show, restart, reload, delete) gets each value as one "
+    "literal argument and nothing in them runs",
+    lost=0,
+)
 @SETTINGS
 @given(v=values)
 def test_pm2_commands(sandbox: Sandbox, v: Values) -> None:
@@ -270,6 +277,13 @@ def test_pm2_commands(sandbox: Sandbox, v: Values) -> None:
     check(sandbox, staging_app.stop_command(target), pm2_with("delete", target.staging_name))
 
 
+@pytest.mark.fault(
+    "Hostile text (quotes, spaces, ;, $(), backticks, newlines, non-ASCII text and a leading -)"
+    " in app_dir, the staging pm2 name, start_command's arguments and a configured command",
+    did="the staging instance and the configured commands start in that exact directory with each"
+    " value as one argument; nothing in them runs",
+    lost=0,
+)
 @SETTINGS
 @given(v=values)
 def test_staging_instance_and_configured_commands(sandbox: Sandbox, v: Values) -> None:
@@ -293,6 +307,13 @@ def test_staging_instance_and_configured_commands(sandbox: Sandbox, v: Values) -
     check(sandbox, staging_app.in_app_dir(target, target.migrate_command), migrated)
 
 
+@pytest.mark.fault(
+    "Hostile text (quotes, spaces, ;, $(), backticks, newlines, non-ASCII text and a leading -)"
+    " in the database name, user and host of the app's URL",
+    did="psql, createdb, dropdb and pg_restore get each one as one argument or variable (database"
+    " names after --) and the password only through stdin",
+    lost=0,
+)
 @SETTINGS
 @given(v=values)
 def test_database_commands(sandbox: Sandbox, v: Values) -> None:
@@ -338,6 +359,13 @@ def test_database_commands(sandbox: Sandbox, v: Values) -> None:
         run(command, restored)
 
 
+@pytest.mark.fault(
+    "Hostile text (quotes, spaces, ;, $(), backticks, newlines, non-ASCII text and a leading -)"
+    " in jobs_dir and in a detached command's arguments",
+    did="the detached job starts, reports its status and is cleaned up in that exact directory, "
+    "its secret arrives through the job's private FIFO, and nothing in the values runs",
+    lost=0,
+)
 @SETTINGS
 @given(v=values)
 def test_job_launcher_and_job_scripts(sandbox: Sandbox, v: Values) -> None:
@@ -376,6 +404,13 @@ def test_job_launcher_and_job_scripts(sandbox: Sandbox, v: Values) -> None:
     check(sandbox, shell.killable(command, shell.pgid_marker()), killable)
 
 
+@pytest.mark.fault(
+    "Hostile text (quotes, spaces, ;, $(), backticks, newlines, non-ASCII text and a leading -)"
+    " in app_dir, releases_dir and pm2_home during a release build and switch",
+    did="the copy, the manifest, the listing and each switch command work on those exact "
+    "directories and nothing in them runs",
+    lost=0,
+)
 @SETTINGS
 @given(v=values)
 def test_release_scripts_and_the_switch(sandbox: Sandbox, v: Values) -> None:
@@ -412,6 +447,13 @@ def test_release_scripts_and_the_switch(sandbox: Sandbox, v: Values) -> None:
     assert os.readlink(f"{release}/.env") == f"{target.app_dir}/.env"
 
 
+@pytest.mark.fault(
+    "Hostile text (quotes, spaces, ;, $(), backticks, newlines, non-ASCII text and a leading -)"
+    " in backup_dir, app_dir and the deploy lock's reason",
+    did="the backup, server-facts and lock scripts as sent to the server treat each value as one "
+    "literal word and nothing in them runs",
+    lost=0,
+)
 @SETTINGS
 @given(v=values)
 def test_scripts_ops_send_through_a_transport(sandbox: Sandbox, v: Values) -> None:
