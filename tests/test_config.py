@@ -179,6 +179,8 @@ def test_wrong_type_names_key_line_and_expected_type(tmp_path: Path) -> None:
         ('health_url = "ftp://h/health"\n', "health_url", "http(s)"),
         ('health_url = "http://h:99999/x"\n', "health_url", "not a valid URL"),
         ('pm2_name = ""\n', "pm2_name", "must not be empty"),
+        ('pm2_name = "-backend"\n', "pm2_name", 'does not start with "-"'),
+        ('staging_pm2_name = "-stg"\n', "staging_pm2_name", 'does not start with "-"'),
         ('app_dir = "srv/app"\n', "app_dir", "absolute"),
         ('database = "mysql://u@h/db"\n', "database", "dotenv:PATH"),
         ('database = "env:"\n', "database", "variable name"),
@@ -382,6 +384,12 @@ def test_local_host_and_home_expansion(tmp_path: Path) -> None:
 SECRET_URL = "postgresql://vlad:Canary%2FPw9@postgres:5432/peludosclick"
 
 
+@pytest.mark.fault(
+    "A configuration file readable by others holds a literal database password",
+    did="refuses to load it and names the file, the key, the line and the `chmod 600` that "
+    "fixes it, without showing the password",
+    lost=0,
+)
 def test_literal_password_refused_when_file_is_readable(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + f'database = "{SECRET_URL}"\n', mode=0o644)
     err = error_of(path)

@@ -119,8 +119,12 @@ def test_commands_quote_every_value_and_never_hold_the_password() -> None:
     terminate, drop, create = (shlex.split(c)[5:] for c in made)
     assert terminate[0] == "psql" and "pg_terminate_backend" in terminate[-1]
     assert "datname = 'peludos''staging $x'" in terminate[-1]  # a SQL literal, quoted again
-    assert drop == ["dropdb", "--if-exists", "--maintenance-db=postgres", "peludos'staging $x"]
-    assert create == ["createdb", "-T", "template0", "--maintenance-db=postgres", url.database]
+    assert drop == [
+        "dropdb", "--if-exists", "--maintenance-db=postgres", "--", "peludos'staging $x"
+    ]  # fmt: skip
+    assert create == [
+        "createdb", "-T", "template0", "--maintenance-db=postgres", "--", url.database
+    ]  # fmt: skip
     assert create_commands(url, drop_existing=False) == [made[-1]]
 
     (custom,) = restore_commands(url, "/var/backups/a b.dump", 4)

@@ -547,6 +547,11 @@ class _Validator:
 
     # errors
 
+    def check_pm2_name(self, key: str, value: str) -> None:
+        """pm2 would read a name starting with "-" as an option; a name is one line."""
+        if not value.strip() or value.startswith("-") or "\n" in value or "\r" in value:
+            raise self.fail(key, 'must be one line that does not start with "-" (a pm2 name)')
+
     def fail(self, key: str, message: str) -> ConfigError:
         if self._lines is None:
             self._lines = _key_lines(self.text)
@@ -759,6 +764,8 @@ class _Validator:
         for key in ("pm2_name", "pm2_bin"):
             value = self.text_value(table, key, prefix)
             if value is not None:
+                if key == "pm2_name":
+                    self.check_pm2_name(f"{prefix}.{key}", value)
                 kw[key] = value
         pm2_home = self.text_value(table, "pm2_home", prefix)
         if pm2_home is not None:
@@ -867,6 +874,7 @@ class _Validator:
                     f"must differ from pm2_name ({_quoted(pm2_name)}): stopping the staging "
                     "instance would stop production",
                 )
+            self.check_pm2_name(f"{prefix}.staging_pm2_name", staging_name)
             kw["staging_pm2_name"] = staging_name
         port = self.get(table, "staging_port", prefix, int)
         if port is not None:

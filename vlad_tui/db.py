@@ -10,6 +10,7 @@ appears in argv, and every message is scrubbed.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import os
 import socket
 import ssl
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-from vlad_tui import redact
+from vlad_tui import pgpass, redact
 from vlad_tui.config import Target
 from vlad_tui.db_tls import TlsRefused, TlsRelay, describe
 from vlad_tui.errors import (
@@ -157,7 +158,8 @@ async def resolve_database_url(target: Target, transport: Transport) -> Database
 
     ``dotenv:PATH[#VAR]`` reads ``PATH`` (relative to ``app_dir``) on the target and takes
     ``DATABASE_URL`` (or ``VAR``); ``env:VAR`` reads the local environment; a literal
-    ``postgresql://`` URL is used as is.
+    ``postgresql://`` URL is used as is. A URL without a password takes libpq's
+    ``PGPASSWORD`` or the matching line of this machine's ``~/.pgpass`` (``PGPASSFILE``).
     """
     try:
         ref = target.database_ref
@@ -196,6 +198,13 @@ async def resolve_database_url(target: Target, transport: Transport) -> Database
         url = parse_database_url(raw)
     except DatabaseUrlError as exc:
         raise _reference_error(target, f"{where}: {exc}") from None
+    if not url.password:
+        # libpq's PGPASSWORD / ~/.pgpass, matched against the URL as written (the driver
+        # would see only the forwarded socket), learnt, and then sent through stdin.
+        found = pgpass.lookup(url.host, url.port, url.database, url.user or getpass.getuser())
+        if found:
+            redact.add_secret(found)
+            url = replace(url, password=found)
     return url
 
 

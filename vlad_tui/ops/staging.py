@@ -74,9 +74,12 @@ def create_commands(
         )
         commands += [
             f"{env}psql -X -A -t -v ON_ERROR_STOP=1 -c {quote(terminate)}",
-            f"{env}dropdb --if-exists --maintenance-db={quote(maintenance_db)} {name}",
+            f"{env}dropdb --if-exists --maintenance-db={quote(maintenance_db)} -- {name}",
         ]
-    commands.append(f"{env}createdb -T template0 --maintenance-db={quote(maintenance_db)} {name}")
+    # ``--``: a database name may start with "-" (it comes from the app's URL).
+    commands.append(
+        f"{env}createdb -T template0 --maintenance-db={quote(maintenance_db)} -- {name}"
+    )
     return commands
 
 
