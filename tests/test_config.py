@@ -504,9 +504,16 @@ def test_importing_creates_no_directories(tmp_path: Path) -> None:
 def test_ensure_private_dir(tmp_path: Path) -> None:
     from vlad_tui.paths import ensure_private_dir
 
-    created = ensure_private_dir(tmp_path / "a" / "b")
+    before = stat.S_IMODE(tmp_path.stat().st_mode)
+    old = os.umask(0o022)
+    try:
+        created = ensure_private_dir(tmp_path / "a" / "b")
+    finally:
+        os.umask(old)
     assert created.is_dir()
     assert stat.S_IMODE(created.stat().st_mode) == 0o700
+    assert stat.S_IMODE(created.parent.stat().st_mode) == 0o700  # the parent it made
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == before  # what existed is left alone
     created.chmod(0o755)
     assert ensure_private_dir(created) == created
     assert stat.S_IMODE(created.stat().st_mode) == 0o700

@@ -36,9 +36,12 @@ def backups_dir() -> Path:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and missing parents) and make it ``0700``; return it."""
+    """Create ``path`` and make it ``0700``; the parents it creates are ``0700`` too (the
+    journal's directory, say, when the recording is the first to need it). Return it."""
     path = Path(path)
+    missing = [p for p in path.parents if not p.exists()]
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     # mkdir's mode is filtered by the umask and ignored for an existing directory.
-    os.chmod(path, 0o700)
+    for created in (path, *missing):
+        os.chmod(created, 0o700)
     return path
