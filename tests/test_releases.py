@@ -453,7 +453,7 @@ async def test_fork_mode_is_delete_then_start_and_its_downtime_is_measured(
 # --- keeping ----------------------------------------------------------------------------------
 
 
-async def test_prune_keeps_the_running_and_the_previous_release(
+async def test_prunable_keeps_the_running_and_the_previous_release(
     local: tuple[Target, Transport], production: Production
 ) -> None:
     target, transport = local
@@ -465,9 +465,8 @@ async def test_prune_keeps_the_running_and_the_previous_release(
         for release in built[:2]:
             plan = await release_switch.plan_switch(target, transport, release.path)
             await release_switch.switch(target, transport, plan, settle=0.5)
-        lines: list[OutputLine] = []
         worker_ids = [w.pm_id for w in await release_switch.app_workers(target, transport)]
-        result = await release_switch.prune(target, transport, keep=2, sink=lines.append)
+        result = await release_switch.prunable(target, transport, keep=2)
         r1, r2, r3, r4 = (r.id for r in built)
         assert set(result.removed) == earlier | {junk.name}
         assert result.kept == {
@@ -476,18 +475,19 @@ async def test_prune_keeps_the_running_and_the_previous_release(
             r3: "one of the newest 2",
             r4: "one of the newest 2",
         }
-        assert not junk.exists() and all(Path(r.path).is_dir() for r in built)
+        # Only named: nothing is removed without the operator typing its id.
+        assert junk.exists() and all(Path(r.path).is_dir() for r in built)
         assert (await release_switch.verify_running(target, transport, built[1].path)).ok
-        assert any(line.text == f"kept {r2}: {result.kept[r2]}" for line in lines)
     finally:
         await back_to_app_dir(target, transport, production)
+        shutil.rmtree(junk)
     # Back in app_dir: the release it came from is now "the previous one".
-    result = await release_switch.prune(target, transport, keep=2)
-    assert result.removed == (r1,)
+    result = await release_switch.prunable(target, transport, keep=2)
+    assert r1 in result.removed and r2 not in result.removed
     assert result.kept[r2] == "the previous release"
 
 
-async def test_prune_never_removes_the_directory_pm2s_daemon_runs_in(
+async def test_prunable_never_offers_the_directory_pm2s_daemon_runs_in(
     local: tuple[Target, Transport], production: Production, tmp_path: Path
 ) -> None:
     target, transport = local
@@ -497,11 +497,10 @@ async def test_prune_never_removes_the_directory_pm2s_daemon_runs_in(
     daemon = Pm2(production.pm2.bin, tmp_path / "pm2")
     daemon.run("ping", cwd=Path(r1.path))
     try:
-        result = await release_switch.prune(other, transport, keep=1)
+        result = await release_switch.prunable(other, transport, keep=1)
         assert result.removed == (r2.id,)
         assert result.kept[r1.id].startswith("pm2's daemon runs in it")
         assert result.kept[r3.id] == "one of the newest 1"
-        assert Path(r1.path).is_dir() and not Path(r2.path).exists()
         assert "pong" in daemon.run("ping")
     finally:
         daemon.kill()

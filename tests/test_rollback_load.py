@@ -127,7 +127,7 @@ async def test_code_only_rollback_under_load_fails_no_request_in_cluster_mode(
         assert "rolled back" in listed[r2.id].describe()
         [bad] = world.artifacts("release_bad")
         assert bad["release"] == r2.path
-        pruned = await release_switch.prune(target, transport, keep=0)
+        pruned = await release_switch.prunable(target, transport, keep=0)
         assert r2.id in pruned.removed and r1.id not in pruned.removed
         assert (await release_switch.verify_running(target, transport, r1)).ok
 

@@ -1043,7 +1043,8 @@ install_command = "npm ci"
 # Phase 3 checks the release's schema with it before migrating (DATABASE_URL → production).
 validate_command = "npx --no-install prisma validate"
 # releases_dir = "/srv/backend-vlad-releases"
-# Releases kept on the server (at least 2: the running one and the previous one, never removed).
+# Releases to keep (at least 2: the running and the previous one); the deploy names older ones
+# for the palette's "Remove an old release" (nothing is removed automatically).
 keep_releases = 5
 # Optional: also show Prisma's own status (the migration table is always read directly).
 # prisma_status_command = "npx prisma migrate status"

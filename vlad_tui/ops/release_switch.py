@@ -35,7 +35,6 @@ from vlad_tui.ops.releases import (
     check_layout,
     command_error,
     list_releases,
-    release_path,
     say,
     verify_manifest,
 )
@@ -771,33 +770,13 @@ def previous_releases(log: str, running: Iterable[str], releases: Iterable[Relea
     return {older[-1].path} if older else set()
 
 
-async def prune(
-    target: Target,
-    transport: Transport,
-    *,
-    keep: int | None = None,
-    sink: Sink | None = None,
-) -> PruneResult:
-    """Remove old releases, keeping ``keep`` (``target.keep_releases``) and every protected
-    one (see :func:`choose_prune`). pm2 must be readable: if its process list cannot be read,
-    nothing is removed."""
+async def prunable(target: Target, transport: Transport, *, keep: int | None = None) -> PruneResult:
+    """The releases beyond ``keep`` (``target.keep_releases``) that nothing protects (see
+    :func:`choose_prune`), as ``removed``; reads only. Nothing is removed automatically: the
+    operator removes one from the palette, typing its id. If pm2's process list cannot be read,
+    this raises and nothing is offered."""
     check_layout(target)
     keep = target.keep_releases if keep is None else keep
     releases = await list_releases(target, transport, sizes=False, verify=False)
     in_use, previous = await protected(target, transport, releases)
-    result = choose_prune(releases, keep, in_use=in_use, previous=previous)
-    if result.removed:
-        paths = " ".join(quote(release_path(target, r)) for r in result.removed)
-        command = (
-            f'for d in {paths}; do if [ -d "$d" ] && [ ! -L "$d" ]; then rm -rf -- "$d"; fi; '
-            'if [ -e "$d" ]; then echo "left ${d##*/}"; fi; done; exit 0'
-        )
-        say(sink, f"removing {len(result.removed)} old release(s): {', '.join(result.removed)}")
-        done = await transport.run(command, timeout=600.0)
-        left = {ln[5:] for ln in done.stdout.splitlines() if ln.startswith("left ")}
-        if left:
-            say(sink, f"could not remove {', '.join(sorted(left))} (permissions?)")
-            result = replace(result, removed=tuple(r for r in result.removed if r not in left))
-    for release_id, why in result.kept.items():
-        say(sink, f"kept {release_id}: {why}")
-    return result
+    return choose_prune(releases, keep, in_use=in_use, previous=previous)

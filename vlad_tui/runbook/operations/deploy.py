@@ -310,8 +310,8 @@ async def _deploy_describe(ctx: StepContext) -> ConfirmRequest:
 async def _deploy(ctx: StepContext) -> None:
     """Switch production's pm2 processes to the tested release (the confirmed commands) with
     the health endpoint probed at 10 Hz through the tunnel for the whole step; verified from
-    ``pm2 jlist``; the error logs' offsets recorded for the post-deploy gate; old releases
-    pruned (never the running or the previous one)."""
+    ``pm2 jlist``; the error logs' offsets recorded for the post-deploy gate; the old releases
+    beyond ``keep_releases`` named (never removed here)."""
     from vlad_tui.ops import deploy_gate
     from vlad_tui.ops.probe import PROBE_TIMEOUT, HealthProbe
 
@@ -382,8 +382,18 @@ async def _deploy(ctx: StepContext) -> None:
     took = await record(True, [w.pm_id for w in check.workers])
     ctx.exit_status = 0
     ctx.output(f"deployed release {release.id} in {took:.1f} s: {check.describe()}")
-    pruned = await switch_ops.prune(ctx.target, ctx.transport, sink=ctx.sink)
-    ctx.artifact("releases_pruned", removed=list(pruned.removed), kept=dict(pruned.kept))
+    try:
+        extra = await switch_ops.prunable(ctx.target, ctx.transport)
+    except VladError as exc:
+        ctx.output(f"could not tell which old releases could go: {exc}", "stderr")
+        return
+    ctx.artifact("releases_beyond_keep", releases=list(extra.removed), kept=dict(extra.kept))
+    if extra.removed:
+        ctx.output(
+            f"{len(extra.removed)} old release(s) beyond keep_releases "
+            f"({ctx.target.keep_releases}) are on disk: {', '.join(extra.removed)}. Nothing is "
+            "removed automatically: ctrl+p → Remove an old release… when you want the space."
+        )
 
 
 #: Seconds of health probes, old and new workers side by side, that judge the new ones.
