@@ -11,11 +11,10 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from tests.faults.test_environment import fingerprints
 from tests.rig.pm2 import Pm2
 from tests.rig.postgres import PgServer
 from tests.rig.sshd import SshdServer
-from tests.rig.world import World, build_world, phases_1_and_2
+from tests.rig.world import World, build_world, fingerprints, phases_1_and_2
 from vlad_tui.ops import release_switch
 from vlad_tui.runbook.engine import Engine
 

@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tests.faults.test_environment import fingerprints
 from tests.rig.pm2 import Pm2
 from tests.rig.postgres import PgServer
 from tests.rig.sshd import SshdServer
-from tests.rig.world import World, build_world
+from tests.rig.world import World, build_world, fingerprints
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 

@@ -25,15 +25,13 @@ from tests.rig.pm2 import Pm2
 from tests.rig.postgres import PgServer
 from tests.rig.services import free_port, missing
 from tests.rig.sshd import SshdServer
-from tests.rig.world import World, build_world
+from tests.rig.world import World, build_world, fingerprints
 from vlad_tui.config import Config, Project, Target, dump_config
 from vlad_tui.journal import Run
 from vlad_tui.runbook.engine import Engine
 from vlad_tui.transport import SshTransport
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
-
-TABLES = ("users", "medals", "virgin_medals", "partners", "medal_fronts")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -77,18 +75,6 @@ def fill(path: Path, leave: int = 0) -> Path:
             except OSError:
                 break
     return filler
-
-
-async def fingerprints(world: World) -> dict[str, tuple[Any, ...]]:
-    """Row count and an md5 of every row of each critical table of production."""
-    out = {}
-    for table in TABLES:
-        [row] = await world.fetch(
-            f"select count(*), md5(coalesce(string_agg(t::text, ',' order by t::text), '')) "
-            f"from {table} t"
-        )
-        out[table] = tuple(row)
-    return out
 
 
 def engine_for(world: World, target: Target, run: Run, sink: Any = None) -> Engine:

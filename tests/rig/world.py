@@ -100,6 +100,22 @@ class World:
         return "".join(p.read_text(errors="replace") for p in files if p.is_file())
 
 
+#: The sample's critical tables.
+TABLES = ("users", "medals", "virgin_medals", "partners", "medal_fronts")
+
+
+async def fingerprints(world: World) -> dict[str, tuple[Any, ...]]:
+    """Row count and an md5 of every row of each critical table of production."""
+    out = {}
+    for table in TABLES:
+        [row] = await world.fetch(
+            f"select count(*), md5(coalesce(string_agg(t::text, ',' order by t::text), '')) "
+            f"from {table} t"
+        )
+        out[table] = tuple(row)
+    return out
+
+
 @asynccontextmanager
 async def build_world(
     pg: PgServer, pm2: Pm2, sshd: SshdServer, tmp_path: Path, **target: Any
