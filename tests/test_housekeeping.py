@@ -447,7 +447,7 @@ async def test_the_palette_picks_a_kept_database_and_drops_it_by_name(
 ) -> None:
     from textual.widgets import OptionList
 
-    from tests.test_tui_app import open_palette_command, wait_until
+    from tests.rig.pilot import open_palette_command, wait_until
     from vlad_tui.tui.app import make_app
     from vlad_tui.tui.screens.confirm import ConfirmScreen
     from vlad_tui.tui.screens.housekeeping import HousekeepingScreen

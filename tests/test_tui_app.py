@@ -6,16 +6,15 @@ every step really runs; assertions are on engine state and journal content, not 
 
 from __future__ import annotations
 
-import asyncio
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from textual.pilot import Pilot
 from textual.widgets import Button, Input
 
+from tests.rig.pilot import open_palette_command, wait_until
 from tests.rig.pm2 import SampleApp
 from vlad_tui.config import Config, Project, Target
 from vlad_tui.events import OutputLine
@@ -53,28 +52,9 @@ def setup(sample_app: SampleApp, tmp_path: Path) -> Setup:
     return Setup(config, target, Journal(tmp_path / "runs"))
 
 
-async def wait_until(
-    pilot: Pilot, condition: Callable[[], bool], timeout: float = 20.0, what: str = ""
-) -> None:
-    """Let the app run until ``condition()`` holds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        await pilot.pause(0.05)
-
-
 def journal_events(app: VladApp, kind: str) -> list[dict]:
     assert app.engine is not None
     return app.journal.load(app.engine.run.run_id).events_of(kind)
-
-
-async def open_palette_command(pilot: Pilot, text: str) -> None:
-    await pilot.press("ctrl+p")
-    await pilot.pause(0.2)
-    await pilot.press(*text)
-    await pilot.pause(0.3)
-    await pilot.press("enter")
 
 
 async def test_enter_runs_the_selected_step_and_journals_it(setup: Setup) -> None:

@@ -8,17 +8,15 @@ the key into the target's known_hosts file, which the next connection verifies l
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from rich.console import Console
-from textual.pilot import Pilot
 from textual.widgets import Static
 
+from tests.rig.pilot import wait_until
 from tests.rig.sshd import SshdServer
 from vlad_tui import cli
 from vlad_tui.config import Config, Project, Target
@@ -31,14 +29,6 @@ from vlad_tui.tui.screens.host_key import HostKeyScreen
 
 pytestmark = pytest.mark.integration
 SIZE = (80, 24)
-
-
-async def wait_until(pilot: Pilot, condition: Callable[[], bool], what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + 20
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def screen_text(app: VladApp) -> str:
@@ -89,14 +79,16 @@ async def test_unknown_host_key_is_shown_trusted_journaled_and_connects(
     target = sshd.target(known_hosts=file)
     app, journal = app_for(target, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, HostKeyScreen), "the modal")
+        await wait_until(pilot, lambda: isinstance(app.screen, HostKeyScreen), what="the modal")
         await pilot.pause(0.1)
         shown = screen_text(app)
         for text in ("127.0.0.1", str(sshd.port), "ssh-ed25519", sshd.host_fingerprint, str(file)):
             assert text in shown, text
         assert not file.exists()  # nothing written before the answer
         await pilot.press(*"127.0.0.1", "enter")
-        await wait_until(pilot, lambda: app.connection_state.startswith("connected"), "connect")
+        await wait_until(
+            pilot, lambda: app.connection_state.startswith("connected"), what="connect"
+        )
         assert not isinstance(app.screen, HostKeyScreen)
     assert file.stat().st_mode & 0o777 == 0o600
     algorithm, blob = sshd.known_hosts.read_text().split()[1:3]
@@ -128,7 +120,7 @@ async def test_refused_host_key_writes_nothing_and_says_why(
     file.write_text("# kept as it is\n")
     app, journal = app_for(sshd.target(known_hosts=file), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, HostKeyScreen), "the modal")
+        await wait_until(pilot, lambda: isinstance(app.screen, HostKeyScreen), what="the modal")
         # A wrong answer keeps the modal open and says what to type.
         await pilot.press(*"yes", "enter")
         await pilot.pause(0.2)
@@ -136,7 +128,7 @@ async def test_refused_host_key_writes_nothing_and_says_why(
         why = screen_text(app)
         assert "Type 127.0.0.1 or trust exactly" in why
         await pilot.press("escape")
-        await wait_until(pilot, lambda: "not trusted" in app.connection_state, "the refusal")
+        await wait_until(pilot, lambda: "not trusted" in app.connection_state, what="the refusal")
         await pilot.pause(0.2)
         overview = " ".join(screen_text(app).split())
         assert "not connected: the host key of 127.0.0.1" in overview
@@ -211,7 +203,7 @@ async def test_changed_host_key_is_refused_with_both_fingerprints(
 
     app, journal = app_for(sshd.target(known_hosts=file), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: "cannot connect" in app.connection_state, "refusal")
+        await wait_until(pilot, lambda: "cannot connect" in app.connection_state, what="refusal")
         await pilot.pause(0.2)
         assert not isinstance(app.screen, HostKeyScreen)  # never asked
         overview = " ".join(screen_text(app).split())
@@ -248,9 +240,11 @@ async def test_a_known_hosts_that_cannot_be_written_trusts_nothing(
     file = blocker / "known_hosts"
     app, journal = app_for(sshd.target(known_hosts=file), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, HostKeyScreen), "the modal")
+        await wait_until(pilot, lambda: isinstance(app.screen, HostKeyScreen), what="the modal")
         await pilot.press(*"trust", "enter")
-        await wait_until(pilot, lambda: "cannot connect" in app.connection_state, "the failure")
+        await wait_until(
+            pilot, lambda: "cannot connect" in app.connection_state, what="the failure"
+        )
         assert f"cannot add the host key to {file}: Not a directory; it is not trusted" in (
             app.connection_state
         )
