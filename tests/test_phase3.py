@@ -268,6 +268,12 @@ async def test_a_second_engine_sees_the_lock_and_prisma_lock_holder(world: World
 SLOW = "20250401000000_slow_backfill"
 
 
+@pytest.mark.fault(
+    "The SSH connection dropped during the production migrate",
+    did="The migrate runs detached on the server; vlad-tui re-attached over a new connection: "
+    "one job, each migration applied once, the deploy went on.",
+    lost=0,
+)
 async def test_connection_dropped_during_migrate_re_attaches_and_migrates_once(
     world: World, sshd: SshdServer
 ) -> None:

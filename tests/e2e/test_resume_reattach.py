@@ -401,6 +401,12 @@ async def test_vlad_tui_killed_mid_restore_then_resume_re_attaches(world: World)
     assert offsets and offsets[-1]["offset"] == (world.job_dirs()[0] / "log").stat().st_size
 
 
+@pytest.mark.fault(
+    "The SSH connection dropped during the staging restore",
+    did="The restore runs detached on the server; vlad-tui followed it over a new connection "
+    "to its end: one pg_restore, staging equal to production.",
+    lost=0,
+)
 async def test_dropped_connection_mid_restore_is_followed_in_the_same_session(
     world: World,
 ) -> None:

@@ -48,7 +48,7 @@ from vlad_tui import format as show
 from vlad_tui import paths, redact
 from vlad_tui.config import Target
 from vlad_tui.db import DatabaseUrl
-from vlad_tui.errors import DatabaseError, TransportError, VladError
+from vlad_tui.errors import ConnectionLost, DatabaseError, TransportError, VladError
 from vlad_tui.events import OutputLine, Sink, Stream
 from vlad_tui.transport.base import CommandResult, Transport
 from vlad_tui.transport.shell import env_prefix, quote, with_secrets
@@ -529,6 +529,22 @@ async def _dump(
         )
     try:
         result = await transport.run(command, stdin=stdin, sink=sink, timeout=timeout)
+    except ConnectionLost:
+        # The dump cannot report its end any more: it dies at its next output line (its
+        # stderr is gone) and the file it writes is removed here, over a new connection.
+        removed = False
+        with contextlib.suppress(Exception):
+            removed = (await asyncio.wait_for(transport.run(f"rm -rf -- {quote(partial)}"), 15)).ok
+        kept = (
+            "its partial file was removed"
+            if removed
+            else f"remove its partial file {partial} by hand"
+        )
+        raise BackupError(
+            f"the SSH connection to {transport.label} dropped while pg_dump ran: {kept} and no "
+            "backup file was kept; run the backup again",
+            rung="pg_dump",
+        ) from None
     except BaseException:
         # Cancelled or timed out: the transport stopped the dump (the script's trap removes
         # the partial file on TERM); remove it here too in case it had to be KILLed.

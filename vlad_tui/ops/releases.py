@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from vlad_tui.config import Target
 from vlad_tui.db import DatabaseUrl
-from vlad_tui.errors import VladError
+from vlad_tui.errors import ConnectionLost, VladError
 from vlad_tui.events import OutputLine, Sink
 from vlad_tui.ops.staging_app import COMMAND_TIMEOUT, run_in_app
 from vlad_tui.transport.base import CommandResult, Transport
@@ -387,13 +387,21 @@ async def build_release(
         ("generate", target.generate_command),
         ("build", target.build_command),
     ):
-        if url is not None:
-            step = await run_in_app(in_release, transport, command, url, sink=sink, timeout=timeout)
-        else:
-            say(sink, f"$ cd {quote(path)} && {command}")
-            step = await transport.run(
-                f"cd {quote(path)} || exit 1; sh -c {quote(command)}", sink=sink, timeout=timeout
-            )
+        try:
+            if url is not None:
+                step = await run_in_app(
+                    in_release, transport, command, url, sink=sink, timeout=timeout
+                )
+            else:
+                say(sink, f"$ cd {quote(path)} && {command}")
+                script = f"cd {quote(path)} || exit 1; sh -c {quote(command)}"
+                step = await transport.run(script, sink=sink, timeout=timeout)
+        except ConnectionLost:
+            raise ReleaseError(
+                f"the SSH connection to {transport.label} dropped during the {what} "
+                f"(`{command}`) of release {release_id}: that release stays incomplete (no "
+                "manifest), so it is never started or shipped; build the release again"
+            ) from None
         if not step.ok:
             raise command_error(what, command, step)
     result = await transport.run(manifest_script(path), timeout=300.0)

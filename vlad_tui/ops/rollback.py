@@ -62,6 +62,8 @@ MAX_NAME_BYTES = 63
 DISK_MARGIN = 1.1
 #: How long :func:`swap` keeps terminating sessions that hold production open (seconds).
 TERMINATE_WAIT = 15.0
+#: How long the undo of a failed swap may take on its connection before a new one is used.
+UNDO_WAIT = 10.0
 _STAMP = re.compile(r"(\d{8}_\d{6})\Z")
 _ITEM = re.compile(r"\b(?:processing|finished) item (\d+) ")
 _SERIAL_ENTRY = re.compile(r"pg_restore: (?:creating |processing data for table |executing )")
@@ -797,7 +799,16 @@ async def swap(
                         f"{plan.failed_db!r} the one set aside) but {failed_step!r} failed: "
                         f"{why}; finish it (resume the swap, or start the app)"
                     ) from None
-                undone = await _undo_partial(conn, plan, renamed, stopped_at, start_app, result)
+                try:
+                    undone = await asyncio.wait_for(
+                        _undo_partial(conn, plan, renamed, stopped_at, start_app, result),
+                        UNDO_WAIT,
+                    )
+                except TimeoutError:  # that connection died (SSH dropped): undo over a new one
+                    async with _maintenance(target, transport, url, maintenance_db) as again:
+                        undone = await _undo_partial(
+                            again.connection, plan, renamed, stopped_at, start_app, result
+                        )
                 state = (
                     "production is as it was (undone)"
                     if undone

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from vlad_tui.errors import VladError
+from vlad_tui.errors import ConnectionLost, VladError
 from vlad_tui.ops import release_switch as switch_ops
 from vlad_tui.ops.staging_app import in_app_dir, run_in_app
 from vlad_tui.runbook.operations.backup import _ProgressLines
@@ -370,6 +370,14 @@ async def _deploy(ctx: StepContext) -> None:
         check = await switch_ops.switch(
             ctx.target, ctx.transport, plan, sink=ctx.sink, after_step=after
         )
+    except ConnectionLost:
+        await record(False, [])
+        state = await _production_state(ctx, release.id, release.path, previous)
+        raise VladError(
+            f"the SSH connection to {ctx.transport.label} dropped during the switch to release "
+            f"{release.id}: {state}. Or run «{ctx.step.title}» again: it plans from what pm2 "
+            "runs then and ends with the release's workers only"
+        ) from None
     except switch_ops.ReleaseError as exc:
         await record(False, [])
         if "the old workers keep serving" in str(exc):

@@ -224,22 +224,27 @@ def _log_headline(logs: str) -> str:
 
 
 async def _staging_migrate(ctx: StepContext) -> None:
-    """The configured migrate command with ``DATABASE_URL`` → staging (through stdin).
+    """The configured migrate command with ``DATABASE_URL`` → staging (through stdin), detached
+    on the server as on production: a dropped connection re-attaches, never migrates twice.
 
     Production's ``_prisma_migrations`` is read before and after: if it changed, the command
     did not honour ``DATABASE_URL`` and the step fails loudly. A failed migration is shown
     with its ``_prisma_migrations.logs``.
     """
     from vlad_tui.db import Database
-    from vlad_tui.ops import staging_app
+    from vlad_tui.ops.staging_app import in_app_dir
 
     url = await _staging_url(ctx)
     production = await ctx.database_url()
     before = await _prisma_rows(ctx, production)
-    result = await staging_app.run_in_app(
-        ctx.target, ctx.transport, ctx.target.migrate_command, url, sink=ctx.sink
+    command = ctx.target.migrate_command
+    ctx.output(f"$ cd {ctx.target.app_dir} && {command}   (DATABASE_URL → {url})")
+    exit_status = await run_detached(
+        ctx,
+        "migrate on staging",
+        in_app_dir(ctx.target, command),
+        secrets={"DATABASE_URL": url.to_url()},
     )
-    ctx.exit_status = result.exit_status
     if await _prisma_rows(ctx, production) != before:
         raise VladError(
             f"PRODUCTION's _prisma_migrations ({production.database}) changed while migrating "
@@ -254,8 +259,8 @@ async def _staging_migrate(ctx: StepContext) -> None:
         for line in (m.logs or "(no logs)").splitlines()[-20:]:
             ctx.output(f"          {line}", "stderr")
     ctx.output(f"{url.database}: {status.summary()}")
-    if not result.ok or failed:
-        how = f"exit status {result.exit_status}" if result.exit_status is not None else "killed"
+    if exit_status != 0 or failed:
+        how = f"exit status {exit_status}"
         detail = ""
         if failed:
             headline = _log_headline(failed[0].logs or "")
