@@ -93,6 +93,31 @@ class Drops:
             journal=world.journal,
         )
 
+    def resume(self) -> Engine:
+        """``vlad-tui --resume``: the run reopened, a new engine replaying its journal."""
+        world = self.world
+        world.run.close()
+        world.run = world.journal.open_run(world.run.run_id, operator="ana@bastion")
+        self.engine = Engine.resume(
+            world.config,
+            world.target,
+            world.transport,
+            world.run,
+            world.journal.load(world.run.run_id),
+            confirm=world.operator.confirm,
+            sink=self._sink,
+            journal=world.journal,
+        )
+        return self.engine
+
+    def assert_resumes_done(self, step: str) -> None:
+        """A resumed engine sees the step done and no job of it left to follow."""
+        statuses = dict(self.engine.statuses)
+        resumed = self.resume()
+        assert resumed.statuses[step] == "ok"
+        assert resumed.unfinished_job(step) is None
+        assert {s: v for s, v in resumed.statuses.items() if v != statuses[s]} == {}
+
     def new_run(self) -> None:
         """A new run of the same target (another rollback, say), with its own engine."""
         self.world.run.close()
@@ -256,13 +281,16 @@ async def test_backup(drops: Drops) -> None:
     assert not world.artifacts("backup", "p1.backup")
     assert drops.finished("p1.backup") == [("failed", error)]
 
-    # Run again: it works, and it is the only backup there is.
+    # Resumed (vlad-tui --resume), run again: it works, and it is the only backup there is.
+    resumed = drops.resume()
+    assert resumed.statuses["p1.backup"] == "failed" and resumed.error("p1.backup") == error
     await drops.ensure("p1.backup", "p1.verify_backup")
     [made] = [a for a in world.artifacts("backup", "p1.verify_backup") if a.get("verified")]
     assert [p.name for p in backups.iterdir()] == [Path(made["path"]).name]
     found = await read_backups(world.target, world.transport, world.journal)
     assert [b.path for b in found.value or [] if b.verified] == [made["path"]]
     assert await drops.fingerprints() == before
+    drops.assert_resumes_done("p1.backup")
 
 
 @pytest.mark.fault(
@@ -311,6 +339,7 @@ async def test_staging_migrate(drops: Drops) -> None:
     assert all(r[1] == 1 and r[2] for r in rows), rows
     assert drops.finished("p2.migrate") == [("ok", None)]
     assert await drops.fingerprints() == before
+    drops.assert_resumes_done("p2.migrate")
 
 
 @pytest.mark.fault(
@@ -349,7 +378,9 @@ async def test_build(drops: Drops) -> None:
     await _until(lambda: asyncio.sleep(0, not building()), "the orphaned build to end", 30)
     assert not (half / ".vlad-tui" / "manifest.sha256").exists()
 
-    # Run again: a new release, built whole; it is the one staging runs and Phase 3 ships.
+    # Resumed, run again: a new release, built whole; staging runs it and Phase 3 ships it.
+    resumed = drops.resume()
+    assert resumed.statuses["p2.build"] == "failed" and resumed.error("p2.build") == error
     await drops.ensure("p2.build")
     [release] = world.artifacts("release", "p2.build")
     assert Path(release["path"]) != half
@@ -358,6 +389,7 @@ async def test_build(drops: Drops) -> None:
     await drops.phase2()
     [staged] = world.artifacts("staging_instance", "p2.start")
     assert staged["release"] == release["id"]
+    drops.assert_resumes_done("p2.build")
 
 
 @pytest.mark.fault(
@@ -399,13 +431,16 @@ async def test_deploy_switch(drops: Drops) -> None:
     assert "again" in error, error
     assert drops.finished("p3.deploy") == [("failed", error)]
 
-    # Run again: it plans from what pm2 runs now and ends with the release's workers only.
+    # Resumed, run again: it plans from what pm2 runs then; only the release's workers are left.
+    resumed = drops.resume()
+    assert resumed.statuses["p3.deploy"] == "failed" and resumed.error("p3.deploy") == error
     await drops.ensure("p3.deploy", answers=1)
     assert world.builds() == {new_build}
     workers = [p for p in world.pm2.jlist() if p["name"] == world.target.pm2_name]
     assert len(workers) == 2 and not {w["pid"] for w in workers} & old_pids
     assert {w["pm2_env"]["pm_cwd"] for w in workers} == {release["path"]}
     assert await drops.fingerprints() == before
+    drops.assert_resumes_done("p3.deploy")
 
 
 async def _rollback_params(drops: Drops) -> dict[str, Any]:
@@ -435,9 +470,13 @@ async def _rollback(drops: Drops, params: dict[str, Any]) -> bool:
 
 
 async def _databases(drops: Drops) -> set[str]:
-    rows = await drops.world.fetch(
-        "select datname from pg_database where datname like $1", drops.world.production + "%"
-    )
+    conn = await drops.world.pg.connect()
+    try:
+        rows = await conn.fetch(
+            "select datname from pg_database where datname like $1", drops.world.production + "%"
+        )
+    finally:
+        await conn.close()
     return {r[0] for r in rows} - {drops.world.staging}
 
 
@@ -497,6 +536,7 @@ async def test_rollback_restore(drops: Drops) -> None:
         t: backup["fingerprints"]["tables"][t]["count"] for t in DEFAULT_CRITICAL_TABLES
     }
     assert engine.statuses["rb.health"] == "ok"
+    drops.assert_resumes_done("rb.restore")
 
 
 @pytest.mark.fault(
@@ -531,7 +571,11 @@ async def test_rollback_swap(drops: Drops) -> None:
     assert await _counts(drops, world.production) == before
     assert world.get("/health")  # the undo started the app again
 
-    # Run the rollback again: the swap starts afresh (the restore is not run again) and ends.
+    # Resumed, the rollback run again: the swap starts afresh (no second restore) and ends.
+    resumed = drops.resume()
+    assert resumed.statuses["rb.swap"] == "failed" and resumed.error("rb.swap") == error
+    assert resumed.statuses["rb.restore"] == "ok"
+    engine = resumed
     world.operator.answers = [world.target.name]
     assert await _rollback(drops, params), drops.errors()
     assert world.production in await _databases(drops)
@@ -541,3 +585,4 @@ async def test_rollback_swap(drops: Drops) -> None:
     assert len({j["job_id"] for j in world.artifacts(jobs.JOB_ARTIFACT, "rb.restore")}) == 1
     assert await _counts(drops, choice["failed_db"]) == before
     assert engine.statuses["rb.health"] == "ok"
+    drops.assert_resumes_done("rb.swap")

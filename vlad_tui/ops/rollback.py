@@ -799,16 +799,16 @@ async def swap(
                         f"{plan.failed_db!r} the one set aside) but {failed_step!r} failed: "
                         f"{why}; finish it (resume the swap, or start the app)"
                     ) from None
-                try:
+                undone = False
+                with contextlib.suppress(TimeoutError):  # a dead connection may never answer
                     undone = await asyncio.wait_for(
                         _undo_partial(conn, plan, renamed, stopped_at, start_app, result),
                         UNDO_WAIT,
                     )
-                except TimeoutError:  # that connection died (SSH dropped): undo over a new one
-                    async with _maintenance(target, transport, url, maintenance_db) as again:
-                        undone = await _undo_partial(
-                            again.connection, plan, renamed, stopped_at, start_app, result
-                        )
+                if not undone:  # that connection died with the step (SSH dropped)?
+                    undone = await _undo_again(
+                        target, transport, url, plan, start_app, result, maintenance_db
+                    )
                 state = (
                     "production is as it was (undone)"
                     if undone
@@ -820,6 +820,28 @@ async def swap(
     except _pg_errors() as exc:
         raise RollbackError(f"swap: {_pg_error(exc)}") from None
     return result
+
+
+async def _undo_again(
+    target: Target,
+    transport: Transport,
+    url: DatabaseUrl,
+    plan: SwapPlan,
+    start_app: AppAction,
+    result: SwapResult,
+    maintenance_db: str,
+) -> bool:
+    """Undo from the names that exist now, over a new connection (:func:`resume_swap`)."""
+    try:
+        again = await resume_swap(
+            target, transport, url, plan, start_app=start_app, action="undo",
+            maintenance_db=maintenance_db,
+        )  # fmt: skip
+    except VladError:
+        return False
+    result.done += again.done
+    result.outcome = "undone"
+    return True
 
 
 async def _undo_partial(
