@@ -13,6 +13,12 @@ table (the server is this machine), or its session in ``pg_stat_activity``. Step
 purpose where they are too quick to catch: the dump waits for a lock the test holds, a staging
 migration sleeps, the build sleeps in ``scripts/build.js``, a table's CHECK sleeps per row so
 its restore's COPY takes seconds.
+
+Each test then checks what the operator is told, the journal loaded again from disk, that the
+critical tables lost nothing, and that the run resumes: a new engine replaying the journal (as
+``vlad-tui --resume`` does) shows the same, and a step that failed is run again from it. The
+connection's death is noticed at once or only by the SSH keepalives (~45-60 s), depending on
+which sshd process held the socket; the swap's row passes either way (then it takes ~90 s).
 """
 
 from __future__ import annotations
