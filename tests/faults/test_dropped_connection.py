@@ -359,6 +359,7 @@ async def test_build(drops: Drops) -> None:
     await drops.phase1()
     await drops.ensure("p2.status", "p2.migrate")
     releases = Path(world.target.releases_path)
+    before = await drops.fingerprints()
     task = asyncio.create_task(engine.run_step("p2.build"))
 
     def building() -> list[int]:
@@ -395,6 +396,8 @@ async def test_build(drops: Drops) -> None:
     await drops.phase2()
     [staged] = world.artifacts("staging_instance", "p2.start")
     assert staged["release"] == release["id"]
+    assert world.builds() == {"production-v1"}  # production itself never changed
+    assert await drops.fingerprints() == before
     drops.assert_resumes_done("p2.build")
 
 
