@@ -36,7 +36,7 @@ import pytest_asyncio
 from tests.rig.pm2 import Pm2
 from tests.rig.postgres import PgServer
 from tests.rig.sshd import SshdServer
-from tests.rig.world import FEATURES, World, build_world
+from tests.rig.world import FEATURES, World, build_world, fingerprints
 from vlad_tui.config import DEFAULT_CRITICAL_TABLES
 from vlad_tui.ops import jobs
 from vlad_tui.ops.inventory import read_backups
@@ -179,16 +179,9 @@ class Drops:
     def errors(self) -> dict[str, str | None]:
         return {s: self.engine.error(s) for s in self.engine.statuses if self.engine.error(s)}
 
-    async def fingerprints(self) -> dict[str, tuple[int, str]]:
+    async def fingerprints(self) -> dict[str, tuple[Any, ...]]:
         """Rows and an md5 of every row of each critical table of production."""
-        out = {}
-        for table in DEFAULT_CRITICAL_TABLES:
-            [row] = await self.world.fetch(
-                "select count(*), md5(coalesce(string_agg(t::text, '|' order by t::text), ''))"
-                f' from "{table}" t'
-            )
-            out[table] = (row[0], row[1])
-        return out
+        return await fingerprints(self.world)
 
     def finished(self, step: str) -> list[tuple[str, str | None]]:
         """(status, error) of the step's ends, from the journal loaded again from disk."""
