@@ -64,6 +64,9 @@ DISK_MARGIN = 1.1
 TERMINATE_WAIT = 15.0
 #: How long the undo of a failed swap may take on its connection before a new one is used.
 UNDO_WAIT = 10.0
+#: Seconds one statement of the swap may take: a connection that died silently is noticed
+#: then, not after the SSH keepalives give up (a minute, with the app stopped).
+STATEMENT_WAIT = 15.0
 _STAMP = re.compile(r"(\d{8}_\d{6})\Z")
 _ITEM = re.compile(r"\b(?:processing|finished) item (\d+) ")
 _SERIAL_ENTRY = re.compile(r"pg_restore: (?:creating |processing data for table |executing )")
@@ -117,6 +120,8 @@ def _pg_errors() -> tuple[type[BaseException], ...]:
 
 
 def _pg_error(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "the database stopped answering (the connection may be lost)"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     code = getattr(exc, "sqlstate", None)
     return f"{text} (SQLSTATE {code})" if code else text
@@ -715,10 +720,11 @@ async def _rename(conn: Any, old: str, new: str, wait: float) -> None:
     import asyncpg
 
     deadline = time.monotonic() + wait
+    rename = f"ALTER DATABASE {quote_ident(old)} RENAME TO {quote_ident(new)}"
     while True:
-        await conn.execute(_terminate_sql([old]))
+        await conn.execute(_terminate_sql([old]), timeout=STATEMENT_WAIT)
         try:
-            await conn.execute(f"ALTER DATABASE {quote_ident(old)} RENAME TO {quote_ident(new)}")
+            await conn.execute(rename, timeout=STATEMENT_WAIT)
             return
         except asyncpg.ObjectInUseError:
             if time.monotonic() >= deadline:
@@ -782,7 +788,7 @@ async def swap(
                         renamed = step.rename == (plan.database, plan.failed_db)
                         swapped = not renamed
                     else:
-                        await conn.execute(step.text)
+                        await conn.execute(step.text, timeout=STATEMENT_WAIT)
                         if step.label == "block new connections":
                             blocked_at = time.monotonic()
                         elif step.label == "allow connections" and blocked_at is not None:
