@@ -352,6 +352,12 @@ async def test_concurrent_first_calls_share_one_connection(sshd: SshdServer) -> 
         await t.close()
 
 
+@pytest.mark.fault(
+    "The SSH connection dropped between two commands",
+    did="Opened a new connection for the next command and carried on",
+    lost=0,
+    area="connection",
+)
 async def test_ssh_reconnects_after_the_connection_dropped(
     ssh: SshTransport, sshd: SshdServer
 ) -> None:
@@ -377,6 +383,13 @@ async def test_ssh_connection_lost_mid_command(ssh: SshTransport, sshd: SshdServ
     assert await eventually(lambda: process_gone(ssh, pid))
 
 
+@pytest.mark.fault(
+    "The SSH connection dropped while a detached command ran on the server",
+    did="The command kept running; after reconnecting vlad-tui re-attached and read the rest of "
+    "its output, every line once, and its real exit status",
+    lost=0,
+    area="connection",
+)
 async def test_detached_job_survives_a_dropped_connection(
     ssh: SshTransport, sshd: SshdServer, tmp_path: Path
 ) -> None:
@@ -465,6 +478,13 @@ async def test_default_known_hosts_is_used_and_never_disabled(
     await t.close()
 
 
+@pytest.mark.fault(
+    "The server's host key changed (known_hosts holds another key)",
+    did="Refused to connect, said the key CHANGED and showed the fingerprint the server offered; "
+    "nothing ran on the server",
+    lost=0,
+    area="host keys",
+)
 async def test_changed_host_key_is_refused(sshd: SshdServer, tmp_path: Path) -> None:
     other = sshd.make_key(f"other_host_{secrets.token_hex(3)}")
     public = Path(f"{other}.pub").read_text().split()

@@ -156,6 +156,12 @@ def other_user() -> str:
 
 
 @pytest.mark.integration
+@pytest.mark.fault(
+    "Another local user tries to reach the database through vlad-tui's running tunnel",
+    did="Permission denied: the tunnel is a Unix socket in a 0700 directory of vlad-tui's user, no "
+    "TCP port is opened, and the directory goes with the connection",
+    lost=0,
+)
 async def test_another_user_cannot_reach_the_database_through_a_running_tunnel(
     sshd: SshdServer, pg: PgServer, other_user: str
 ) -> None:
