@@ -128,6 +128,7 @@ class Figures:
     lags: list[tuple[float, float]] = field(default_factory=list)  # (s since start, lag)
     bare_lags: list[float] = field(default_factory=list)
     stacks: Counter[str] = field(default_factory=Counter)
+    growth: list[str] = field(default_factory=list)  # tracemalloc's top lines, if tracing
     wall: float = 0.0  # seconds the soak ran (the dashboard up)
     cpu: float = 0.0  # seconds of CPU this process used during the soak
     gc: list[tuple[int, float]] = field(default_factory=list)  # (generation, pause in s)
@@ -248,6 +249,7 @@ async def soak(config: Any, target: Target, args: argparse.Namespace) -> Figures
         stop = asyncio.Event()
         t0 = time.monotonic()
         cpu0, load0 = cpu_seconds(), os.getloadavg()[0]
+        snapshot = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
         redraws0 = dash.rendered
         taken = 0
         last = dash.samples[-1]
@@ -298,6 +300,9 @@ async def soak(config: Any, target: Target, args: argparse.Namespace) -> Figures
             stop.set()
             await asyncio.gather(*tasks)
             figures.wall = time.monotonic() - t0
+            if snapshot is not None:
+                top = tracemalloc.take_snapshot().compare_to(snapshot, "lineno")[:10]
+                figures.growth = [str(stat) for stat in top]
             figures.cpu, figures.load = cpu_seconds() - cpu0, (load0, os.getloadavg()[0])
             out, _ = await bare.communicate()
             figures.bare_lags = json.loads(out)
@@ -417,16 +422,15 @@ def main() -> None:
         )
         if args.tracemalloc:
             tracemalloc.start(8)
-        first = tracemalloc.take_snapshot() if args.tracemalloc else None
         figures = asyncio.run(soak(config, target, args))
         report(figures, args)
         if figures.stacks:
             print("\nwhere the loop was during the stalls (innermost first):")
             for stack, n in figures.stacks.most_common(8):
                 print(f"  {n}× {stack}")
-        if first is not None:
-            print("\ntracemalloc: top growth since the start")
-            for stat in tracemalloc.take_snapshot().compare_to(first, "lineno")[:10]:
+        if figures.growth:
+            print("\ntracemalloc: what grew most while the dashboard ran")
+            for stat in figures.growth:
                 print(f"  {stat}")
         if any(after is None for _, after in figures.restarts):
             sys.exit(1)
