@@ -52,7 +52,7 @@ from vlad_tui.config import Target, load_config  # noqa: E402
 from vlad_tui.demo.sandbox import Sandbox  # noqa: E402
 from vlad_tui.journal import Journal  # noqa: E402
 from vlad_tui.tui.app import make_app  # noqa: E402
-from vlad_tui.tui.widgets.monitor import MONITOR_STEP, MonitorDashboard  # noqa: E402
+from vlad_tui.tui.widgets.monitor import HISTORY, MONITOR_STEP, MonitorDashboard  # noqa: E402
 
 #: the repo's pm2 (scripts/setup.sh), so the sandbox needs no npm install
 LOCAL_PM2 = REPO / ".tools" / "node_modules" / ".bin"
@@ -97,11 +97,11 @@ class GcPauses:
         else:
             self.pauses.append((info["generation"], time.perf_counter() - self._started))
 
-    def __enter__(self) -> GcPauses:
+    def start(self) -> GcPauses:
         gc.callbacks.append(self)
         return self
 
-    def __exit__(self, *_: object) -> None:
+    def stop(self) -> None:
         gc.callbacks.remove(self)
 
 
@@ -129,6 +129,7 @@ class Figures:
     bare_lags: list[float] = field(default_factory=list)
     stacks: Counter[str] = field(default_factory=Counter)
     growth: list[str] = field(default_factory=list)  # tracemalloc's top lines, if tracing
+    full_at: float | None = None  # when the dashboard's history (sparklines) became full
     wall: float = 0.0  # seconds the soak ran (the dashboard up)
     cpu: float = 0.0  # seconds of CPU this process used during the soak
     gc: list[tuple[int, float]] = field(default_factory=list)  # (generation, pause in s)
@@ -275,7 +276,7 @@ async def soak(config: Any, target: Target, args: argparse.Namespace) -> Figures
             seen = f"seen after {after:4.1f} s" if after is not None else "NOT seen"
             print(f"  {at - t0:6.0f} s restart {seen}", flush=True)
 
-        pauses = GcPauses().__enter__()
+        pauses = GcPauses().start()
         try:
             # the last restart gets three sample intervals after the end to show
             grace = 3 * config.monitor.interval + 5
@@ -284,6 +285,8 @@ async def soak(config: Any, target: Target, args: argparse.Namespace) -> Figures
                 if dash.samples and dash.samples[-1] is not last:
                     last = dash.samples[-1]
                     taken += 1
+                    if figures.full_at is None and len(dash.samples) == dash.samples.maxlen:
+                        figures.full_at = time.monotonic() - t0
                 now = time.monotonic()
                 if pending is not None and shows_restart(dash, pending[1]):
                     settle(pending[0], now - pending[0])
@@ -307,7 +310,7 @@ async def soak(config: Any, target: Target, args: argparse.Namespace) -> Figures
             out, _ = await bare.communicate()
             figures.bare_lags = json.loads(out)
         finally:
-            pauses.__exit__()
+            pauses.stop()
             figures.gc = pauses.pauses
             stop.set()
             stacks_stop.set()
@@ -358,6 +361,7 @@ def report(figures: Figures, args: argparse.Namespace) -> None:
     points = figures.rss
     values = [v for _, v in points]
     half = [p for p in points if p[0] >= points[-1][0] / 2]
+    full = [p for p in points if figures.full_at is not None and p[0] >= figures.full_at]
     seen = [after for _, after in figures.restarts if after is not None]
     lags = [lag for _, lag in figures.lags]
     stalls = [at for at, lag in figures.lags if lag > STALL]
@@ -376,6 +380,13 @@ def report(figures: Figures, args: argparse.Namespace) -> None:
         ("RSS max", f"{max(values) / MB:.1f} MB", f"{max(values) / values[0]:.3f}× start"),
         ("RSS slope, whole run", f"{slope(points):+.1f} MB/h", f"{len(points)} samples"),
         ("RSS slope, second half", f"{slope(half):+.1f} MB/h", f"{len(half)} samples"),
+        (
+            "RSS slope, history full",
+            f"{slope(full):+.1f} MB/h" if len(full) > 1 else "-",
+            f"after {figures.full_at:.0f} s ({HISTORY} samples kept)"
+            if figures.full_at is not None
+            else f"the {HISTORY}-sample history never filled",
+        ),
         *_lag_rows("vlad-tui loop", lags, figures.bare_lags),
         ("  of which within 10 s of a restart", f"{near}", ""),
         *(_lag_rows("bare loop", figures.bare_lags, None) if figures.bare_lags else []),
