@@ -194,15 +194,15 @@ def collect(repo: Path = REPO, paths: Sequence[str] = ("tests",)) -> list[Marked
         command += ["-p", "no:cacheprovider", *paths]
         done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
         skipped = Path(f"{out}.skipped")
-        if done.returncode != 0 or not out.exists():
-            raise CollectionFailed(
-                f"pytest could not collect the suite (exit {done.returncode}):\n"
-                f"{done.stdout[-4000:]}{done.stderr[-4000:]}"
-            )
         if skipped.exists():
             raise CollectionFailed(
                 "modules skipped at collection, their rows would go missing:\n"
                 + skipped.read_text("utf-8")
+            )
+        if done.returncode not in (0, 5) or not out.exists():  # 5: nothing collected
+            raise CollectionFailed(
+                f"pytest could not collect the suite (exit {done.returncode}):\n"
+                f"{done.stdout[-4000:]}{done.stderr[-4000:]}"
             )
         return [
             Marked(m["nodeid"], tuple(m["args"]), m["kwargs"])
