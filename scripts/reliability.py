@@ -73,7 +73,7 @@ KEYWORD_AREAS: tuple[tuple[str, str], ...] = (
     (r"host key", "host keys"),
     (r"\bdisk\b|no space|space left", "disk"),
     (r"connection|\bssh\b", "connection"),
-    (r"\bkilled\b|sigkill|sighup|sigterm", "process killed"),
+    (r"vlad-tui\b.*\bkilled|sigkill|sighup|sigterm", "process killed"),
     (r"\block\b|operators?\b", "operators"),
     (r"backup", "backups"),
     (r"postgres|database", "database"),

@@ -111,6 +111,8 @@ def test_a_parametrized_test_is_one_row_unless_its_parameters_differ() -> None:
         ("tests/test_phase3.py::t", "A second operator deploys", None, "operators"),
         ("tests/test_rollback_flow.py::t", "A corrupted backup offered", None, "backups"),
         ("tests/test_phase3.py::t", "The app crash-looping", None, "application"),
+        ("tests/faults/test_environment.py::t", "The pm2 daemon killed", None, "application"),
+        ("tests/test_phase3.py::t", "vlad-tui killed during the swap", None, "process killed"),
         ("tests/test_phase3.py::t", "The SSH connection dropped", "database", "database"),
         ("tests/test_phase3.py::t", "Something odd", None, None),
     ],
