@@ -108,6 +108,11 @@ async def test_break_needs_the_run_id_that_was_shown(place: tuple[Target, Transp
         await lock.break_lock(target, transport, expected_run_id="old-run")
 
 
+@pytest.mark.fault(
+    "A deploy lock left half-written (its directory without info.json)",
+    did="Still a lock: a deploy is refused until the lock is broken explicitly",
+    lost=0,
+)
 async def test_lock_dir_without_info_is_still_a_lock(place: tuple[Target, Transport]) -> None:
     target, transport = place
     path = Path(lock.lock_path(target))

@@ -359,6 +359,14 @@ async def _assert_one_restore_with_its_real_result(
     assert await world.counts(world.staging) == await world.counts(world.module.production)
 
 
+@pytest.mark.fault(
+    "The SSH connection killed on the server during the staging restore, then vlad-tui quit",
+    did="The restore went on, detached, on the server; `--resume` re-attached over a new "
+    "connection and saw it end: one pg_restore, every log line once, staging's row counts equal "
+    "to production's",
+    lost=0,
+    area="connection",
+)
 async def test_connection_killed_mid_restore_then_resume_re_attaches(world: World) -> None:
     with ProcessSampler(world.staging) as sampler:
         driver = world.driver()
@@ -384,6 +392,13 @@ async def test_connection_killed_mid_restore_then_resume_re_attaches(world: Worl
     await _assert_one_restore_with_its_real_result(world, engine, sampler)
 
 
+@pytest.mark.fault(
+    "vlad-tui killed (SIGKILL) during the staging restore",
+    did="The restore went on on the server; `--resume` re-attached from the journaled log offset "
+    "and saw it end: one pg_restore, staging's row counts equal to production's",
+    lost=0,
+    area="process killed",
+)
 async def test_vlad_tui_killed_mid_restore_then_resume_re_attaches(world: World) -> None:
     with ProcessSampler(world.staging) as sampler:
         driver = world.driver()
