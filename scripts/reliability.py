@@ -213,12 +213,20 @@ def collect(repo: Path = REPO, paths: Sequence[str] = ("tests",)) -> list[Marked
 # ----------------------------------------------------------------------------- checking
 
 
+#: Lower-case names that stay so at the start of a line.
+_AS_WRITTEN = frozenset({"npm", "sshd", "psql", "tmux", "ps", "ssh"})
+
+
 def _text(value: Any) -> str | None:
-    """One line, capitalised, without a closing full stop (helpers write either way)."""
+    """One line, capitalised, without a closing full stop (helpers write either way); a first
+    word that is a name as written (vlad-tui, pg_dump, pm2, `code`) keeps its case."""
     if not isinstance(value, str) or not value.strip(" ."):
         return None
     text = " ".join(value.split()).rstrip(".")
-    return text if text.startswith(("vlad-tui", "`")) else text[0].upper() + text[1:]
+    first = text.split(" ", 1)[0].removesuffix("'s").rstrip(",:;")
+    if first.startswith("`") or not first.isalpha() or first in _AS_WRITTEN:
+        return text
+    return text[0].upper() + text[1:]
 
 
 def area_of(nodeid: str, fault: str, explicit: Any = None) -> str | None:
