@@ -146,14 +146,16 @@ class Killed:
         return path.read_text() if path.exists() else ""
 
     def migrate_jobs(self) -> list[str]:
-        """Job directories on the server other than Phase 1's restore (every job launched)."""
+        """Job directories on the server other than those of Phases 1 and 2 (the staging
+        restore and migrate): every job launched for production."""
         root = Path(self.world.target.jobs_dir or "") / JOBS_DIR
-        restores = {
+        staging = {
             e["data"]["job_id"]
-            for e in self.of("artifact", "p1.staging_restore")
+            for step in ("p1.staging_restore", "p2.migrate")
+            for e in self.of("artifact", step)
             if e["artifact"] == "detached_job"
         }
-        return sorted(d.name for d in root.iterdir() if d.name not in restores)
+        return sorted(d.name for d in root.iterdir() if d.name not in staging)
 
     def workers(self) -> list[dict[str, Any]]:
         return [p for p in self.world.pm2.jlist() if p["name"] == self.world.target.pm2_name]
