@@ -191,7 +191,8 @@ def collect(repo: Path = REPO, paths: Sequence[str] = ("tests",)) -> list[Marked
             ),
         }
         command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "reliability"]
-        command += ["-p", "no:cacheprovider", *paths]
+        # The suite's own addopts (its workers) are no business of a collection.
+        command += ["-o", "addopts=", "-p", "no:cacheprovider", *paths]
         done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
         skipped = Path(f"{out}.skipped")
         if skipped.exists():
