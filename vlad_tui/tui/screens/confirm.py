@@ -10,14 +10,15 @@ journals it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Static
 
 if TYPE_CHECKING:
@@ -68,6 +69,25 @@ def mismatch(typed: str, expected: str, what: str = TARGET_NAME) -> str:
     if expected.startswith(typed):
         return f"Not finished: {typed!r} is not {expected!r}."
     return f"{typed!r} is not {expected!r}: type {what} exactly."
+
+
+def keep_early_key(
+    screen: Screen[Any], field: Input, event: events.Key, submit: Callable[[], None]
+) -> None:
+    """A key typed before ``field`` had focus (a modal's first frame) goes into it; Enter
+    submits. Keys for a focused button are left to it."""
+    if field.has_focus or isinstance(screen.focused, Button):
+        return
+    if event.is_printable and event.character is not None:
+        event.stop()
+        event.prevent_default()
+        field.focus()
+        field.insert_text_at_cursor(event.character)
+    elif event.key == "enter":
+        event.stop()
+        event.prevent_default()
+        field.focus()
+        submit()
 
 
 class ConfirmScreen(ModalScreen[str | None]):
@@ -121,20 +141,7 @@ class ConfirmScreen(ModalScreen[str | None]):
         return self.typed == self.request.expected
 
     def on_key(self, event: events.Key) -> None:
-        """Keys typed before the field had focus (the modal's first frame) go into it."""
-        field = self.query_one("#confirm-input", Input)
-        if field.has_focus or isinstance(self.focused, Button):
-            return
-        if event.is_printable and event.character is not None:
-            event.stop()
-            event.prevent_default()
-            field.focus()
-            field.insert_text_at_cursor(event.character)
-        elif event.key == "enter":
-            event.stop()
-            event.prevent_default()
-            field.focus()
-            self._submit()
+        keep_early_key(self, self.query_one("#confirm-input", Input), event, self._submit)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()

@@ -22,6 +22,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
 from vlad_tui.errors import TransportError
+from vlad_tui.tui.screens.confirm import keep_early_key
 
 if TYPE_CHECKING:
     from vlad_tui.config import Target
@@ -102,20 +103,7 @@ class HostKeyScreen(ModalScreen[bool]):
         return self.query_one("#host-key-input", Input).value
 
     def on_key(self, event: events.Key) -> None:
-        """Keys typed before the field had focus (the modal's first frame) go into it."""
-        field = self.query_one("#host-key-input", Input)
-        if field.has_focus or isinstance(self.focused, Button):
-            return
-        if event.is_printable and event.character is not None:
-            event.stop()
-            event.prevent_default()
-            field.focus()
-            field.insert_text_at_cursor(event.character)
-        elif event.key == "enter":
-            event.stop()
-            event.prevent_default()
-            field.focus()
-            self._submit()
+        keep_early_key(self, self.query_one("#host-key-input", Input), event, self._submit)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
