@@ -40,6 +40,7 @@ import tempfile
 import threading
 import time
 import tracemalloc
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,18 +85,43 @@ def rss() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
+class Lags:
+    """The loop's lag at each tick, in a buffer allocated once: the harness must not grow the
+    memory it measures (a list of tuples grew it by about 8 MB an hour at 20 ticks a second)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.values = array("d", bytes(8 * (int(seconds / TICK) + 1)))
+        self.count = 0
+        self.stalls: list[tuple[float, float]] = []  # (s since start, lag): the rare ones
+
+    def add(self, at: float, lag: float) -> None:
+        if self.count < len(self.values):
+            self.values[self.count] = lag
+            self.count += 1
+        if lag > STALL:
+            self.stalls.append((at, lag))
+
+    def all(self) -> list[float]:
+        return list(self.values[: self.count])
+
+
 class GcPauses:
-    """How long each garbage collection held the loop (``gc.callbacks``), per generation."""
+    """How long garbage collections held the loop (``gc.callbacks``): per generation the count,
+    the total and the longest, in fixed slots (a list per collection would grow the RSS)."""
 
     def __init__(self) -> None:
-        self.pauses: list[tuple[int, float]] = []  # (generation, seconds)
+        self.by_generation = [[0, 0.0, 0.0] for _ in range(3)]  # collections, seconds, max
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
         else:
-            self.pauses.append((info["generation"], time.perf_counter() - self._started))
+            took = time.perf_counter() - self._started
+            slot = self.by_generation[info["generation"]]
+            slot[0] += 1
+            slot[1] += took
+            slot[2] = max(slot[2], took)
 
     def start(self) -> GcPauses:
         gc.callbacks.append(self)
@@ -125,14 +151,14 @@ def slope(points: list[tuple[float, float]]) -> float:
 @dataclass
 class Figures:
     rss: list[tuple[float, float]] = field(default_factory=list)  # (s since start, bytes)
-    lags: list[tuple[float, float]] = field(default_factory=list)  # (s since start, lag)
+    lags: Lags = field(default_factory=lambda: Lags(0))
     bare_lags: list[float] = field(default_factory=list)
     stacks: Counter[str] = field(default_factory=Counter)
     growth: list[str] = field(default_factory=list)  # tracemalloc's top lines, if tracing
     full_at: float | None = None  # when the dashboard's history (sparklines) became full
     wall: float = 0.0  # seconds the soak ran (the dashboard up)
     cpu: float = 0.0  # seconds of CPU this process used during the soak
-    gc: list[tuple[int, float]] = field(default_factory=list)  # (generation, pause in s)
+    gc: list[list[float]] = field(default_factory=list)  # per generation: count, s, max s
     load: tuple[float, float] = (0.0, 0.0)  # the machine's 1-minute load at start and end
     restarts: list[tuple[float, float | None]] = field(default_factory=list)  # (at, seen after)
     samples: int = 0
@@ -158,7 +184,7 @@ async def watch_lag(
     while not stop.is_set():
         started = time.monotonic()
         await asyncio.sleep(TICK)
-        figures.lags.append((started - t0, time.monotonic() - started - TICK))
+        figures.lags.add(started - t0, time.monotonic() - started - TICK)
         if beat is not None:
             beat[0] = time.monotonic()
 
@@ -225,7 +251,9 @@ async def until(check: Any, what: str, timeout: float) -> None:
 
 
 async def soak(config: Any, target: Target, args: argparse.Namespace) -> Figures:
-    figures = Figures()
+    # the lag buffer is allocated here, before the first RSS sample; the grace after the end
+    # (three sample intervals + 5 s) has room too
+    figures = Figures(lags=Lags(args.minutes * 60 + 3 * config.monitor.interval + 60))
     app = make_app(config, target=target, journal=Journal(config.journal_dir), environ={})
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("4")
@@ -311,7 +339,7 @@ async def soak(config: Any, target: Target, args: argparse.Namespace) -> Figures
             figures.bare_lags = json.loads(out)
         finally:
             pauses.stop()
-            figures.gc = pauses.pauses
+            figures.gc = pauses.by_generation
             stop.set()
             stacks_stop.set()
             if bare.returncode is None:
@@ -341,19 +369,16 @@ def _lag_rows(name: str, lags: list[float], base: list[float] | None) -> list[tu
     return rows
 
 
-def _gc_rows(pauses: list[tuple[int, float]]) -> list[tuple[str, ...]]:
-    rows = []
-    for generation in (0, 1, 2):
-        times = [t for g, t in pauses if g == generation]
-        if times:
-            rows.append(
-                (
-                    f"gc generation {generation}: pause max",
-                    f"{max(times) * 1000:.0f} ms",
-                    f"{len(times)} collections, {sum(times):.2f} s in all",
-                )
-            )
-    return rows
+def _gc_rows(by_generation: list[list[float]]) -> list[tuple[str, ...]]:
+    return [
+        (
+            f"gc generation {generation}: pause max",
+            f"{longest * 1000:.0f} ms",
+            f"{count:.0f} collections, {total:.2f} s in all",
+        )
+        for generation, (count, total, longest) in enumerate(by_generation)
+        if count
+    ]
 
 
 def report(figures: Figures, args: argparse.Namespace) -> None:
@@ -363,8 +388,8 @@ def report(figures: Figures, args: argparse.Namespace) -> None:
     half = [p for p in points if p[0] >= points[-1][0] / 2]
     full = [p for p in points if figures.full_at is not None and p[0] >= figures.full_at]
     seen = [after for _, after in figures.restarts if after is not None]
-    lags = [lag for _, lag in figures.lags]
-    stalls = [at for at, lag in figures.lags if lag > STALL]
+    lags = figures.lags.all()
+    stalls = [at for at, _lag in figures.lags.stalls]
     near = sum(any(0 <= at - r <= 10 for r, _ in figures.restarts) for at in stalls)
     rows = [
         ("duration", f"{wall / 60:.1f} min", ""),
