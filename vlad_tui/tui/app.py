@@ -31,7 +31,7 @@ from vlad_tui.tui.screens.rollback import RollbackScreen
 
 if TYPE_CHECKING:
     from vlad_tui.config import Config, Target
-    from vlad_tui.journal import Journal
+    from vlad_tui.journal import Journal, RunRecord
     from vlad_tui.ops.inventory import TargetState
     from vlad_tui.runbook.engine import ConfirmRequest, Engine
     from vlad_tui.runbook.events import EngineEvent
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from vlad_tui.tui.widgets.step_list import StepList
 
 STEPS_GROUP = "steps"
+
 _EXTRA_KEYS = ("lock", "migrations", "backup", "backups", "backups_error")
 _GO = Binding.Group("Go", compact=True)
 
@@ -282,28 +283,45 @@ class VladApp(App[None]):
         self.sub_title = f"{self.target.name} · {self.transport.label} · run {run.run_id}"
         return self.engine
 
-    def resume_run(self, run_id: str | None) -> bool:
-        """Reopen an unfinished run (the newest for the target when ``run_id`` is None)."""
+    def resume_run(self, run_id: str | None) -> None:
+        """Reopen an unfinished run (the newest for the target when ``run_id`` is None).
+
+        The journal is read in a worker's thread: a target with many long runs has a big one.
+        """
         if self.target is None or self._ensure_transport() is None:
-            return False
+            return
         if self.busy:
             self.notify("A step is running; resume after it ends.", severity="error")
-            return False
+            return
+        self._resume(run_id, self.target)
+
+    @work(group="resume", exclusive=True)
+    async def _resume(self, run_id: str | None, target: Target) -> None:
         from vlad_tui.runbook.engine import Engine
 
-        try:
-            if not run_id:
-                unfinished = self.journal.unfinished(self.target.name)
+        def read() -> tuple[str, RunRecord] | None:
+            chosen = run_id
+            if not chosen:
+                unfinished = self.journal.unfinished(target.name)
                 if not unfinished:
-                    self.notify("No unfinished run to resume.", severity="warning")
-                    return False
-                run_id = unfinished[0].run_id
-            record = self.journal.load(run_id)
-            run = self.journal.open_run(run_id)
+                    return None
+                chosen = unfinished[0].run_id
+            return chosen, self.journal.load(chosen)
+
+        try:
+            found = await asyncio.to_thread(read)
+            if found is None:
+                self.notify("No unfinished run to resume.", severity="warning")
+                return
+            chosen, record = found
+            if self.target is not target or self.transport is None or self.busy:
+                return  # the operator moved on while the journal was read
+            transport = self.transport
+            run = await asyncio.to_thread(self.journal.open_run, chosen)
             self.engine = Engine.resume(
                 self.config,
-                self.target,
-                self.transport,
+                target,
+                transport,
                 run,
                 record,
                 confirm=self.confirm,
@@ -311,12 +329,11 @@ class VladApp(App[None]):
                 journal=self.journal,
             )
         except Exception as exc:  # a corrupt or foreign journal must not crash the app
-            self.notify(f"Cannot resume {run_id}: {exc}", severity="error")
-            return False
-        self.sub_title = f"{self.target.name} · {self.transport.label} · run {run_id} (resumed)"
-        self.notify(f"Resumed run {run_id}.")
+            self.notify(f"Cannot resume {run_id or 'the newest run'}: {exc}", severity="error")
+            return
+        self.sub_title = f"{target.name} · {transport.label} · run {run.run_id} (resumed)"
+        self.notify(f"Resumed run {run.run_id}.")
         self.post_message(TargetChanged())
-        return True
 
     def load_facts(self) -> None:
         """Gather the target's facts in a worker (or show the injected ones)."""

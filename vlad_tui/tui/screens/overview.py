@@ -185,8 +185,7 @@ class OverviewScreen(Screen[None]):
         if not runs:
             self.notify("No unfinished run for this target.")
             return
-        if self.app.resume_run(runs[0].run_id):
-            self.reload()
+        self.app.resume_run(runs[0].run_id)  # every screen reloads once it is resumed
 
     def action_pick_target(self) -> None:
         self.app.action_pick_target()
