@@ -183,6 +183,15 @@ def test_last_deploy_and_migrations_come_from_the_journal(tmp_path: Path) -> Non
     deploy = rb.last_deploy(journal, "production")
     assert deploy is not None and deploy.backup_path == P1
     assert rb.migrations_by_backup(journal, "production") == {NEWEST: 4}
+    # Phase 1's backup reused by Phase 3: the count is the one Phase 3 read under the lock,
+    # never staging's (Phase 2 migrated staging to 6 in between).
+    run = journal.start_run("production", operator="ana@bastion")
+    run.artifact("p1.backup", "backup", path=P1, verified=False, created_at=NOW)
+    run.artifact("p2.migrate", "migrations", migrations=[{"name": "a", "state": "applied"}] * 6)
+    run.artifact("p3.backup", "backup", path=P1, verified=True, created_at=NOW, reused=True)
+    run.artifact("p3.backup", "backup_migrations", migrations=["a"] * 4)
+    run.close()
+    assert rb.migrations_by_backup(journal, "production")[P1] == 4
     assert rb.backup_record(journal, "production", P3)["verified"] is True
     assert rb.restore_throughput(journal, "production") is None
     run = journal.start_run("production", operator="ana@bastion")

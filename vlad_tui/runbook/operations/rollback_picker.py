@@ -174,21 +174,36 @@ def backup_record(journal: Journal, target: str, path: str) -> dict[str, Any] | 
 
 
 def migrations_by_backup(journal: Journal, target: str) -> dict[str, int]:
-    """Per backup path: how many migrations were applied when it was taken, from the newest
-    ``migrations`` artifact of the same run recorded before it (blocking; absent: unknown)."""
+    """Per backup path: how many migrations production had applied when it was taken (blocking;
+    absent: unknown).
+
+    Phase 3 records the backup's own list (``backup_migrations``, read under the deploy lock
+    before migrating); otherwise the newest status of production's migrations recorded in the
+    same run before the backup counts. Phase 2's statuses are staging's and never count.
+    """
     per_run: dict[str, list[tuple[float, int]]] = {}
     for summary, data in journal.artifacts(target, "migrations"):
         rows = data.get("migrations")
-        if isinstance(rows, list):
+        if isinstance(rows, list) and not str(data.get("step") or "").startswith("p2."):
             applied = sum(1 for m in rows if isinstance(m, dict) and m.get("state") == "applied")
             per_run.setdefault(summary.run_id, []).append((float(data.get("ts") or 0.0), applied))
+    own: dict[tuple[str, str], int] = {}  # (run, step): the backup's own list
+    for summary, data in journal.artifacts(target, "backup_migrations"):
+        rows = data.get("migrations")
+        if isinstance(rows, list):
+            own.setdefault((summary.run_id, str(data.get("step"))), len(rows))
     found: dict[str, int] = {}
     for summary, data in journal.artifacts(target, "backup"):
         path = str(data.get("path") or "").rstrip("/")
-        ts = float(data.get("ts") or 0.0)
-        earlier = [m for m in per_run.get(summary.run_id, []) if m[0] <= ts]
-        if path and earlier and path not in found:
-            found[path] = max(earlier)[1]
+        if not path or path in found:
+            continue
+        count = own.get((summary.run_id, str(data.get("step"))))
+        if count is None:
+            ts = float(data.get("ts") or 0.0)
+            earlier = [m for m in per_run.get(summary.run_id, []) if m[0] <= ts]
+            count = max(earlier)[1] if earlier else None
+        if count is not None:
+            found[path] = count
     return found
 
 
