@@ -283,16 +283,8 @@ async def _deploy_describe(ctx: StepContext) -> ConfirmRequest:
         f"Switches {ctx.target.pm2_name} to release {release.id} "
         f"({release.source.text if release.source else '?'}) in {plan.mode} mode "
         f"({plan.strategy}).",
-        *plan.notes,
+        *(f"{note[0].upper()}{note[1:]}." for note in plan.notes),
     ]
-    if plan.mode == "fork":
-        lines.append(
-            "Fork mode: requests fail while the app restarts; cluster mode avoids that downtime."
-        )
-    if plan.lost_env:
-        lines.append(
-            "The new processes will not have: " + ", ".join(plan.lost_env) + " (names only)."
-        )
     if explanation:
         lines.append("One-time layout change: " + " ".join(explanation))
         lines.append("To undo it: " + " ; ".join(revert))
