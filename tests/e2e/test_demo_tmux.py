@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -192,7 +193,12 @@ def test_demo_walks_the_phases_in_tmux(
     # the code, both; one confirmation restores beside production, one covers the outage.
     terminal.keys("r")
     screen = terminal.wait_for("Scope (s):", "Backup (b):", timeout=60)
-    terminal.wait_for("both", timeout=60)
+    screen = terminal.wait_for("both", " known ─", timeout=60)  # the picker's rows are in
+    # Each backup row counts what production had applied when it was taken: the demo's 4
+    # (the overview's "4 applied · 2 pending"), never the 6 Phase 2 applied to staging.
+    rows = [line for line in screen.splitlines() if " cust " in line]
+    assert any(re.search(r" cust +4 ", row) for row in rows), screen
+    assert not any(re.search(r" cust +6 ", row) for row in rows), screen
     terminal.keys("a")
     for title in ("Restaurar el backup al lado de producción", "Intercambiar bases por rename"):
         screen = terminal.wait_for(f"Destructive step: {title}", timeout=180)

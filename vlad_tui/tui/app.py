@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from vlad_tui.tui.widgets.step_list import StepList
 
 STEPS_GROUP = "steps"
-
 _EXTRA_KEYS = ("lock", "migrations", "backup", "backups", "backups_error")
 _GO = Binding.Group("Go", compact=True)
 
