@@ -157,6 +157,7 @@ class Load(threading.Thread):
         self.url = f"http://127.0.0.1:{port}/health"
         self.stop = threading.Event()
         self.ok = self.failed = 0
+        self.reasons: list[str] = []
         self.gap = 0.0
         self.started = 0.0
 
@@ -164,13 +165,16 @@ class Load(threading.Thread):
         last = self.started = time.monotonic()
         while not self.stop.is_set():
             try:
-                with urllib.request.urlopen(self.url, timeout=2) as resp:
+                # A slow answer on this shared 2-core machine is not a dropped request: 5 s, as
+                # in tests/test_rollback_load.py; a refused or reset connection fails at once.
+                with urllib.request.urlopen(self.url, timeout=5) as resp:
                     resp.read()
                 self.ok += 1
                 now = time.monotonic()
                 self.gap, last = max(self.gap, now - last), now
-            except OSError:
+            except OSError as exc:
                 self.failed += 1
+                self.reasons.append(f"at {time.monotonic() - self.started:.1f} s: {exc}")
             self.stop.wait(0.02)
         self.gap = max(self.gap, time.monotonic() - last)
 
@@ -178,6 +182,7 @@ class Load(threading.Thread):
         return (
             f"{self.ok} ok, {self.failed} failed, longest gap {self.gap * 1000:.0f} ms "
             f"over {time.monotonic() - self.started:.1f} s"
+            + "".join(f"; {reason}" for reason in self.reasons[:5])
         )
 
     def __enter__(self) -> Load:
