@@ -63,3 +63,40 @@ async def test_a_hold_released_while_covered_closes_when_uncovered() -> None:
         app.pop_screen()
         await pilot.pause(0.2)
         assert hold not in app.screen_stack and len(app.screen_stack) == base
+
+
+async def test_a_burst_of_keys_edits_the_confirmation_in_the_order_typed() -> None:
+    """A wrong name, Enter, four backspaces and the rest of the name, arriving in one burst
+    (a fast typist over a laggy SSH link): the field holds what was typed, in order, and the
+    final Enter confirms. A plain Input applies the backspaces after the letters behind them
+    and ends with the wrong name again."""
+    from textual import events
+    from textual.app import App
+
+    from vlad_tui.runbook.operations import ConfirmRequest
+    from vlad_tui.tui.screens.confirm import ConfirmScreen
+
+    request = ConfirmRequest(
+        "p1.staging_restore", "Restaurar", ["pg_restore …"], "vm", "db_staging", "", "production"
+    )
+    answers: list[str | None] = []
+    app: App[None] = App()
+
+    def burst(keys: list[str]) -> None:
+        for key in keys:
+            app.post_message(events.Key(key, key if len(key) == 1 else None))
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(ConfirmScreen(request), answers.append)
+        await pilot.pause(0.2)
+        screen = app.screen
+        assert isinstance(screen, ConfirmScreen)
+        burst([*"produccion", "enter"])
+        await pilot.pause(0.2)
+        assert answers == [] and screen.typed == "produccion"  # refused, still open
+        burst(["backspace"] * 4 + [*"tion", "left", "left", "delete", "home", "x", "end"])
+        await pilot.pause(0.2)
+        assert screen.typed == "xproductin"
+        burst(["home", "delete", "end", "left", "o", "enter"])
+        await pilot.pause(0.2)
+        assert answers == ["production"]

@@ -21,6 +21,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Static
 
+from vlad_tui.tui.widgets.typed_input import TypedInput
+
 if TYPE_CHECKING:
     from vlad_tui.runbook.engine import ConfirmRequest
 
@@ -120,7 +122,7 @@ class ConfirmScreen(ModalScreen[str | None]):
             prompt.append(request.expected, style="bold reverse")
             prompt.append(f" ({request.expected_label or TARGET_NAME}) to run it:")
             yield Static(prompt, id="confirm-prompt")
-            yield Input(id="confirm-input", select_on_focus=False)
+            yield TypedInput(id="confirm-input", select_on_focus=False)
             yield Static(Text(HINT, style="dim"), id="confirm-why")
             with Horizontal(id="confirm-buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
@@ -154,16 +156,17 @@ class ConfirmScreen(ModalScreen[str | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self._submit()
+        self._submit(event.value)  # what Enter was pressed on, whatever was typed after it
 
-    def _submit(self) -> None:
+    def _submit(self, typed: str | None = None) -> None:
+        typed = self.typed if typed is None else typed
         what = self.request.expected_label or TARGET_NAME
-        reason = mismatch(self.typed, self.request.expected, what)
+        reason = mismatch(typed, self.request.expected, what)
         if reason:
             self.query_one("#confirm-why", Static).update(Text(reason, style="bold red"))
             self.query_one("#confirm-input", Input).focus()
             return
-        self.dismiss(self.typed)
+        self.dismiss(typed)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

@@ -23,6 +23,7 @@ from textual.widgets import Button, Input, Static
 
 from vlad_tui.errors import TransportError
 from vlad_tui.tui.screens.confirm import keep_early_key
+from vlad_tui.tui.widgets.typed_input import TypedInput
 
 if TYPE_CHECKING:
     from vlad_tui.config import Target
@@ -88,7 +89,7 @@ class HostKeyScreen(ModalScreen[bool]):
             prompt.append(TRUST_WORD, style="bold reverse")
             prompt.append(") to trust this key:")
             yield Static(prompt, id="host-key-prompt")
-            yield Input(id="host-key-input", select_on_focus=False)
+            yield TypedInput(id="host-key-input", select_on_focus=False)
             hint = Text("escape: do not trust, stay disconnected", style="dim")
             yield Static(hint, id="host-key-why")
             with Horizontal(id="host-key-buttons"):
@@ -111,10 +112,10 @@ class HostKeyScreen(ModalScreen[bool]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self._submit()
+        self._submit(event.value)
 
-    def _submit(self) -> None:
-        if answers(self.typed, self.error.host):
+    def _submit(self, typed: str | None = None) -> None:
+        if answers(self.typed if typed is None else typed, self.error.host):
             self.dismiss(True)
             return
         text = f"Type {self.error.host} or {TRUST_WORD} exactly (escape: do not trust)."

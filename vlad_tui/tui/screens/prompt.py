@@ -11,6 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
+from vlad_tui.tui.widgets.typed_input import TypedInput
+
 
 class YesNoScreen(ModalScreen[bool]):
     """Ask a question; ``No`` has focus, Escape answers no."""
@@ -70,7 +72,7 @@ class ReasonScreen(ModalScreen[str | None]):
         with Vertical(classes="dialog"):
             yield Static(Text(self.title_text, style="bold"), classes="question")
             yield Static(Text(self.explanation), classes="explanation")
-            yield Input(placeholder=self.placeholder, id="reason")
+            yield TypedInput(placeholder=self.placeholder, id="reason")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
                 yield Button(self.ok_label, id="ok", variant="error")

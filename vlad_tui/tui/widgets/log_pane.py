@@ -28,6 +28,7 @@ from textual.widgets import Input, Log
 
 from vlad_tui.events import OutputLine
 from vlad_tui.tui.widgets._css import sibling_css
+from vlad_tui.tui.widgets.typed_input import TypedInput
 
 FLUSH_INTERVAL = 0.15
 MAX_LINES = 5000
@@ -109,7 +110,7 @@ class LogPane(Vertical):
         self._width = 0
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter (enter to apply, escape to clear)", id="log-filter")
+        yield TypedInput(placeholder="filter (enter to apply, escape to clear)", id="log-filter")
         yield Log(max_lines=self.max_lines, highlight=False, id="log-view")
 
     def on_mount(self) -> None:
