@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from vlad_tui.config import Target
@@ -368,6 +368,8 @@ def test_database_commands(sandbox: Sandbox, v: Values) -> None:
 )
 @SETTINGS
 @given(v=values)
+# A backslash escape in the directory: dash's echo would print "\0" as a NUL, "\c" as the end.
+@example(v=Values(name=f"\\c{PAYLOAD}", segment=f"\\0 \\c{PAYLOAD}"))
 def test_job_launcher_and_job_scripts(sandbox: Sandbox, v: Values) -> None:
     job_root = sandbox.path(f"{v.segment}/jobs")
     job_id = shell.new_job_id()

@@ -303,7 +303,7 @@ _DUMP_SCRIPT = """\
 umask 077
 d={backup_dir}; p={path}; t={partial}
 [ -d "$d" ] || mkdir -p -- "$d" || exit 1
-if [ -e "$p" ]; then echo "$p already exists" >&2; exit 1; fi
+if [ -e "$p" ]; then printf '%s already exists\\n' "$p" >&2; exit 1; fi
 rm -rf -- "$t"
 trap 'rm -rf -- "$t"; exit 143' HUP INT TERM
 {dump} -f "$t"
@@ -329,7 +329,7 @@ else
   d=$(h < "$p") || exit 1
 fi
 n=$(du -sb -- "$p" | cut -f1) || exit 1
-echo "$n $d"
+printf '%s %s\\n' "$n" "$d"
 """
 
 

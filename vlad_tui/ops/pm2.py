@@ -169,12 +169,13 @@ def jlist_command(target: Target) -> str:
     down = f">&2; exit {DAEMON_DOWN}; fi; "
     return (
         f"h={home}; "
-        f'if [ ! -S "$h/rpc.sock" ]; then echo "no pm2 daemon in $h" {down}'
+        f'if [ ! -S "$h/rpc.sock" ]; then printf "no pm2 daemon in %s\\n" "$h" {down}'
         'p=$(cat "$h/pm2.pid" 2>/dev/null); s=R; '
         'if [ -n "$p" ]; then if command -v ps >/dev/null 2>&1; '
         'then s=$(ps -o stat= -p "$p" 2>/dev/null | tr -d " "); '
         'else kill -0 "$p" 2>/dev/null || s=; fi; fi; '
-        'case "$s" in ""|Z*) echo "no pm2 daemon in $h (it died: pid $p in pm2.pid is gone)" '
+        'case "$s" in ""|Z*) '
+        'printf "no pm2 daemon in %s (it died: pid %s in pm2.pid is gone)\\n" "$h" "$p" '
         f">&2; exit {DAEMON_DOWN};; esac; " + pm2_command(target, "jlist")
     )
 

@@ -694,7 +694,7 @@ def in_use_script(target: Target) -> str:
     return (
         f"h={h}; "
         'if p=$(cat "$h/pm2.pid" 2>/dev/null) && c=$(readlink "/proc/$p/cwd"); then '
-        'echo "cwd $c"; fi; '
+        'printf "cwd %s\\n" "$c"; fi; '
         'if [ -f "$h/dump.pm2" ]; then '
         'grep -oE \'"pm_(cwd|exec_path)": *"[^"]*"\' "$h/dump.pm2" '
         '| sed -E \'s/^"pm_(cwd|exec_path)": *"(.*)"$/dump \\2/\'; fi; exit 0'

@@ -222,7 +222,8 @@ def detached_launcher(command: str, job_root: str, job_id: str, *, has_stdin: bo
         "umask 077",
         f"mkdir -p {r} || exit 1",
         f"if [ -L {r} ] || [ ! -O {r} ]; then "
-        f"echo {quote(root + ' is not a private directory owned by this user')} >&2; exit 1; fi",
+        f"printf '%s\\n' {quote(root + ' is not a private directory owned by this user')} >&2; "
+        "exit 1; fi",
         f"mkdir -m 700 {d} || exit 1",
     ]
     start = f"setsid nohup sh -c {quote(_RUNNER)} vlad-tui-job {quote(command)} {d}"
@@ -243,7 +244,7 @@ def detached_launcher(command: str, job_root: str, job_id: str, *, has_stdin: bo
         f"if [ ! -s {d}/pid ]; then kill -s KILL $job 2>/dev/null; "
         f"echo 'vlad-tui: the job did not start in time and was stopped' >>{d}/log; "
         f"echo 255 >{d}/status; echo 'the detached job did not start' >&2; exit 1; fi",
-        f"echo {d}",
+        f"printf '%s\\n' {d}",  # not echo: dash's echo expands backslashes
     ]
     return "\n".join(lines) + "\n"
 
@@ -285,7 +286,7 @@ def cleanup_jobs_script(job_root: str, keep_minutes: int, *, keep: str = "") -> 
         "*) continue;; esac; "
         f'if [ -f "$d/pid" ] && [ ! -f "$d/status" ] && ( {alive} ); then continue; fi; '
         f'[ -z "$(find "$d" -mmin -{int(keep_minutes)} 2>/dev/null | head -n 1)" ] || continue; '
-        'rm -rf -- "$d" && echo "$d"; '
+        'rm -rf -- "$d" && printf "%s\\n" "$d"; '
         "done; exit 0"
     )
 
