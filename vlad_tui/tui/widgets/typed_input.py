@@ -6,6 +6,8 @@ has bubbled up to the app, a few message queues later. Keys that arrive in one b
 fast typist over a laggy SSH link, then apply out of order: ``produccion``, four backspaces and
 ``tion`` came out as ``produccion`` again, and the confirmation said the name did not match.
 :class:`TypedInput` runs the input's own bindings where the printable keys go, in order.
+This is Textual's open issue #6605; its pull request #6631 makes the same change in Textual,
+after which this class can go.
 """
 
 from __future__ import annotations
