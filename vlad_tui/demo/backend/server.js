@@ -87,7 +87,11 @@ server.keepAliveTimeout = 1000;
 
 function shutdown(signal) {
   console.log(`received ${signal}, closing`);
-  server.close(() => process.exit(0));
+  // In pm2's cluster mode the master hands each new connection to a worker over IPC. One sent
+  // just before the master learns this server closed is answered "not accepted" and handed to
+  // another worker, but only if this process is still alive to answer: exiting at once would
+  // orphan it, and that client would wait forever. So stay a moment after closing.
+  server.close(() => setTimeout(() => process.exit(0), 300));
   server.closeIdleConnections();
   setTimeout(() => process.exit(0), 3000).unref();
 }
