@@ -18,8 +18,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import asyncssh
-
 from vlad_tui.config import Target
 from vlad_tui.errors import (
     AuthenticationFailed,
@@ -31,6 +29,7 @@ from vlad_tui.errors import (
     Unreachable,
 )
 from vlad_tui.events import Sink, Stream
+from vlad_tui.transport.asyncssh_quiet import asyncssh
 from vlad_tui.transport.base import CommandResult, DetachedJob, Endpoint, FileStat, Transport
 from vlad_tui.transport.shell import (
     JOB_READ_CHUNK,
