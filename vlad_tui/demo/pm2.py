@@ -11,7 +11,10 @@ from pathlib import Path
 
 from vlad_tui.errors import VladError
 
-PM2_PACKAGE = "pm2@6"
+#: The pm2 that the sandbox installs when none is on PATH: the version .tools/package-lock.json
+#: pins for the tests (scripts/upgrade-deps.sh moves both; a test keeps them equal).
+PM2_VERSION = "6.0.14"
+PM2_PACKAGE = f"pm2@{PM2_VERSION}"
 
 
 def find_pm2(*extra: Path) -> Path | None:
