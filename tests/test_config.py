@@ -15,7 +15,6 @@ import pytest
 
 from vlad_tui import redact
 from vlad_tui.config import (
-    _TARGET_KEYS,
     DEFAULT_SMOKE_CHECKS,
     ENV_VAR,
     Config,
@@ -29,6 +28,7 @@ from vlad_tui.config import (
     resolve_config_path,
     write_template,
 )
+from vlad_tui.config.model import TARGET_KEYS
 
 MINIMAL = """\
 [targets.production]
@@ -80,7 +80,7 @@ def test_template_round_trip(tmp_path: Path) -> None:
     # Every key a target understands is documented in the template.
     for key in ("identity_file", "pm2_home", "staging_database", "connect_timeout", "env:VAR"):
         assert key in render_template()
-    for key in _TARGET_KEYS:
+    for key in TARGET_KEYS:
         assert f"{key} = " in render_template(), key
     # Phases 1-2 settings, as written in the template (the defaults).
     assert prod.migrate_command == "npx prisma migrate deploy"

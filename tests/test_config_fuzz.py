@@ -27,14 +27,14 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from vlad_tui import cli, redact
-from vlad_tui.config import (
-    _CONTACT_KEYS,
-    _MONITOR_KEYS,
-    _PROJECT_KEYS,
-    _SMOKE_KEYS,
-    _TARGET_KEYS,
+from vlad_tui.config import load_config
+from vlad_tui.config.model import (
+    CONTACT_KEYS,
+    MONITOR_KEYS,
     MONITOR_LEVELS,
-    load_config,
+    PROJECT_KEYS,
+    SMOKE_KEYS,
+    TARGET_KEYS,
 )
 
 ABSENT = "fuzz-absent"  # the target asked for: never in the file, so nothing connects
@@ -102,11 +102,11 @@ BASE: dict[str, Any] = {
 def test_the_catalogue_covers_every_key() -> None:
     """Every key the validator knows is in the base document, so each gets fuzzed."""
     target = BASE["targets"]["production"]
-    assert set(_PROJECT_KEYS) == set(BASE["project"])
-    assert set(_TARGET_KEYS) == set(target)
-    assert set(_CONTACT_KEYS) == set(BASE["contacts"][0])
-    assert set(_SMOKE_KEYS) == set(target["smoke_checks"][0])
-    assert set(_MONITOR_KEYS) >= set(BASE["monitor"]) and set(MONITOR_LEVELS) <= set(_MONITOR_KEYS)
+    assert set(PROJECT_KEYS) == set(BASE["project"])
+    assert set(TARGET_KEYS) == set(target)
+    assert set(CONTACT_KEYS) == set(BASE["contacts"][0])
+    assert set(SMOKE_KEYS) == set(target["smoke_checks"][0])
+    assert set(MONITOR_KEYS) >= set(BASE["monitor"]) and set(MONITOR_LEVELS) <= set(MONITOR_KEYS)
 
 
 # --- rendering TOML, with the line of each key ---------------------------------------------
