@@ -8,7 +8,7 @@ import stat
 import subprocess
 import sys
 import textwrap
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from vlad_tui.config import (
     ENV_VAR,
     Config,
     ConfigError,
+    Project,
     SmokeCheck,
     Target,
     dump_config,
@@ -28,7 +29,9 @@ from vlad_tui.config import (
     resolve_config_path,
     write_template,
 )
-from vlad_tui.config.model import TARGET_KEYS
+from vlad_tui.config.load import PROJECT_RULES
+from vlad_tui.config.model import PROJECT_KEYS, TARGET_KEYS
+from vlad_tui.config.target_rules import TARGET_RULES
 
 MINIMAL = """\
 [targets.production]
@@ -112,6 +115,21 @@ def test_template_leaves_existing_parent_alone(tmp_path: Path) -> None:
 
 
 # --- errors -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rules", "keys", "names"),
+    [
+        (TARGET_RULES, TARGET_KEYS, {f.name for f in fields(Target)} - {"name"}),
+        (PROJECT_RULES, PROJECT_KEYS, {f.name for f in fields(Project)}),
+    ],
+    ids=["target", "project"],
+)
+def test_every_key_has_exactly_one_rule(rules: dict, keys: tuple, names: set[str]) -> None:
+    """A new field is a new key: without a rule it would be accepted and then ignored."""
+    assert set(keys) == names
+    assert set(rules) - names == set(), "a rule for no field"
+    assert names - set(rules) == set(), "a field without a rule"
 
 
 def test_missing_file_suggests_init(tmp_path: Path) -> None:
