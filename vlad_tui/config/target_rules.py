@@ -57,15 +57,19 @@ class TargetReader:
         return self.values.get(key, _DEFAULTS[key])
 
     def dotted(self, key: str) -> str:
+        """``targets.NAME.key``."""
         return f"{self.prefix}.{key}"
 
     def fail(self, key: str, message: str) -> ConfigError:
+        """The error about this target's ``key``."""
         return self.reader.fail(self.dotted(key), message)
 
     def get(self, key: str, kind: type) -> Any:
+        """``key``, which must be a ``kind`` (see :meth:`TableReader.get`); ``None`` if absent."""
         return self.reader.get(self.table, key, self.prefix, kind)
 
     def text(self, key: str) -> str | None:
+        """``key``, which must be a non-blank string; ``None`` if absent."""
         return self.reader.text_value(self.table, key, self.prefix)
 
 
