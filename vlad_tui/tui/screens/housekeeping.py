@@ -69,22 +69,14 @@ def option(candidate: Candidate) -> Option:
 
 async def load_candidates(app: VladApp, kind: Kind) -> list[Candidate]:
     """The candidates of ``kind`` on the app's target (read-only)."""
-    from vlad_tui.ops import housekeeping as hk
-
-    target, transport = app.target, app.transport
-    if target is None or transport is None:
+    session = app.session
+    if session is None:
         raise RuntimeError("no target chosen")
     now = app.clock()
     if kind == "release":
-        releases = await hk.old_releases(target, transport)
+        releases = await session.old_releases()
         return [Candidate(c.id, c.summary(now), c.refusal) for c in releases]
-    if app.engine is not None:
-        url = await app.engine.database_url()
-    else:
-        from vlad_tui.db import resolve_database_url
-
-        url = await resolve_database_url(target, transport)
-    kept = await hk.kept_databases(target, transport, url)
+    kept = await session.kept_databases()
     return [Candidate(c.name, c.kept.describe(now), c.refusal) for c in kept]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -93,14 +92,14 @@ class OverviewScreen(Screen[None]):
     async def load_unfinished(self) -> None:
         """Read the target's unfinished runs from the journal in a thread, then redraw."""
         app = self.app
-        journal, target = app.journal_or_none, app.target
+        session = app.session
         runs: list[Any] = []
-        if target is not None and journal is not None:
+        if session is not None:
             try:
-                runs = await asyncio.to_thread(journal.unfinished, target.name)
+                runs = await session.unfinished_runs()
             except (OSError, VladError):
                 runs = []
-        if app.target is not target:
+        if app.session is not session:
             return
         self._runs = runs
         self._show_resume_offer()
