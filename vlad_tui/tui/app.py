@@ -15,7 +15,7 @@ import gc
 import os
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import App
@@ -30,6 +30,7 @@ from vlad_tui.tui.keyhold import KeyHold, KeysDrained
 from vlad_tui.tui.screens.overview import OverviewScreen
 from vlad_tui.tui.screens.phase import PhaseScreen
 from vlad_tui.tui.screens.rollback import RollbackScreen
+from vlad_tui.tui.wizard import EngineListener, Wizard
 
 if TYPE_CHECKING:
     from vlad_tui.config import Config, Target
@@ -58,12 +59,6 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-class EngineListener(Protocol):
-    """A screen that wants the engine's events."""
-
-    def engine_event(self, event: EngineEvent) -> None: ...
-
-
 class EngineMessage(Message):
     """An engine event, delivered on the app's message queue."""
 
@@ -76,7 +71,7 @@ class TargetChanged(Message):
     """The app switched to another target (or engine/run); screens reload."""
 
 
-class VladApp(App[None]):
+class VladApp(Wizard):
     """The deploy wizard."""
 
     CSS_PATH = "app.tcss"
@@ -492,6 +487,11 @@ class VladApp(App[None]):
             "rollback",
             lambda engine: engine.phase_busy_reason(),
         )
+
+    def acknowledge(self, subject: str, *, note: str, step_id: str | None = None) -> list[str]:
+        """The operator acknowledges what ``step_id`` found of ``subject`` (journaled with
+        the note); the keys acknowledged. Raises when there is nothing to acknowledge."""
+        return self.ensure_engine().acknowledge(subject, note=note, step_id=step_id)
 
     def tick(self, item_id: str, checked: bool, note: str = "") -> None:
         """Tick (or untick) a manual checklist item, with an optional note; journaled."""

@@ -24,7 +24,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 if TYPE_CHECKING:
-    from vlad_tui.tui.app import VladApp
+    from vlad_tui.tui.wizard import Wizard
 
 Kind = Literal["database", "release"]
 
@@ -67,7 +67,7 @@ def option(candidate: Candidate) -> Option:
     return Option(text, id=candidate.key, disabled=candidate.refusal is not None)
 
 
-async def load_candidates(app: VladApp, kind: Kind) -> list[Candidate]:
+async def load_candidates(app: Wizard, kind: Kind) -> list[Candidate]:
     """The candidates of ``kind`` on the app's target (read-only)."""
     session = app.session
     if session is None:
@@ -86,7 +86,7 @@ class HousekeepingScreen(ModalScreen[str | None]):
     CSS_PATH = "housekeeping.tcss"
     BINDINGS: ClassVar = [Binding("escape", "cancel", "Cancel", id="housekeeping.cancel")]
 
-    app: VladApp  # type: ignore[assignment]
+    app: Wizard  # type: ignore[assignment]
 
     def __init__(self, kind: Kind, loader: Loader | None = None) -> None:
         super().__init__()

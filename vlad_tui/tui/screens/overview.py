@@ -17,7 +17,7 @@ from vlad_tui.tui.widgets.facts import FactsPanel
 
 if TYPE_CHECKING:
     from vlad_tui.runbook.events import EngineEvent
-    from vlad_tui.tui.app import VladApp
+    from vlad_tui.tui.wizard import Wizard
 
 SSH_WARNING = (
     "Over SSH without tmux/screen: a dropped connection ends vlad-tui (detached remote steps "
@@ -39,7 +39,7 @@ class OverviewScreen(Screen[None]):
         Binding("t", "pick_target", "Target", id="overview.target"),
     ]
 
-    app: VladApp  # type: ignore[assignment]
+    app: Wizard  # type: ignore[assignment]
 
     def __init__(self) -> None:
         super().__init__()

@@ -21,9 +21,6 @@ from textual.widgets import DataTable, Static
 from vlad_tui import format as fmt
 from vlad_tui.tui.screens.phase import PhaseScreen
 
-#: The app's group for runs (``VladApp.busy`` looks at it).
-STEPS_GROUP = "steps"
-
 if TYPE_CHECKING:
     from vlad_tui.ops.inventory import KnownBackup
     from vlad_tui.runbook.operations.rollback_picker import LastDeploy
