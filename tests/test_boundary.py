@@ -28,6 +28,7 @@ CORE = [
     "vlad_tui.runbook.events",
     "vlad_tui.runbook.operations",
     "vlad_tui.runbook.engine",
+    "vlad_tui.session",
 ]
 
 PROBE = """

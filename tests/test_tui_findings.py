@@ -60,7 +60,8 @@ def _use_fake_engine(app: VladApp, tmp_path: Path) -> None:
     operations["migration_lint"] = _artifact_op("lint", "lint", LINT_ITEMS)
     operations["staging_integrity"] = _artifact_op("integrity_compare", "integrity", ROWS_ITEMS)
     journal = Journal(tmp_path / "runs")
-    app.engine = Engine(
+    assert app.session is not None
+    app.session.engine = Engine(
         config,
         target,
         LocalTransport(),

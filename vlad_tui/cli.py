@@ -136,23 +136,18 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 async def cmd_check(args: argparse.Namespace) -> int:
-    from vlad_tui.journal import Journal
-    from vlad_tui.ops.inventory import read_state
-    from vlad_tui.transport import open_transport
+    from vlad_tui.session import Session
 
     config = _load(args)
-    target = config.target(args.check_target)
-    transport = open_transport(target)
+    # Headless: the journal is the config's (the demo's, or [project] journal_dir's).
+    session = Session(config, config.target(args.check_target))
     round_ = None
-    journal = Journal(config.journal_dir)  # the demo's, or [project] journal_dir's
     try:
-        facts = await read_state(config, target, transport, journal)
+        facts = await session.read_state()
         if facts.reachable and not args.no_monitor:
-            from vlad_tui.ops.baseline import daily_check
-
-            round_ = await daily_check(config, target, transport, journal)
+            round_ = await session.daily_check()
     finally:
-        await transport.close()
+        await session.close()
     healthy = facts.ok and (round_ is None or round_.ok)
     if args.json:
         # The JSON (with its "problems") is for programs; stderr says the reason to a person.

@@ -1,21 +1,21 @@
 """The Textual app: one :func:`make_app` factory shared by the CLI and the tests.
 
-The app owns the target, its transport and the runbook :class:`~vlad_tui.runbook.engine.Engine`
-(created lazily, so opening vlad-tui to look at a target does not start a journaled run). Steps
-run in async workers of the ``steps`` group on the app's loop; the engine's events arrive through
+The app is the Textual shell around a UI-free :class:`~vlad_tui.session.Session` (one per
+target: its transport, journal, run engine and last state): modes, bindings, the confirmation
+modal, workers and the fan-out of the engine's events to the screens. Steps run in async workers
+of the ``steps`` group on the app's loop; the engine's events arrive through
 :meth:`VladApp.engine_sink`, become :class:`EngineMessage` s and are fanned out to the screens.
 Network work (connecting, facts) happens in workers, so the first frame never waits for it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import os
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import App
@@ -24,19 +24,22 @@ from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 from vlad_tui.errors import StepBusy
+from vlad_tui.session import NothingToResume, Session
 from vlad_tui.tui.commands import VladCommands
 from vlad_tui.tui.keyhold import KeyHold, KeysDrained
 from vlad_tui.tui.screens.overview import OverviewScreen
 from vlad_tui.tui.screens.phase import PhaseScreen
 from vlad_tui.tui.screens.rollback import RollbackScreen
+from vlad_tui.tui.wizard import EngineListener, Wizard
 
 if TYPE_CHECKING:
     from vlad_tui.config import Config, Target
-    from vlad_tui.journal import Journal, RunRecord
-    from vlad_tui.ops.inventory import TargetState
+    from vlad_tui.journal import Journal
+    from vlad_tui.ops.inventory import KnownBackup, TargetState
     from vlad_tui.runbook.engine import ConfirmRequest, Engine
     from vlad_tui.runbook.events import EngineEvent
     from vlad_tui.runbook.model import Step
+    from vlad_tui.runbook.operations import Operation
     from vlad_tui.transport.base import Transport
     from vlad_tui.tui.widgets.step_list import StepList
 
@@ -56,12 +59,6 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-class EngineListener(Protocol):
-    """A screen that wants the engine's events."""
-
-    def engine_event(self, event: EngineEvent) -> None: ...
-
-
 class EngineMessage(Message):
     """An engine event, delivered on the app's message queue."""
 
@@ -74,7 +71,7 @@ class TargetChanged(Message):
     """The app switched to another target (or engine/run); screens reload."""
 
 
-class VladApp(App[None]):
+class VladApp(Wizard):
     """The deploy wizard."""
 
     CSS_PATH = "app.tcss"
@@ -113,6 +110,7 @@ class VladApp(App[None]):
         clock: Callable[[], float] | None = None,
         facts: dict[str, Any] | None = None,
         environ: Mapping[str, str] | None = None,
+        operations: Mapping[str, Operation] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -120,14 +118,13 @@ class VladApp(App[None]):
         self._journal = journal
         self.resume_request = resume
         self._transport_factory = transport_factory
+        self._operations = operations
         self.clock: Callable[[], float] = clock or time.time
         self.injected_facts = facts
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
-        self.transport: Transport | None = None
-        self.engine: Engine | None = None
+        #: The session on the current target (``None`` until one is chosen).
+        self.session: Session | None = None
         self.facts: dict[str, Any] | None = None
-        #: The last :func:`~vlad_tui.ops.inventory.read_state` of the target (None until read).
-        self.state: TargetState | None = None
         self.connection_state = "not connected"
         self._listeners: list[EngineListener] = []
         self.key_hold = KeyHold(self)
@@ -137,20 +134,35 @@ class VladApp(App[None]):
     # ----------------------------------------------------------------- plumbing
 
     @property
-    def journal(self) -> Journal:
-        if self._journal is None:
-            from vlad_tui.journal import Journal
+    def engine(self) -> Engine | None:
+        """The current run's engine (read it; the session starts and resumes runs)."""
+        return self.session.engine if self.session is not None else None
 
-            self._journal = Journal(self.config.journal_dir)
-        return self._journal
+    @property
+    def transport(self) -> Transport | None:
+        return self.session.transport if self.session is not None else None
+
+    @property
+    def state(self) -> TargetState | None:
+        """The last state read from the target (None until read)."""
+        return self.session.state if self.session is not None else None
+
+    @property
+    def journal(self) -> Journal:
+        """The run journal: the session's, else the one given, else the config's."""
+        if self.session is not None:
+            return self.session.journal
+        if self._journal is not None:
+            return self._journal
+        from vlad_tui.journal import Journal
+
+        return Journal(self.config.journal_dir)
 
     @property
     def journal_or_none(self) -> Journal | None:
-        """The journal to read, or None when showing recorded facts without a journal given
-        (the user's real journal is then left alone)."""
-        if self._journal is None and self.injected_facts is not None:
-            return None
-        return self.journal
+        """The journal to read, or None without a target, or when showing recorded facts
+        without a journal given (the user's real journal is then left alone)."""
+        return self.session.journal_or_none if self.session is not None else None
 
     def add_listener(self, listener: EngineListener) -> None:
         if listener not in self._listeners:
@@ -220,12 +232,19 @@ class VladApp(App[None]):
         if self.busy:
             self.notify("A step is running; finish it before switching target.", severity="error")
             return
-        old = self.transport
+        old = self.session
         self.target = target
-        self.engine = None
+        self.session = Session(
+            self.config,
+            target,
+            confirm=self.confirm,
+            sink=self.engine_sink,
+            journal=self._journal,
+            journal_optional=self.injected_facts is not None,
+            transport_factory=self._transport_factory,
+            operations=self._operations,
+        )
         self.facts = None
-        self.state = None
-        self.transport = None
         self.sub_title = f"{target.name} · {target.host}"
         if old is not None:
             self.run_worker(old.close(), group="close", exit_on_error=False)
@@ -234,26 +253,14 @@ class VladApp(App[None]):
         self.call_after_refresh(self._open_target, target)
 
     def _open_target(self, target: Target) -> None:
-        if self.target is not target:
+        if self.target is not target or self.session is None:
             return
         if self.injected_facts is None:
-            self._ensure_transport()
+            self.session.open_transport()
         if self.resume_request is not None:
             self.resume_run(self.resume_request or None)
             self.resume_request = None
         self.load_facts()
-
-    def _ensure_transport(self) -> Transport | None:
-        if self.transport is None and self.target is not None:
-            self.transport = self._make_transport(self.target)
-        return self.transport
-
-    def _make_transport(self, target: Target) -> Transport:
-        if self._transport_factory is not None:
-            return self._transport_factory(target)
-        from vlad_tui.transport import open_transport
-
-        return open_transport(target)
 
     def on_target_changed(self, message: TargetChanged) -> None:
         for screen in self._all_screens():
@@ -273,77 +280,45 @@ class VladApp(App[None]):
 
     def ensure_engine(self) -> Engine:
         """The engine of the current run, starting a new journaled run on first use."""
-        if self.engine is not None:
-            return self.engine
-        if self.target is None or self._ensure_transport() is None:
+        if self.session is None:
             from vlad_tui.errors import VladError
 
             raise VladError("no target chosen")
-        from vlad_tui.runbook.engine import Engine
-
-        run = self.journal.start_run(self.target.name)
-        self.engine = Engine(
-            self.config,
-            self.target,
-            self.transport,
-            run,
-            confirm=self.confirm,
-            sink=self.engine_sink,
-            journal=self.journal,
-        )
-        self.sub_title = f"{self.target.name} · {self.transport.label} · run {run.run_id}"
-        return self.engine
+        known = self.session.engine
+        engine = self.session.ensure_engine()
+        if engine is not known:
+            self.sub_title = (
+                f"{self.session.target.name} · {engine.transport.label} · run {engine.run_id}"
+            )
+        return engine
 
     def resume_run(self, run_id: str | None) -> None:
-        """Reopen an unfinished run (the newest for the target when ``run_id`` is None).
-
-        The journal is read in a worker's thread: a target with many long runs has a big one.
-        """
-        if self.target is None or self._ensure_transport() is None:
+        """Reopen an unfinished run (the newest for the target when ``run_id`` is None)."""
+        if self.session is None:
             return
         if self.busy:
             self.notify("A step is running; resume after it ends.", severity="error")
             return
-        self._resume(run_id, self.target)
+        self._resume(run_id, self.session)
 
     @work(group="resume", exclusive=True)
-    async def _resume(self, run_id: str | None, target: Target) -> None:
-        from vlad_tui.runbook.engine import Engine
-
-        def read() -> tuple[str, RunRecord] | None:
-            chosen = run_id
-            if not chosen:
-                unfinished = self.journal.unfinished(target.name)
-                if not unfinished:
-                    return None
-                chosen = unfinished[0].run_id
-            return chosen, self.journal.load(chosen)
+    async def _resume(self, run_id: str | None, session: Session) -> None:
+        def still_wanted() -> bool:  # the operator may move on while the journal is read
+            return self.session is session and not self.busy
 
         try:
-            found = await asyncio.to_thread(read)
-            if found is None:
-                self.notify("No unfinished run to resume.", severity="warning")
-                return
-            chosen, record = found
-            if self.target is not target or self.transport is None or self.busy:
-                return  # the operator moved on while the journal was read
-            transport = self.transport
-            run = await asyncio.to_thread(self.journal.open_run, chosen)
-            self.engine = Engine.resume(
-                self.config,
-                target,
-                transport,
-                run,
-                record,
-                confirm=self.confirm,
-                sink=self.engine_sink,
-                journal=self.journal,
-            )
+            engine = await session.resume(run_id, still_wanted=still_wanted)
+        except NothingToResume:
+            self.notify("No unfinished run to resume.", severity="warning")
+            return
         except Exception as exc:  # a corrupt or foreign journal must not crash the app
             self.notify(f"Cannot resume {run_id or 'the newest run'}: {exc}", severity="error")
             return
-        self.sub_title = f"{target.name} · {transport.label} · run {run.run_id} (resumed)"
-        self.notify(f"Resumed run {run.run_id}.")
+        if engine is None:
+            return
+        label = f"{session.target.name} · {engine.transport.label} · run {engine.run_id}"
+        self.sub_title = f"{label} (resumed)"
+        self.notify(f"Resumed run {engine.run_id}.")
         self.post_message(TargetChanged())
 
     def load_facts(self) -> None:
@@ -366,46 +341,37 @@ class VladApp(App[None]):
         )
 
     async def _gather_facts(self) -> None:
-        from vlad_tui.ops.inventory import read_state
+        from vlad_tui.errors import HostKeyUnknown
         from vlad_tui.runbook.events import FactsUpdated
+        from vlad_tui.tui.screens.host_key import ask_to_trust
 
-        assert self.target is not None and self.transport is not None
-        target, transport = self.target, self.transport
+        session = self.session
+        assert session is not None
+
+        async def trust(exc: HostKeyUnknown) -> bool:
+            """The unknown host key is shown to the operator, who may trust it."""
+            if await ask_to_trust(self, session.target, exc):
+                return True
+            self._connection(
+                f"not connected: the host key of {exc.host} ({exc.fingerprint or 'unread'})"
+                " was not trusted; nothing was written to known_hosts",
+                error=True,
+            )
+            return False
+
         self._connection("connecting…", error=False)
         try:
-            if not await self._connect(target, transport):
+            if not await session.connect(trust):
                 return
         except Exception as exc:
             self._connection(f"cannot connect: {exc}", error=True)
             raise
-        state = await read_state(self.config, target, transport, self.journal_or_none)
-        if self.target is not target:
+        state = await session.read_state()
+        if self.session is not session:
             return
-        self.state = state
-        self.connection_state = f"connected · {transport.label}"
+        self.connection_state = f"connected · {session.open_transport().label}"
         self.engine_sink(FactsUpdated(state.to_dict()))
         self.call_after_refresh(freeze_startup_objects)
-
-    async def _connect(self, target: Target, transport: Transport) -> bool:
-        """Connect; an unknown host key is shown to the operator, who may trust it (False:
-        not trusted, not connected, and the overview says why)."""
-        from vlad_tui.errors import HostKeyUnknown
-        from vlad_tui.tui.screens.host_key import ask_to_trust
-
-        try:
-            await transport.connect()
-        except HostKeyUnknown as exc:
-            if not exc.public_key:  # the key could not be read: nothing to show or trust
-                raise
-            if not await ask_to_trust(self, target, exc):
-                self._connection(
-                    f"not connected: the host key of {exc.host} ({exc.fingerprint or 'unread'})"
-                    " was not trusted; nothing was written to known_hosts",
-                    error=True,
-                )
-                return False
-            await transport.connect()
-        return True
 
     def _connection(self, state: str, *, error: bool) -> None:
         self.connection_state = state
@@ -417,21 +383,12 @@ class VladApp(App[None]):
     # ----------------------------------------------------------------- running steps
 
     def gate(self, step: Step) -> tuple[bool, str]:
-        """``(locked, reason)`` for ``step``: the engine's, or before any run the same gate over
-        a run where nothing ran yet."""
-        if self.engine is not None:
-            return self.engine.gate(step.id)
-        from vlad_tui.runbook import gate as gates
-        from vlad_tui.runbook.operations import OPERATIONS
+        """``(locked, reason)`` for ``step`` (:meth:`Session.gate`)."""
+        if self.session is None:
+            from vlad_tui.session import gate_before_run
 
-        backup = self.state.latest_verified_backup if self.state is not None else None
-        state = gates.RunState.before_run(
-            OPERATIONS,
-            newest_verified_backup=backup.created_at if backup is not None else None,
-            backup_max_age_hours=self.config.project.backup_max_age_hours,
-            now=time.time(),
-        )
-        return gates.gate(step, state)
+            return gate_before_run(step, self.config, self._operations, None)
+        return self.session.gate(step)
 
     def run_step(self, step_id: str, params: dict[str, Any] | None = None) -> Worker[Any] | None:
         """Run one step in a worker (refused while it runs, or while another change runs and
@@ -458,7 +415,6 @@ class VladApp(App[None]):
         never starts a run by itself; a change runs in the current (or a new) run.
         """
         from vlad_tui.runbook.model import step as get_step
-        from vlad_tui.runbook.operations import OPERATIONS
         from vlad_tui.tui.screens.action import ActionScreen
 
         step = get_step(step_id)
@@ -469,35 +425,19 @@ class VladApp(App[None]):
             self.notify(busy, title=title, severity="warning")
             return
         self.push_screen(ActionScreen(step_id, title))
-        look_up = OPERATIONS[step.operation].read_only
-        if not look_up or self.engine is not None:
+        session = self.session
+        look_up = session is not None and session.operations()[step.operation].read_only
+        if session is None or not look_up or self.engine is not None:
             started = self.run_step(step_id, params)
         else:
             started = self._start(
                 lambda engine: engine.run_step(step_id, params=params),
                 f"look-up {step_id}",
                 lambda engine: engine.busy_reason(step_id),
-                engine=self._lookup_engine(),
+                engine=session.lookup_engine(),
             )
         if started is None:
             self.pop_screen()
-
-    def _lookup_engine(self) -> Engine | None:
-        """An engine over a run that journals nothing, for look-ups while no run exists."""
-        if self.target is None or self._ensure_transport() is None:
-            return None
-        from vlad_tui.runbook.engine import Engine
-        from vlad_tui.runbook.lookup import UnjournaledRun
-
-        return Engine(
-            self.config,
-            self.target,
-            self.transport,
-            UnjournaledRun(self.target.name),
-            confirm=self.confirm,
-            sink=self.engine_sink,
-            journal=self.journal,
-        )
 
     def run_phase(self, number: int) -> Worker[Any] | None:
         """Run the rest of a phase in a worker."""
@@ -533,6 +473,26 @@ class VladApp(App[None]):
 
         return self.run_worker(job(), group=STEPS_GROUP, name=name, exit_on_error=False)
 
+    def run_rollback(
+        self, backup: KnownBackup | None, scope: str, acknowledged: str
+    ) -> Worker[Any] | None:
+        """Journal the operator's rollback choice, then run the rollback's steps of ``scope``
+        in a worker (:meth:`Session.rollback`)."""
+        session = self.session
+        if session is None:
+            self.notify("Pick a target first.", title="Cannot run", severity="error")
+            return None
+        return self._start(
+            lambda engine: session.rollback(backup, scope, acknowledged),
+            "rollback",
+            lambda engine: engine.phase_busy_reason(),
+        )
+
+    def acknowledge(self, subject: str, *, note: str, step_id: str | None = None) -> list[str]:
+        """The operator acknowledges what ``step_id`` found of ``subject`` (journaled with
+        the note); the keys acknowledged. Raises when there is nothing to acknowledge."""
+        return self.ensure_engine().acknowledge(subject, note=note, step_id=step_id)
+
     def tick(self, item_id: str, checked: bool, note: str = "") -> None:
         """Tick (or untick) a manual checklist item, with an optional note; journaled."""
         try:
@@ -555,26 +515,18 @@ class VladApp(App[None]):
 
     def action_open_report(self) -> None:
         """Show the report of the current run (or the newest run of the target)."""
-        run_id = self.engine.run.run_id if self.engine is not None else None
-        self._open_report(run_id, self.target.name if self.target is not None else None)
+        if self.session is None:
+            self.notify("Pick a target first.", severity="warning")
+            return
+        self._open_report(self.session, self.engine.run_id if self.engine is not None else None)
 
     @work(group="journal", exclusive=True)
-    async def _open_report(self, run_id: str | None, target: str | None) -> None:
-        """Read the journal and render the report in a thread (a long run's journal is big)."""
-        from vlad_tui.report import render_report
+    async def _open_report(self, session: Session, run_id: str | None) -> None:
+        """The report, read and rendered in a thread (a long run's journal is big)."""
         from vlad_tui.tui.screens.report import MarkdownScreen
 
-        def read() -> tuple[str, str] | None:
-            chosen = run_id
-            if chosen is None:
-                runs = [r for r in self.journal.list_runs() if target is None or r.target == target]
-                if not runs:
-                    return None
-                chosen = runs[0].run_id
-            return chosen, render_report(self.journal.load(chosen), "md")
-
         try:
-            found = await asyncio.to_thread(read)
+            found = await session.report(run_id)
         except Exception as exc:
             self.notify(f"Cannot render the report: {exc}", severity="error")
             return
@@ -620,7 +572,7 @@ class VladApp(App[None]):
         drop step: a typed confirmation naming it, journaled. Never runs by itself."""
         from vlad_tui.tui.screens.housekeeping import HousekeepingScreen
 
-        if self.target is None or self._ensure_transport() is None:
+        if self.session is None:
             self.notify("Pick a target first.", severity="warning")
             return
         step_id, key = (
@@ -646,11 +598,7 @@ class VladApp(App[None]):
 
     def open_effects(self) -> list[str]:
         """What the current run has left changed on the target (empty without a run)."""
-        from vlad_tui.runbook.effects import open_effects
-
-        if self.engine is None:
-            return []
-        return open_effects(self.engine.statuses, self.engine.run_artifacts())
+        return self.session.open_effects() if self.session is not None else []
 
     def action_request_quit(self) -> None:
         """Quit; asks first when a step is running or the run left the target worse."""
@@ -681,9 +629,9 @@ class VladApp(App[None]):
             # Cancelled or failed: the engine has journaled the step as interrupted.
             with contextlib.suppress(Exception):
                 await worker.wait()
-        if self.transport is not None:
+        if self.session is not None:
             with contextlib.suppress(Exception):
-                await self.transport.close()
+                await self.session.close()
         self.exit()
 
 
@@ -719,12 +667,14 @@ def make_app(
     clock: Callable[[], float] | None = None,
     facts: dict[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    operations: Mapping[str, Operation] | None = None,
 ) -> VladApp:
     """Build the app (CLI and tests alike).
 
     ``resume``: a run id, or ``""`` for the newest unfinished run of the target.
     ``facts``: recorded overview facts shown instead of connecting (snapshots and screenshots).
     ``environ``: environment used for the SSH/tmux warning (default ``os.environ``).
+    ``operations``: replaces the plan's operation registry (tests with fake operations).
     """
     return VladApp(
         config,
@@ -735,4 +685,5 @@ def make_app(
         clock=clock,
         facts=facts,
         environ=environ,
+        operations=operations,
     )

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 if TYPE_CHECKING:
-    from vlad_tui.tui.app import VladApp
+    from vlad_tui.tui.wizard import Wizard
 
 DEFAULT_LOG_LINES = 100
 
 
-def palette_commands(app: VladApp, query: str = "") -> list[tuple[str, str, Callable[[], Any]]]:
+def palette_commands(app: Wizard, query: str = "") -> list[tuple[str, str, Callable[[], Any]]]:
     """``(name, help, callback)`` for everything the palette offers (``query`` picks N lines)."""
     match = re.search(r"\b(\d{1,5})\b", query)
     lines = int(match.group(1)) if match else DEFAULT_LOG_LINES
@@ -120,7 +120,7 @@ class VladCommands(Provider):
     """The palette provider for vlad-tui."""
 
     @property
-    def vlad(self) -> VladApp:
+    def vlad(self) -> Wizard:
         return self.app  # type: ignore[return-value]
 
     async def discover(self) -> Hits:

@@ -16,7 +16,7 @@ from vlad_tui.tui.widgets.step_list import STATUS_LOOK, format_elapsed
 
 if TYPE_CHECKING:
     from vlad_tui.runbook.events import EngineEvent
-    from vlad_tui.tui.app import VladApp
+    from vlad_tui.tui.wizard import Wizard
 
 
 class ActionScreen(ModalScreen[None]):
@@ -28,7 +28,7 @@ class ActionScreen(ModalScreen[None]):
         Binding("slash", "filter", "Filter", key_display="/", id="action.filter"),
     ]
 
-    app: VladApp  # type: ignore[assignment]
+    app: Wizard  # type: ignore[assignment]
 
     def __init__(self, step_id: str, title: str) -> None:
         super().__init__()

@@ -15,7 +15,7 @@ from textual.widgets import Static
 
 if TYPE_CHECKING:
     from vlad_tui.config import Contact
-    from vlad_tui.tui.app import VladApp
+    from vlad_tui.tui.wizard import Wizard
 
 KEYS: tuple[tuple[str, str], ...] = (
     ("1-4", "phase screens: 1 Preparación, 2 Staging, 3 Producción, 4 Monitoreo"),
@@ -92,7 +92,7 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,question_mark,q", "close", "Close", id="help.close"),
     ]
 
-    app: VladApp  # type: ignore[assignment]
+    app: Wizard  # type: ignore[assignment]
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help-dialog"), VerticalScroll():

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from vlad_tui.config import Target
     from vlad_tui.errors import HostKeyUnknown
     from vlad_tui.journal import Journal
-    from vlad_tui.tui.app import VladApp
+    from vlad_tui.tui.wizard import Wizard
 
 TRUST_WORD = "trust"
 
@@ -157,7 +157,7 @@ def journal_decision(
     return run.run_id
 
 
-async def ask_to_trust(app: VladApp, target: Target, error: HostKeyUnknown) -> bool:
+async def ask_to_trust(app: Wizard, target: Target, error: HostKeyUnknown) -> bool:
     """Ask the operator about ``error``'s key (in a worker); True once it is trusted.
 
     On yes the key goes into ``error.known_hosts``; on no nothing is written but the journal.

@@ -24,7 +24,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 if TYPE_CHECKING:
-    from vlad_tui.tui.app import VladApp
+    from vlad_tui.tui.wizard import Wizard
 
 Kind = Literal["database", "release"]
 
@@ -67,24 +67,16 @@ def option(candidate: Candidate) -> Option:
     return Option(text, id=candidate.key, disabled=candidate.refusal is not None)
 
 
-async def load_candidates(app: VladApp, kind: Kind) -> list[Candidate]:
+async def load_candidates(app: Wizard, kind: Kind) -> list[Candidate]:
     """The candidates of ``kind`` on the app's target (read-only)."""
-    from vlad_tui.ops import housekeeping as hk
-
-    target, transport = app.target, app.transport
-    if target is None or transport is None:
+    session = app.session
+    if session is None:
         raise RuntimeError("no target chosen")
     now = app.clock()
     if kind == "release":
-        releases = await hk.old_releases(target, transport)
+        releases = await session.old_releases()
         return [Candidate(c.id, c.summary(now), c.refusal) for c in releases]
-    if app.engine is not None:
-        url = await app.engine.database_url()
-    else:
-        from vlad_tui.db import resolve_database_url
-
-        url = await resolve_database_url(target, transport)
-    kept = await hk.kept_databases(target, transport, url)
+    kept = await session.kept_databases()
     return [Candidate(c.name, c.kept.describe(now), c.refusal) for c in kept]
 
 
@@ -94,7 +86,7 @@ class HousekeepingScreen(ModalScreen[str | None]):
     CSS_PATH = "housekeeping.tcss"
     BINDINGS: ClassVar = [Binding("escape", "cancel", "Cancel", id="housekeeping.cancel")]
 
-    app: VladApp  # type: ignore[assignment]
+    app: Wizard  # type: ignore[assignment]
 
     def __init__(self, kind: Kind, loader: Loader | None = None) -> None:
         super().__init__()

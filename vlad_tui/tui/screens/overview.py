@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -18,7 +17,7 @@ from vlad_tui.tui.widgets.facts import FactsPanel
 
 if TYPE_CHECKING:
     from vlad_tui.runbook.events import EngineEvent
-    from vlad_tui.tui.app import VladApp
+    from vlad_tui.tui.wizard import Wizard
 
 SSH_WARNING = (
     "Over SSH without tmux/screen: a dropped connection ends vlad-tui (detached remote steps "
@@ -40,7 +39,7 @@ class OverviewScreen(Screen[None]):
         Binding("t", "pick_target", "Target", id="overview.target"),
     ]
 
-    app: VladApp  # type: ignore[assignment]
+    app: Wizard  # type: ignore[assignment]
 
     def __init__(self) -> None:
         super().__init__()
@@ -93,14 +92,14 @@ class OverviewScreen(Screen[None]):
     async def load_unfinished(self) -> None:
         """Read the target's unfinished runs from the journal in a thread, then redraw."""
         app = self.app
-        journal, target = app.journal_or_none, app.target
+        session = app.session
         runs: list[Any] = []
-        if target is not None and journal is not None:
+        if session is not None:
             try:
-                runs = await asyncio.to_thread(journal.unfinished, target.name)
+                runs = await session.unfinished_runs()
             except (OSError, VladError):
                 runs = []
-        if app.target is not target:
+        if app.session is not session:
             return
         self._runs = runs
         self._show_resume_offer()

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from vlad_tui.runbook.events import EngineEvent
     from vlad_tui.runbook.model import ChecklistItem, Phase, Step
     from vlad_tui.runbook.progress import PhaseProgress
-    from vlad_tui.tui.app import VladApp
+    from vlad_tui.tui.wizard import Wizard
 
 
 #: Findings the engine holds steps for until the operator acknowledges them (``k``).
@@ -97,7 +97,7 @@ class PhaseScreen(Screen[None]):
         Binding("m", "toggle_monitor", "Dashboard", id="monitor.toggle"),
     ]
 
-    app: VladApp  # type: ignore[assignment]
+    app: Wizard  # type: ignore[assignment]
 
     def __init__(self, number: int) -> None:
         super().__init__(name=f"phase{number}")
@@ -618,13 +618,12 @@ class PhaseScreen(Screen[None]):
                 lines.extend(f"  • {item['text']}" for item in items)
 
         def given(note: str | None) -> None:
-            engine = self.app.engine
-            if not note or engine is None:
+            if not note or self.app.engine is None:
                 return
             for step_id, findings in scope.items():
                 for subject in findings:
                     try:
-                        engine.acknowledge(subject, note=note, step_id=step_id)
+                        self.app.acknowledge(subject, note=note, step_id=step_id)
                     except Exception as exc:
                         self.notify(str(exc), title="Not acknowledged", severity="error")
                         return

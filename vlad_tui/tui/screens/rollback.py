@@ -8,7 +8,6 @@ it will not undo before anything runs. The steps, log and details are the phase 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
@@ -20,11 +19,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
 from vlad_tui import format as fmt
-from vlad_tui.errors import StepBusy
 from vlad_tui.tui.screens.phase import PhaseScreen
-
-#: The app's group for runs (``VladApp.busy`` looks at it).
-STEPS_GROUP = "steps"
 
 if TYPE_CHECKING:
     from vlad_tui.ops.inventory import KnownBackup
@@ -139,22 +134,20 @@ class RollbackScreen(PhaseScreen):
     @work(group="backups", exclusive=True, exit_on_error=False)
     async def load_backups(self) -> None:
         """List the known backups (journal + the target's backup dir) in a worker."""
-        from vlad_tui.ops.inventory import read_backups
         from vlad_tui.runbook.operations import rollback_picker as rb
 
         app = self.app
-        target = app.target
-        if target is None:
+        session = app.session
+        if session is None:
             return
         table = self.query_one("#backups", DataTable)
         table.border_subtitle = "loading…"
-        journal = app.journal_or_none
-        part = await read_backups(target, app.transport, journal)
-        if journal is not None:
-            self.deploy = await asyncio.to_thread(rb.last_deploy, journal, target.name)
-            self.migrations = await asyncio.to_thread(rb.migrations_by_backup, journal, target.name)
-        if app.target is not target:
+        known = await session.known_backups()
+        if app.session is not session:
             return
+        part = known.part
+        if app.journal_or_none is not None:
+            self.deploy, self.migrations = known.deploy, dict(known.migrations)
         backups = part.value or []
         self.selection.backups = backups
         if not self._scope_chosen:
@@ -265,7 +258,9 @@ class RollbackScreen(PhaseScreen):
         )
 
     def _start(self, backup: KnownBackup | None, acknowledged: str) -> None:
-        worker = self.run_rollback(backup, self.selection.scope, acknowledged)
+        worker = self.app.run_rollback(backup, self.selection.scope, acknowledged)
+        if worker is None:
+            return
         # Followed as the phase screen follows "a": the note, then the step it stopped on.
         self._following = worker
         self._stopped_on = None
@@ -273,32 +268,3 @@ class RollbackScreen(PhaseScreen):
         self._finished = None
         self._show_note()
         self.run_worker(self._watch_phase(worker), group="follow", exit_on_error=False)
-
-    @work(group=STEPS_GROUP, exit_on_error=False)
-    async def run_rollback(self, backup: KnownBackup | None, scope: str, acknowledged: str) -> None:
-        """Journal the choice, then run the rollback's steps of that scope."""
-        from vlad_tui.runbook.operations import rollback_picker as rb
-        from vlad_tui.runbook.operations.rollback import run_rollback
-
-        app = self.app
-        try:
-            engine = app.ensure_engine()
-        except Exception as exc:
-            self.notify(str(exc), title="Cannot run", severity="error")
-            return
-        if reason := engine.phase_busy_reason():
-            self.notify(reason, title="Not started", severity="warning")
-            return
-        record = throughput = None
-        journal = app.journal_or_none
-        if backup is not None and journal is not None and app.target is not None:
-            name = app.target.name
-            record = await asyncio.to_thread(rb.backup_record, journal, name, backup.path)
-            throughput = await asyncio.to_thread(rb.restore_throughput, journal, name)
-        params = rb.pick_params(
-            backup, scope, record=record, acknowledged=acknowledged, throughput=throughput
-        )
-        try:
-            await run_rollback(engine, params)
-        except StepBusy as exc:  # lost a race with another start: say so
-            self.notify(str(exc), title="Not started", severity="warning")
