@@ -2,8 +2,9 @@
 
 The pick step journals the operator's choice (``rollback_choice``: the backup, the scope and the
 names of the databases this rollback creates), so every later step, and a resumed run, works on
-exactly that choice. :func:`run_rollback` runs the pick, marks the steps outside the scope
-skipped (with the reason) and runs the rest of the phase, stopping at each typed confirmation.
+exactly that choice. :func:`vlad_tui.runbook.rollback_flow.run_rollback` runs the pick, marks
+the steps outside the scope skipped (with the reason) and runs the rest of the phase, stopping
+at each typed confirmation.
 
 Never ``prisma migrate reset``, never ``psql <`` into the live database: the restore goes into
 a new database beside production and the swap renames (:mod:`vlad_tui.ops.rollback`).
@@ -23,17 +24,14 @@ from vlad_tui.ops.releases import BAD_MARK
 from vlad_tui.runbook.operations.context import ConfirmRequest, StepContext
 from vlad_tui.runbook.operations.rollback_picker import (
     CHOICE,
-    SCOPE_STEPS,
     SCOPE_TEXT,
     SCOPES,
-    scope_skip_reason,
 )
 from vlad_tui.transport.shell import quote
 
 if TYPE_CHECKING:
     from vlad_tui.ops.backup import Backup
     from vlad_tui.ops.releases import Release
-    from vlad_tui.runbook.engine import Engine
 
 # --- the steps ----------------------------------------------------------------------------------
 
@@ -650,21 +648,3 @@ async def _rollback_report(ctx: StepContext) -> None:
             ctx.output(f"code: {code.get('release')} runs again ({code.get('seconds', 0):.1f} s)")
             data["release"] = code.get("release")
     ctx.artifact("rollback_report", **data)
-
-
-# --- running it ---------------------------------------------------------------------------------
-
-
-async def run_rollback(engine: Engine, params: Mapping[str, Any]) -> bool:
-    """Pick (journaled), skip the steps outside the scope, run the rest of the rollback."""
-    from vlad_tui.runbook import model
-
-    if await engine.run_step("rb.pick", params=dict(params)) != "ok":
-        return False
-    scope = str(params.get("scope"))
-    for step in model.phase(model.ROLLBACK).steps:
-        if step.id in SCOPE_STEPS[scope]:
-            engine.skip_step(step.id, None)
-        elif engine.statuses[step.id] != "ok":
-            engine.skip_step(step.id, scope_skip_reason(scope, step.id))
-    return await engine.run_phase(model.ROLLBACK)

@@ -278,7 +278,7 @@ class RollbackScreen(PhaseScreen):
     async def run_rollback(self, backup: KnownBackup | None, scope: str, acknowledged: str) -> None:
         """Journal the choice, then run the rollback's steps of that scope."""
         from vlad_tui.runbook.operations import rollback_picker as rb
-        from vlad_tui.runbook.operations.rollback import run_rollback
+        from vlad_tui.runbook.rollback_flow import run_rollback
 
         app = self.app
         try:
