@@ -1,4 +1,4 @@
-"""No import circles among vlad_tui's modules.
+"""No import circles among vlad_tui's modules, and no private name imported from another.
 
 Every ``import`` statement counts, wherever it sits: at the top, inside a function, or under
 ``if TYPE_CHECKING`` (a lazy import hides a circle from Python, not from the reader). An edge
@@ -124,3 +124,13 @@ def test_no_import_cycles() -> None:
     # A known cycle that is gone (or changed) is taken off the list, so it cannot come back.
     gone = [sorted(c) for c in KNOWN_CYCLES if c not in found]
     assert not gone, f"known cycles no longer there: take them off KNOWN_CYCLES: {gone}"
+
+
+def test_no_private_names_imported_across_modules() -> None:
+    found = []
+    for name, path in module_files().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                found += [f"{name}: {a} from {node.module}" for a in private if a[:2] != "__"]
+    assert not found, f"private names imported across modules: {found}"

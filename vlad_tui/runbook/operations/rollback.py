@@ -21,7 +21,7 @@ from vlad_tui import format as fmt
 from vlad_tui.errors import VladError
 from vlad_tui.ops import jobs as job_ops
 from vlad_tui.ops.releases import BAD_MARK
-from vlad_tui.runbook.operations.context import ConfirmRequest, StepContext
+from vlad_tui.runbook.operations.context import ConfirmRequest, Operation, StepContext
 from vlad_tui.runbook.operations.rollback_picker import (
     CHOICE,
     SCOPE_TEXT,
@@ -648,3 +648,16 @@ async def _rollback_report(ctx: StepContext) -> None:
             ctx.output(f"code: {code.get('release')} runs again ({code.get('seconds', 0):.1f} s)")
             data["release"] = code.get("release")
     ctx.artifact("rollback_report", **data)
+
+
+#: This module's operations, by the name a step gives (:attr:`Step.operation`).
+OPERATIONS: dict[str, Operation] = {
+    # Only journals the choice: it changes nothing on the target (runs beside an open job).
+    "rollback_pick": Operation(_rollback_pick, read_only=True),
+    "rollback_preflight": Operation(_rollback_preflight, read_only=True),
+    "rollback_restore": Operation(_rollback_restore, _rollback_restore_describe),
+    "rollback_verify": Operation(_rollback_verify, read_only=True),
+    "rollback_swap": Operation(_rollback_swap, _rollback_swap_describe),
+    "rollback_code": Operation(_rollback_code, _rollback_code_describe),
+    "rollback_report": Operation(_rollback_report, read_only=True),
+}
