@@ -10,6 +10,7 @@ from vlad_tui.config import Target
 from vlad_tui.errors import VladError
 from vlad_tui.ops import releases as release_ops
 from vlad_tui.ops.releases import Release, SourceId
+from vlad_tui.runbook import model
 from vlad_tui.runbook.operations.context import Operation, StepContext
 from vlad_tui.runbook.operations.staging import staging_database_url
 
@@ -18,7 +19,7 @@ RELEASE = "release"
 RELEASE_CHECKED = "release_checked"
 RELEASE_REFUSED = "release_refused"
 #: The step that builds the release (its newest ``release`` artifact is what Phase 3 ships).
-BUILD_STEP = "p2.build"
+BUILD_STEP = model.step_with_role("build").id
 
 
 def release_from(ctx: StepContext) -> Release:
