@@ -19,18 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-StepStatus = Literal[
-    "pending",
-    "running",
-    "ok",
-    "failed",
-    "skipped",
-    "interrupted",
-    "locked",
-    "needs_confirmation",
-    "unavailable",
-]
-
 ChecklistGroup = Literal["before", "during", "after", "phase"]
 
 #: What other parts of vlad-tui find a step by, rather than by its id (one step per role).
