@@ -12,7 +12,8 @@ database does not exist yet, so creating it drops nothing): the step runs withou
 The artifact kinds other parts rely on, and their fields, are typed in
 :mod:`vlad_tui.runbook.artifacts`.
 
-A step is available exactly when its operation is registered here; steps of the plan whose
+Each module registers its own operations in its ``OPERATIONS``; :data:`OPERATIONS` merges them.
+A step is available exactly when its operation is registered; steps of the plan whose
 operation this version does not have are shown as unavailable and never run. Look-ups are
 registered ``read_only``: they run beside any other step, while steps that change something
 never overlap each other.
