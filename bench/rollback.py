@@ -65,8 +65,8 @@ from vlad_tui.ops.probe import HealthProbe, ProbeReport  # noqa: E402
 from vlad_tui.ops.release_switch import plan_switch, switch  # noqa: E402
 from vlad_tui.ops.releases import BAD_MARK, build_release  # noqa: E402
 from vlad_tui.runbook.engine import ConfirmRequest, Engine  # noqa: E402
-from vlad_tui.runbook.operations.rollback import run_rollback  # noqa: E402
 from vlad_tui.runbook.operations.rollback_picker import pick_params  # noqa: E402
+from vlad_tui.runbook.rollback_flow import run_rollback  # noqa: E402
 from vlad_tui.transport import LocalTransport  # noqa: E402
 from vlad_tui.transport.base import Transport  # noqa: E402
 from vlad_tui.transport.shell import quote  # noqa: E402

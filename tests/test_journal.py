@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
@@ -22,6 +23,7 @@ from vlad_tui import redact
 from vlad_tui.errors import VladError
 from vlad_tui.events import OutputLine
 from vlad_tui.journal import Journal, RunFinished, RunNotFound
+from vlad_tui.step_status import StepStatus
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -402,3 +404,9 @@ def test_artifacts_of_a_target_across_runs(journal: Journal) -> None:
     assert [
         d["path"] for _, d in journal.artifacts("production", "backup", exclude_run=second.run_id)
     ] == ["/b/1.dump"]
+
+
+def test_the_journal_records_every_step_status_but_unavailable() -> None:
+    # "unavailable" is derived from this version's operations at start-up, never journaled.
+    statuses = set(get_args(StepStatus))
+    assert statuses - {"unavailable"} == journal_module.STEP_STATUSES

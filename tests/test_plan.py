@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+from typing import get_args
 
 from vlad_tui.runbook import gate as gates
 from vlad_tui.runbook import model, operations
@@ -193,3 +194,33 @@ def test_acknowledgement_subjects() -> None:
     assert model.step("p3.migrate").acknowledge == ("lint",)
     for s in model.all_steps():
         assert set(s.acknowledge) <= set(gates.ACK_SUBJECTS), s.id
+
+
+def test_each_role_is_played_by_exactly_one_step() -> None:
+    roles = [s.role for s in model.all_steps() if s.role is not None]
+    assert sorted(roles) == sorted(get_args(model.StepRole))
+    expected = {
+        "lock": "p3.lock",
+        "build": "p2.build",
+        "migrate": "p3.migrate",
+        "deploy": "p3.deploy",
+        "monitor": "p4.metrics",
+    }
+    for role, step_id in expected.items():
+        assert model.step_with_role(role).id == step_id  # type: ignore[arg-type]
+    assert model.step_with_role("monitor").operation == "monitor"
+
+
+def test_what_is_left_half_done_is_said_of_destructive_steps_only() -> None:
+    half_done = {s.id for s in model.all_steps() if s.half_done}
+    assert half_done == {"p3.migrate", "p3.deploy", "rb.restore", "rb.swap", "rb.code"}
+    assert all(model.step(step_id).destructive for step_id in half_done)
+
+
+def test_the_palette_offers_actions_only_each_once() -> None:
+    offered = [s for s in model.all_steps() if s.palette is not None]
+    assert offered and all(s.phase == -1 for s in offered)
+    names = [s.palette.name for s in offered if s.palette]
+    assert len(names) == len(set(names))
+    assert [s.id for s in offered if s.palette and s.palette.lines] == ["cmd.pm2_logs"]
+    assert "{lines}" in model.step("cmd.pm2_logs").palette.name  # type: ignore[union-attr]

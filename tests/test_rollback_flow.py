@@ -26,9 +26,10 @@ from vlad_tui.config import Config, Project, Target
 from vlad_tui.demo import install_backend
 from vlad_tui.journal import Journal, Run
 from vlad_tui.ops.inventory import KnownBackup, read_backups
+from vlad_tui.ops.releases import BAD_MARK
 from vlad_tui.runbook.engine import Engine
-from vlad_tui.runbook.operations.rollback import BAD_MARK, run_rollback
 from vlad_tui.runbook.operations.rollback_picker import backup_record, pick_params
+from vlad_tui.runbook.rollback_flow import run_rollback
 from vlad_tui.transport import SshTransport
 
 pytestmark = pytest.mark.integration

@@ -23,8 +23,8 @@ from tests.rig.sshd import SshdServer
 from tests.rig.world import build_world
 from vlad_tui.ops import release_switch, releases
 from vlad_tui.ops.releases import BAD_MARK
-from vlad_tui.runbook.operations.rollback import run_rollback
 from vlad_tui.runbook.operations.rollback_picker import pick_params
+from vlad_tui.runbook.rollback_flow import run_rollback
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 5.0

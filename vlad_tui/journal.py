@@ -33,25 +33,15 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, get_args
 
 from vlad_tui import __version__, paths, redact
 from vlad_tui.errors import VladError
 from vlad_tui.events import OutputLine
+from vlad_tui.step_status import JournaledStatus
 
 #: Statuses a step can have (``step_finished`` / ``step_status`` events).
-STEP_STATUSES = frozenset(
-    {
-        "pending",
-        "running",
-        "ok",
-        "failed",
-        "skipped",
-        "interrupted",
-        "locked",
-        "needs_confirmation",
-    }
-)
+STEP_STATUSES = frozenset(get_args(JournaledStatus))
 #: Statuses a finished run can have; an unfinished run reads as ``running``.
 RUN_STATUSES = frozenset({"ok", "failed", "aborted"})
 

@@ -11,9 +11,10 @@ from typing import Any
 from vlad_tui import format as fmt
 from vlad_tui import redact
 from vlad_tui.journal import RunRecord
+from vlad_tui.runbook import model
 
 FORMATS = ("md", "json")
-#: The artifact ``p4.metrics`` leaves (its own section, not the generic artifact list).
+#: The artifact the monitor step leaves (its own section, not the generic artifact list).
 MONITOR_SUMMARY = "monitor_summary"
 #: Statuses whose log tail the report includes.
 TAIL_STATUSES = frozenset({"failed", "interrupted"})
@@ -166,9 +167,9 @@ def _last(artifacts: list[dict[str, Any]], kind: str, step: str | None = None) -
 def deploy_summary(artifacts: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The deploy at a glance: releases, migrations applied, downtime figures, the gate's
     result; ``None`` when the run built and deployed nothing. Only what was recorded."""
-    release = _last(artifacts, "release", "p2.build")
-    deploy = _last(artifacts, "deploy", "p3.deploy")
-    migrate = _last(artifacts, "migrate", "p3.migrate")
+    release = _last(artifacts, "release", model.step_with_role("build").id)
+    deploy = _last(artifacts, "deploy", model.step_with_role("deploy").id)
+    migrate = _last(artifacts, "migrate", model.step_with_role("migrate").id)
     gate = _last(artifacts, "post_deploy_gate")
     if not (release or deploy or migrate):
         return None

@@ -303,7 +303,7 @@ class Session:
         another change runs."""
         from vlad_tui.errors import StepBusy
         from vlad_tui.runbook.operations import rollback_picker as rb
-        from vlad_tui.runbook.operations.rollback import run_rollback
+        from vlad_tui.runbook.rollback_flow import run_rollback
 
         engine = self.ensure_engine()
         if reason := engine.phase_busy_reason():

@@ -42,8 +42,8 @@ from vlad_tui.ops import jobs
 from vlad_tui.ops.inventory import read_backups
 from vlad_tui.runbook.engine import Engine
 from vlad_tui.runbook.events import EngineEvent, StepOutput
-from vlad_tui.runbook.operations.rollback import run_rollback
 from vlad_tui.runbook.operations.rollback_picker import backup_record, pick_params
+from vlad_tui.runbook.rollback_flow import run_rollback
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 

@@ -38,8 +38,8 @@ from vlad_tui.config import Config, Project, dump_config, load_config
 from vlad_tui.journal import Journal
 from vlad_tui.ops.inventory import read_backups
 from vlad_tui.runbook.engine import Engine
-from vlad_tui.runbook.operations.rollback import run_rollback
 from vlad_tui.runbook.operations.rollback_picker import backup_record, pick_params
+from vlad_tui.runbook.rollback_flow import run_rollback
 from vlad_tui.transport import SshTransport
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]

@@ -27,9 +27,10 @@ from vlad_tui.ops.monitor import (
     worst,
 )
 from vlad_tui.ops.recording import Recording, summarize
+from vlad_tui.runbook import model
 from vlad_tui.transport.base import Transport
 
-DEPLOY_STEP = "p3.deploy"
+DEPLOY_STEP = model.step_with_role("deploy").id
 #: Samples merged into a baseline.
 BASELINE_SAMPLES = 5
 #: Samples in one daily check round (two at least: the cache hit ratio is between two).

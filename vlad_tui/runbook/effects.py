@@ -17,14 +17,6 @@ from vlad_tui.runbook import model
 #: Artifacts of pm2 actions: after which the app is (or may be) down, or serving again.
 _APP_DOWN = ("pm2_stop",)
 _APP_UP = ("pm2_start", "pm2_restart", "pm2_reload")
-#: Destructive steps whose interruption leaves a change half done, and what that change is.
-_HALF_DONE = {
-    "rb.swap": "the database swap by rename is half done",
-    "rb.restore": "the restore into a new database is half done",
-    "p3.migrate": "the migrations may be half applied",
-    "p3.deploy": "the deploy may be half done",
-    "rb.code": "the code rollback may be half done",
-}
 
 
 def _online(data: Mapping[str, Any]) -> bool:
@@ -41,12 +33,13 @@ def open_effects(
 
     ``statuses``: step id → status; ``artifacts``: ``(step_id, kind, data)`` in recorded order.
     """
+    lock_step = model.step_with_role("lock").id
     app_down = lock_held = staging_up = False
     for step_id, kind, data in artifacts:
         if kind in _APP_DOWN or kind in _APP_UP:
             # After a stop nothing is online; a start that brought nothing up left it down.
             app_down = not _online(data)
-        elif kind == "lock" and step_id == "p3.lock":
+        elif kind == "lock" and step_id == lock_step:
             lock_held = True
         elif kind in ("lock_released", "lock_broken"):
             lock_held = False
@@ -65,11 +58,11 @@ def open_effects(
         effects.append("it holds the deploy lock and has not released it: nobody else can deploy")
     if staging_up:
         effects.append("it started the staging instance and has not stopped it")
-    for step_id, what in _HALF_DONE.items():
-        if statuses.get(step_id) in ("failed", "interrupted"):
-            effects.append(f"{what} ({model.step(step_id).title}: {statuses[step_id]})")
+    for step in model.all_steps():
+        if step.half_done and statuses.get(step.id) in ("failed", "interrupted"):
+            effects.append(f"{step.half_done} ({step.title}: {statuses[step.id]})")
     for step in model.all_steps():
         interrupted = statuses.get(step.id) == "interrupted"
-        if step.destructive and step.id not in _HALF_DONE and interrupted:
+        if step.destructive and not step.half_done and interrupted:
             effects.append(f"«{step.title}» was interrupted: its change may be half done")
     return effects

@@ -61,7 +61,7 @@ from vlad_tui.runbook.events import (
     StepOutput,
     StepStatusChanged,
 )
-from vlad_tui.runbook.model import CHECKLIST, Step, StepStatus
+from vlad_tui.runbook.model import CHECKLIST, Step
 from vlad_tui.runbook.operations import (
     OPERATIONS,
     ConfirmFn,
@@ -71,6 +71,7 @@ from vlad_tui.runbook.operations import (
 )
 from vlad_tui.runbook.operations.context import NOT_DESTRUCTIVE, StepPort
 from vlad_tui.runbook.progress import PhaseProgress, blocked_for_good, phase_progress
+from vlad_tui.step_status import StepStatus
 from vlad_tui.transport.base import Transport
 from vlad_tui.transport.shell import quote
 

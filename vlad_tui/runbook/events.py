@@ -10,8 +10,8 @@ from typing import Any
 
 from vlad_tui.events import OutputLine
 from vlad_tui.ops.monitor import Finding, Sample
-from vlad_tui.runbook.model import StepStatus
 from vlad_tui.runbook.progress import PhaseProgress
+from vlad_tui.step_status import StepStatus
 
 
 @dataclass(frozen=True)

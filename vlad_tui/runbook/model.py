@@ -19,19 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-StepStatus = Literal[
-    "pending",
-    "running",
-    "ok",
-    "failed",
-    "skipped",
-    "interrupted",
-    "locked",
-    "needs_confirmation",
-    "unavailable",
-]
-
 ChecklistGroup = Literal["before", "during", "after", "phase"]
+
+#: What other parts of vlad-tui find a step by, rather than by its id (one step per role).
+StepRole = Literal["lock", "build", "migrate", "deploy", "monitor"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +34,17 @@ class ChecklistItem:
     group: str
     phase: int
     manual: bool
+
+
+@dataclass(frozen=True)
+class PaletteEntry:
+    """How the command palette offers an action: its name and help line."""
+
+    name: str
+    help: str
+    #: Takes the number of log lines typed in the palette: ``{lines}`` in ``name``, passed to
+    #: the operation as its ``lines`` parameter.
+    lines: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,14 @@ class Step:
     resets: tuple[str, ...] = ()
     #: Acknowledgement subjects (e.g. ``"lint"``) the operator must acknowledge first.
     acknowledge: tuple[str, ...] = ()
+    #: What a failed or interrupted run of this destructive step leaves half done (said before
+    #: quitting, :mod:`vlad_tui.runbook.effects`); other destructive steps get a general line.
+    half_done: str = ""
+    #: What other parts find the step by (:func:`step_with_role`): the deploy lock, the build,
+    #: the migrations, the deploy, the live monitor.
+    role: StepRole | None = None
+    #: How the command palette offers this action (palette actions only).
+    palette: PaletteEntry | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +165,7 @@ PLAN: tuple[Phase, ...] = (
         # Built beside production (releases_dir): app_dir, its dist/ and what pm2 runs from it
         # are not changed until Phase 3's deploy, and what ships is exactly this build.
         Step("p2.build", 2, "Construir la release (npm ci, generate, build)",
-             "release_build", needs=("p2.migrate",),
+             "release_build", needs=("p2.migrate",), role="build",
              description="builds the release beside production, in its own directory"),
         Step("p2.start", 2, "npm run start:prod (instancia de staging)",
              "staging_start", needs=("p2.build",)),
@@ -171,7 +181,8 @@ PLAN: tuple[Phase, ...] = (
              resets=("p2.start", "p2.smoke")),
     ), cleanup=("p2.stop",)),
     Phase(3, "3 Producción", (
-        Step("p3.lock", 3, "Tomar el lock de despliegue", "lock_acquire", production_gate=True),
+        Step("p3.lock", 3, "Tomar el lock de despliegue", "lock_acquire", production_gate=True,
+             role="lock"),
         # A fresh dump unless this run has a verified one younger than backup_max_age_hours.
         Step("p3.backup", 3, "Crea backup de la base de datos", "backup_fresh",
              needs=("p3.lock",), production_gate=True),
@@ -185,7 +196,8 @@ PLAN: tuple[Phase, ...] = (
              description="checks the release's prisma/schema.prisma with `prisma validate`"),
         Step("p3.migrate", 3, "Aplica migraciones pendientes", "migrate",
              destructive=True, needs=("p3.verify_backup", "p3.validate"), production_gate=True,
-             satisfies=("during.migrations",), acknowledge=("lint",),
+             satisfies=("during.migrations",), acknowledge=("lint",), role="migrate",
+             half_done="the migrations may be half applied",
              description="runs `prisma migrate deploy` on production, detached on the server"),
         Step("p3.integrity", 3, "Verifica integridad", "integrity_compare",
              needs=("p3.migrate",), production_gate=True, satisfies=("success.no_data_loss",)),
@@ -194,7 +206,8 @@ PLAN: tuple[Phase, ...] = (
              description="checks that the build tested on staging is the one that ships"),
         Step("p3.deploy", 3, "Despliega la aplicación", "deploy",
              destructive=True, needs=("p3.build",), production_gate=True,
-             satisfies=("during.deployed",),
+             satisfies=("during.deployed",), role="deploy",
+             half_done="the deploy may be half done",
              description="switches production to the new release, worker by worker"),
         # The post-deploy checks need the deploy: a health check of code that was not deployed
         # is not a post-deploy check.
@@ -222,7 +235,7 @@ PLAN: tuple[Phase, ...] = (
         # Runs until the operator stops it, so "run the phase" leaves it to them (optional) and
         # it holds nothing: a look-up, it runs beside a rollback.
         Step("p4.metrics", 4, "Métricas: tiempo de respuesta, errores, memoria/CPU, conexiones",
-             "monitor", optional=True,
+             "monitor", optional=True, role="monitor",
              description="a live dashboard of latency, errors, memory/CPU and connections"),
     )),
     # The rollback: pick a backup and a scope (journaled as ``rollback_choice``, so it survives
@@ -236,15 +249,18 @@ PLAN: tuple[Phase, ...] = (
              description="checks the backup, the role's rights, free disk and the release"),
         Step("rb.restore", 0, "Restaurar el backup al lado de producción",
              "rollback_restore", destructive=True, needs=("rb.preflight",),
+             half_done="the restore into a new database is half done",
              description="restores the backup into a new database beside production"),
         Step("rb.verify", 0, "Verificar la base restaurada", "rollback_verify",
              needs=("rb.restore",),
              description="compares the restored database with the backup's fingerprints"),
         Step("rb.swap", 0, "Intercambiar bases por rename",
              "rollback_swap", destructive=True, needs=("rb.verify",),
+             half_done="the database swap by rename is half done",
              description="swaps the databases by renaming them, keeping the failed one"),
         Step("rb.code", 0, "Volver a la release anterior", "rollback_code",
              destructive=True, needs=("rb.preflight",),
+             half_done="the code rollback may be half done",
              description="switches the code back to the previous release"),
         Step("rb.health", 0, "Verificar que la aplicación responde", "health",
              needs=("rb.pick",)),
@@ -255,36 +271,63 @@ PLAN: tuple[Phase, ...] = (
 )
 
 #: The plan's "Comandos útiles", run from the command palette with the same engine (journaled,
-#: confirmed when destructive). Not part of any phase; ``phase == -1``.
+#: confirmed when destructive). Not part of any phase; ``phase == -1``. The palette offers those
+#: with a ``palette`` entry, in this order.
 ACTIONS: tuple[Step, ...] = (
-    Step("cmd.pm2_status", -1, "pm2 status", "pm2_status"),
-    Step("cmd.pm2_logs", -1, "pm2 logs (últimas líneas)", "pm2_logs"),
-    Step("cmd.pm2_show", -1, "pm2 show", "pm2_show"),
-    Step("cmd.pm2_restart", -1, "pm2 restart", "pm2_restart", destructive=True),
-    Step("cmd.pm2_reload", -1, "pm2 reload", "pm2_reload", destructive=True),
-    Step("cmd.pm2_stop", -1, "Detener la aplicación (pm2 stop)", "pm2_stop", destructive=True),
+    Step("cmd.pm2_status", -1, "pm2 status", "pm2_status",
+         palette=PaletteEntry("pm2 status", "State of the app's pm2 processes")),
+    Step("cmd.pm2_logs", -1, "pm2 logs (últimas líneas)", "pm2_logs",
+         palette=PaletteEntry("pm2 logs (last {lines} lines)",
+                              "Type a number to change how many lines", lines=True)),
+    Step("cmd.pm2_show", -1, "pm2 show", "pm2_show",
+         palette=PaletteEntry("pm2 show", "Details of the app's pm2 process")),
+    Step("cmd.pm2_restart", -1, "pm2 restart", "pm2_restart", destructive=True,
+         palette=PaletteEntry("pm2 restart", "Destructive: restarts the app (drops requests in "
+                              "fork mode); asks for confirmation")),
+    Step("cmd.pm2_reload", -1, "pm2 reload", "pm2_reload", destructive=True,
+         palette=PaletteEntry("pm2 reload", "Destructive: zero-downtime reload in cluster mode; "
+                              "asks for confirmation")),
+    Step("cmd.migration_status", -1, "Estado de migraciones", "migration_status",
+         palette=PaletteEntry("Migration status", "Applied / pending / failed, from "
+                              "_prisma_migrations and the folder")),
+    Step("cmd.connectivity", -1, "Verificar conectividad a la DB", "connectivity",
+         palette=PaletteEntry("Database connectivity check", "Read-only: connect, select 1, "
+                              "server version (never prisma db pull)")),
+    Step("cmd.health", -1, "curl /health", "health",
+         palette=PaletteEntry("Health check (curl /health)", "GET the target's health URL")),
+    Step("cmd.lock_status", -1, "Lock de despliegue", "lock_status",
+         palette=PaletteEntry("Deploy lock status", "Who holds the deploy lock")),
+    Step("cmd.lock_break", -1, "Romper el lock de despliegue", "lock_break", destructive=True,
+         palette=PaletteEntry("Break the deploy lock", "Destructive: removes a stale lock after "
+                              "showing its holder and run; asks for confirmation")),
+    Step("cmd.pm2_stop", -1, "Detener la aplicación (pm2 stop)", "pm2_stop", destructive=True,
+         palette=PaletteEntry("pm2 stop", "Destructive: stops the app (it serves nothing until "
+                              "started); asks for confirmation")),
     Step("cmd.pm2_start", -1, "Iniciar la aplicación (pm2 start)", "pm2_start",
-         destructive=True),
+         destructive=True,
+         palette=PaletteEntry("pm2 start", "Destructive: starts the app's pm2 processes; asks "
+                              "for confirmation")),
     Step("cmd.rollback_kept", -1, "Bases apartadas por rollbacks (_failed_, _restore_)",
-         "rollback_kept"),
-    Step("cmd.releases", -1, "Releases en disco", "releases_list"),
-    # Housekeeping: one named database or release at a time, typed by name; never automatic.
+         "rollback_kept",
+         palette=PaletteEntry("Kept databases (_failed_, _restore_)", "Read-only: databases "
+                              "rollbacks set aside, with size and age; never dropped by itself")),
+    Step("cmd.releases", -1, "Releases en disco", "releases_list",
+         palette=PaletteEntry("Releases on disk", "Read-only: the releases kept for a code "
+                              "rollback, with size and age")),
+    # Housekeeping: one named database or release at a time, typed by name; never automatic
+    # (the palette's housekeeping entries list them first).
     Step("cmd.kept_drop", -1, "Borrar una base apartada (DROP DATABASE)", "kept_drop",
          destructive=True),
     Step("cmd.release_remove", -1, "Borrar una release antigua (rm -rf)", "release_remove",
          destructive=True),
-    Step("cmd.migration_status", -1, "Estado de migraciones", "migration_status"),
-    Step("cmd.connectivity", -1, "Verificar conectividad a la DB", "connectivity"),
-    Step("cmd.health", -1, "curl /health", "health"),
     Step("cmd.facts", -1, "Estado del servidor", "facts"),
-    Step("cmd.lock_status", -1, "Lock de despliegue", "lock_status"),
-    Step("cmd.lock_break", -1, "Romper el lock de despliegue", "lock_break", destructive=True),
 )
 # fmt: on
 
 _PHASES = {p.number: p for p in PLAN}
 _STEPS = {s.id: s for p in PLAN for s in p.steps} | {s.id: s for s in ACTIONS}
 _ITEMS = {i.id: i for i in CHECKLIST}
+_ROLES = {s.role: s for s in _STEPS.values() if s.role is not None}
 
 
 def phase(number: int) -> Phase:
@@ -305,3 +348,8 @@ def checklist_item(item_id: str) -> ChecklistItem:
 def all_steps() -> tuple[Step, ...]:
     """Every plan step (phases 1..4 then rollback) followed by the palette actions."""
     return tuple(_STEPS.values())
+
+
+def step_with_role(role: StepRole) -> Step:
+    """The step that plays ``role`` (e.g. ``"deploy"``: the step that switches production)."""
+    return _ROLES[role]

@@ -1,9 +1,10 @@
 """Command palette (``ctrl+p``): the plan's "Comandos útiles" and navigation.
 
-Every remote command runs as an engine step (``cmd.*`` in the runbook model), so ``pm2 restart``
-asks for the same typed confirmation as any destructive step and is journaled (starting a run if
-needed). Look-ups (``pm2 status``, logs, migration status …) change nothing: they are journaled
-in the current run when there is one and never start a run by themselves.
+Every remote command runs as an engine step (``cmd.*`` in the runbook model, whose ``palette``
+entry names it here, in the model's order), so ``pm2 restart`` asks for the same typed
+confirmation as any destructive step and is journaled (starting a run if needed). Look-ups
+(``pm2 status``, logs, migration status …) change nothing: they are journaled in the current
+run when there is one and never start a run by themselves.
 """
 
 from __future__ import annotations
@@ -15,76 +16,33 @@ from typing import TYPE_CHECKING, Any
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from vlad_tui.runbook import model
+
 if TYPE_CHECKING:
     from vlad_tui.tui.wizard import Wizard
 
 DEFAULT_LOG_LINES = 100
 
 
+def _action_command(
+    app: Wizard, step_id: str, entry: model.PaletteEntry, lines: int
+) -> tuple[str, str, Callable[[], Any]]:
+    """The palette's line for the plan's action ``step_id``."""
+    if entry.lines:
+        run = partial(app.run_command, step_id, {"lines": lines})
+        return entry.name.format(lines=lines), entry.help, run
+    return entry.name, entry.help, partial(app.run_command, step_id)
+
+
 def palette_commands(app: Wizard, query: str = "") -> list[tuple[str, str, Callable[[], Any]]]:
     """``(name, help, callback)`` for everything the palette offers (``query`` picks N lines)."""
     match = re.search(r"\b(\d{1,5})\b", query)
     lines = int(match.group(1)) if match else DEFAULT_LOG_LINES
-    action = app.run_command
     commands: list[tuple[str, str, Callable[[], Any]]] = [
-        ("pm2 status", "State of the app's pm2 processes", partial(action, "cmd.pm2_status")),
-        (
-            f"pm2 logs (last {lines} lines)",
-            "Type a number to change how many lines",
-            partial(action, "cmd.pm2_logs", {"lines": lines}),
-        ),
-        ("pm2 show", "Details of the app's pm2 process", partial(action, "cmd.pm2_show")),
-        (
-            "pm2 restart",
-            "Destructive: restarts the app (drops requests in fork mode); asks for confirmation",
-            partial(action, "cmd.pm2_restart"),
-        ),
-        (
-            "pm2 reload",
-            "Destructive: zero-downtime reload in cluster mode; asks for confirmation",
-            partial(action, "cmd.pm2_reload"),
-        ),
-        (
-            "Migration status",
-            "Applied / pending / failed, from _prisma_migrations and the folder",
-            partial(action, "cmd.migration_status"),
-        ),
-        (
-            "Database connectivity check",
-            "Read-only: connect, select 1, server version (never prisma db pull)",
-            partial(action, "cmd.connectivity"),
-        ),
-        (
-            "Health check (curl /health)",
-            "GET the target's health URL",
-            partial(action, "cmd.health"),
-        ),
-        ("Deploy lock status", "Who holds the deploy lock", partial(action, "cmd.lock_status")),
-        (
-            "Break the deploy lock",
-            "Destructive: removes a stale lock after showing its holder and run; asks for "
-            "confirmation",
-            partial(action, "cmd.lock_break"),
-        ),
-        (
-            "pm2 stop",
-            "Destructive: stops the app (it serves nothing until started); asks for confirmation",
-            partial(action, "cmd.pm2_stop"),
-        ),
-        (
-            "pm2 start",
-            "Destructive: starts the app's pm2 processes; asks for confirmation",
-            partial(action, "cmd.pm2_start"),
-        ),
-        (
-            "Kept databases (_failed_, _restore_)",
-            "Read-only: databases rollbacks set aside, with size and age; never dropped by itself",
-            partial(action, "cmd.rollback_kept"),
-        ),
-        (
-            "Releases on disk",
-            "Read-only: the releases kept for a code rollback, with size and age",
-            partial(action, "cmd.releases"),
+        *(
+            _action_command(app, step.id, step.palette, lines)
+            for step in model.ACTIONS
+            if step.palette is not None
         ),
         (
             "Drop a kept database…",

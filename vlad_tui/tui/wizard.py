@@ -21,9 +21,10 @@ if TYPE_CHECKING:
     from vlad_tui.journal import Journal
     from vlad_tui.ops.inventory import KnownBackup
     from vlad_tui.runbook.events import EngineEvent
-    from vlad_tui.runbook.model import Step, StepStatus
+    from vlad_tui.runbook.model import Step
     from vlad_tui.runbook.operations import Operation
     from vlad_tui.session import Session
+    from vlad_tui.step_status import StepStatus
 
 
 class EngineListener(Protocol):

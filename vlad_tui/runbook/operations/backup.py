@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 from vlad_tui import format as fmt
 from vlad_tui.errors import VladError
-from vlad_tui.runbook.operations.context import StepContext
+from vlad_tui.runbook.operations.context import Operation, StepContext
 
 if TYPE_CHECKING:
     from vlad_tui.ops.backup import Backup
 
 
-class _ProgressLines:
+class ProgressLines:
     """Turns ``progress(done, total)`` callbacks into at most one output line per second."""
 
     def __init__(self, ctx: StepContext, what: str, *, of: str = "") -> None:
@@ -60,7 +60,7 @@ async def _backup(ctx: StepContext) -> None:
         fmt=ctx.target.backup_format,
         jobs=ctx.target.backup_jobs,
         sink=ctx.sink,
-        progress=_ProgressLines(ctx, "dumped", of=" (database size)"),
+        progress=ProgressLines(ctx, "dumped", of=" (database size)"),
         # Fingerprints in the dump's own snapshot: a rollback verifies its restore exactly.
         fingerprint_tables=ctx.config.project.critical_tables,
     )
@@ -100,9 +100,17 @@ async def _backup_offbox(ctx: StepContext) -> None:
     local_dir = ctx.params.get("local_dir") or ctx.config.local_backup_dir / ctx.target.name
     ctx.output(f"copying {backup.path} from {ctx.transport.label} to {local_dir}")
     copy = await backup_ops.copy_off_box(
-        ctx.transport, backup, Path(local_dir), progress=_ProgressLines(ctx, "copied")
+        ctx.transport, backup, Path(local_dir), progress=ProgressLines(ctx, "copied")
     )
     ctx.output(f"copy verified (sha256 {backup.sha256[:16]}…): {copy}")
     ctx.artifact(
         "backup_copy", path=str(copy), source=backup.path, size=backup.size, sha256=backup.sha256
     )
+
+
+#: This module's operations, by the name a step gives (:attr:`Step.operation`).
+OPERATIONS: dict[str, Operation] = {
+    "backup": Operation(_backup),
+    "verify_backup": Operation(_verify_backup, read_only=True),
+    "backup_offbox": Operation(_backup_offbox),
+}

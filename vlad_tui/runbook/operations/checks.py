@@ -6,7 +6,7 @@ import time
 
 from vlad_tui.errors import VladError
 from vlad_tui.ops import health as health_ops
-from vlad_tui.runbook.operations.context import StepContext
+from vlad_tui.runbook.operations.context import Operation, StepContext
 
 
 async def _connectivity(ctx: StepContext) -> None:
@@ -61,3 +61,11 @@ async def _health(ctx: StepContext) -> None:
     ctx.artifact("health", **result.to_dict())
     if not result.ok:
         raise VladError(result.describe())
+
+
+#: This module's operations, by the name a step gives (:attr:`Step.operation`).
+OPERATIONS: dict[str, Operation] = {
+    "connectivity": Operation(_connectivity, read_only=True),
+    "facts": Operation(_facts, read_only=True),
+    "health": Operation(_health, read_only=True),
+}

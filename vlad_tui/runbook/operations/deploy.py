@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from vlad_tui.errors import ConnectionLost, VladError
 from vlad_tui.ops import release_switch as switch_ops
 from vlad_tui.ops.staging_app import in_app_dir, run_in_app
-from vlad_tui.runbook.operations.backup import _ProgressLines
-from vlad_tui.runbook.operations.context import ConfirmRequest, StepContext
+from vlad_tui.runbook.operations.backup import ProgressLines
+from vlad_tui.runbook.operations.context import ConfirmRequest, Operation, StepContext
 from vlad_tui.runbook.operations.migrations import report_migrations
 from vlad_tui.runbook.operations.release import in_release, release_from
 
@@ -51,7 +51,7 @@ async def _dump(ctx: StepContext) -> None:
         fmt=ctx.target.backup_format,
         jobs=ctx.target.backup_jobs,
         sink=ctx.sink,
-        progress=_ProgressLines(ctx, "dumped", of=" (database size)"),
+        progress=ProgressLines(ctx, "dumped", of=" (database size)"),
         fingerprint_tables=(*ctx.config.project.critical_tables, "_prisma_migrations"),
     )
     ctx.exit_status = 0
@@ -525,3 +525,15 @@ async def _deploy_logs(ctx: StepContext) -> None:
             f"{len(errors)} error line(s) in pm2's error logs since the deploy (first: "
             f"{errors[0][:200]}); {_rollback_hint(deployed)}"
         )
+
+
+#: This module's operations, by the name a step gives (:attr:`Step.operation`).
+OPERATIONS: dict[str, Operation] = {
+    "backup_fresh": Operation(_backup_fresh),
+    "verify_state": Operation(_verify_state, read_only=True),
+    "validate_schema": Operation(_validate_schema, read_only=True),
+    "migrate": Operation(_migrate, _migrate_describe),
+    "deploy": Operation(_deploy, _deploy_describe),
+    "post_deploy_gate": Operation(_post_deploy_gate, read_only=True),
+    "deploy_logs": Operation(_deploy_logs, read_only=True),
+}

@@ -15,7 +15,7 @@ from typing import Any
 from vlad_tui import format as fmt
 from vlad_tui.errors import VladError
 from vlad_tui.ops import housekeeping as hk
-from vlad_tui.runbook.operations.context import ConfirmRequest, StepContext
+from vlad_tui.runbook.operations.context import ConfirmRequest, Operation, StepContext
 
 #: The rollback's pick artifact (:mod:`vlad_tui.runbook.operations.rollback_picker`).
 _CHOICE = "rollback_choice"
@@ -188,3 +188,12 @@ async def _release_remove(ctx: StepContext) -> None:
         "by": ctx.run.operator,
     }
     ctx.artifact("release_removed", **data)
+
+
+#: This module's operations, by the name a step gives (:attr:`Step.operation`).
+OPERATIONS: dict[str, Operation] = {
+    "rollback_kept": Operation(_rollback_kept, read_only=True),
+    "releases_list": Operation(_releases_list, read_only=True),
+    "kept_drop": Operation(_kept_drop, _kept_drop_describe),
+    "release_remove": Operation(_release_remove, _release_remove_describe),
+}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vlad_tui.errors import VladError
-from vlad_tui.runbook.operations.context import StepContext
+from vlad_tui.runbook.operations.context import Operation, StepContext
 
 if TYPE_CHECKING:
     from vlad_tui.db import DatabaseUrl
@@ -98,3 +98,10 @@ async def _integrity_compare(ctx: StepContext) -> None:
             f"data loss: {len(decreased)} table(s) have fewer rows than before: "
             + ", ".join(d.table for d in decreased)
         )
+
+
+#: This module's operations, by the name a step gives (:attr:`Step.operation`).
+OPERATIONS: dict[str, Operation] = {
+    "integrity_snapshot": Operation(_integrity_snapshot, read_only=True),
+    "integrity_compare": Operation(_integrity_compare, read_only=True),
+}

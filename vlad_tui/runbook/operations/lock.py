@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vlad_tui.errors import VladError
 from vlad_tui.ops import lock as lock_ops
-from vlad_tui.runbook.operations.context import ConfirmRequest, StepContext
+from vlad_tui.runbook.operations.context import ConfirmRequest, Operation, StepContext
 
 
 async def _lock_acquire(ctx: StepContext) -> None:
@@ -61,3 +61,12 @@ async def _lock_break(ctx: StepContext) -> None:
     )
     ctx.output(f"deploy lock broken (was {info.describe()})")
     ctx.artifact("lock_broken", **info.to_dict())
+
+
+#: This module's operations, by the name a step gives (:attr:`Step.operation`).
+OPERATIONS: dict[str, Operation] = {
+    "lock_acquire": Operation(_lock_acquire),
+    "lock_release": Operation(_lock_release),
+    "lock_status": Operation(_lock_status, read_only=True),
+    "lock_break": Operation(_lock_break, _lock_break_describe),
+}

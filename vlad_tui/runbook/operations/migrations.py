@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from vlad_tui.errors import VladError
 from vlad_tui.ops import migrations as migration_ops
-from vlad_tui.runbook.operations.context import StepContext
+from vlad_tui.runbook.operations.context import Operation, StepContext
 
 if TYPE_CHECKING:
     from vlad_tui.db import DatabaseUrl
@@ -98,3 +98,10 @@ async def _migration_lint(ctx: StepContext) -> None:
             ],
         },
     )
+
+
+#: This module's operations, by the name a step gives (:attr:`Step.operation`).
+OPERATIONS: dict[str, Operation] = {
+    "migration_status": Operation(_migration_status, read_only=True),
+    "migration_lint": Operation(_migration_lint, read_only=True),
+}

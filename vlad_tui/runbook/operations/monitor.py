@@ -26,7 +26,7 @@ from vlad_tui.ops import baseline as baselines
 from vlad_tui.ops.monitor import Crossings, Sample, Sampler, evaluate, finding_to_dict
 from vlad_tui.ops.recording import Recording, summarize
 from vlad_tui.runbook.events import MonitorSampled
-from vlad_tui.runbook.operations.context import StepContext
+from vlad_tui.runbook.operations.context import Operation, StepContext
 
 SUMMARY_ARTIFACT = "monitor_summary"
 
@@ -108,3 +108,9 @@ async def _monitor(ctx: StepContext) -> None:
 
 def _nothing(sample: Sample) -> bool:
     return sample.app is None and not sample.workers and sample.db is None
+
+
+#: This module's operations, by the name a step gives (:attr:`Step.operation`).
+OPERATIONS: dict[str, Operation] = {
+    "monitor": Operation(_monitor, read_only=True),
+}

@@ -113,3 +113,16 @@ def _pm2_action(action: pm2_ops.Pm2Action) -> Operation:
             raise VladError(f"after pm2 {action}, no {ctx.target.pm2_name} instance is online")
 
     return Operation(run, describe)
+
+
+#: This module's operations, by the name a step gives (:attr:`Step.operation`).
+OPERATIONS: dict[str, Operation] = {
+    "pm2_status": Operation(_pm2_status, read_only=True),
+    "pm2_logs": Operation(_pm2_logs, read_only=True),
+    "pm2_show": Operation(_pm2_show, read_only=True),
+    "pm2_restart": _pm2_action("restart"),
+    "pm2_reload": _pm2_action("reload"),
+    "pm2_stop": _pm2_action("stop"),
+    "pm2_start": _pm2_action("start"),
+    "log_errors": Operation(_log_errors, read_only=True),
+}

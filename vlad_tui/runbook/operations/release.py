@@ -10,15 +10,16 @@ from vlad_tui.config import Target
 from vlad_tui.errors import VladError
 from vlad_tui.ops import releases as release_ops
 from vlad_tui.ops.releases import Release, SourceId
-from vlad_tui.runbook.operations.context import StepContext
-from vlad_tui.runbook.operations.staging import _staging_url
+from vlad_tui.runbook import model
+from vlad_tui.runbook.operations.context import Operation, StepContext
+from vlad_tui.runbook.operations.staging import staging_database_url
 
 #: Artifact kinds: a release built (Phase 2), checked (Phase 3), refused (source changed).
 RELEASE = "release"
 RELEASE_CHECKED = "release_checked"
 RELEASE_REFUSED = "release_refused"
 #: The step that builds the release (its newest ``release`` artifact is what Phase 3 ships).
-BUILD_STEP = "p2.build"
+BUILD_STEP = model.step_with_role("build").id
 
 
 def release_from(ctx: StepContext) -> Release:
@@ -49,7 +50,7 @@ def in_release(target: Target, release: Release) -> Target:
 async def _release_build(ctx: StepContext) -> None:
     """Copy app_dir's source into a new release beside production and install, generate and
     build it there (DATABASE_URL → staging); production's app_dir is only read."""
-    url = await _staging_url(ctx)
+    url = await staging_database_url(ctx)
     ctx.output(
         f"building a release under {ctx.target.releases_path}: {ctx.target.app_dir} and what "
         "pm2 runs from it are not changed"
@@ -128,3 +129,10 @@ def stale_release(artifacts: list[tuple[str, str, dict[str, Any]]]) -> str:
         f"{what} changed since Phase 2 built release {refused.get('id')} "
         f"({refused.get('changes')}): re-run Phase 2"
     )
+
+
+#: This module's operations, by the name a step gives (:attr:`Step.operation`).
+OPERATIONS: dict[str, Operation] = {
+    "release_build": Operation(_release_build),
+    "release_check": Operation(_release_check, read_only=True),
+}

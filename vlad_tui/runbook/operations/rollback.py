@@ -2,8 +2,9 @@
 
 The pick step journals the operator's choice (``rollback_choice``: the backup, the scope and the
 names of the databases this rollback creates), so every later step, and a resumed run, works on
-exactly that choice. :func:`run_rollback` runs the pick, marks the steps outside the scope
-skipped (with the reason) and runs the rest of the phase, stopping at each typed confirmation.
+exactly that choice. :func:`vlad_tui.runbook.rollback_flow.run_rollback` runs the pick, marks
+the steps outside the scope skipped (with the reason) and runs the rest of the phase, stopping
+at each typed confirmation.
 
 Never ``prisma migrate reset``, never ``psql <`` into the live database: the restore goes into
 a new database beside production and the swap renames (:mod:`vlad_tui.ops.rollback`).
@@ -20,20 +21,17 @@ from vlad_tui import format as fmt
 from vlad_tui.errors import VladError
 from vlad_tui.ops import jobs as job_ops
 from vlad_tui.ops.releases import BAD_MARK
-from vlad_tui.runbook.operations.context import ConfirmRequest, StepContext
+from vlad_tui.runbook.operations.context import ConfirmRequest, Operation, StepContext
 from vlad_tui.runbook.operations.rollback_picker import (
     CHOICE,
-    SCOPE_STEPS,
     SCOPE_TEXT,
     SCOPES,
-    scope_skip_reason,
 )
 from vlad_tui.transport.shell import quote
 
 if TYPE_CHECKING:
     from vlad_tui.ops.backup import Backup
     from vlad_tui.ops.releases import Release
-    from vlad_tui.runbook.engine import Engine
 
 # --- the steps ----------------------------------------------------------------------------------
 
@@ -652,19 +650,14 @@ async def _rollback_report(ctx: StepContext) -> None:
     ctx.artifact("rollback_report", **data)
 
 
-# --- running it ---------------------------------------------------------------------------------
-
-
-async def run_rollback(engine: Engine, params: Mapping[str, Any]) -> bool:
-    """Pick (journaled), skip the steps outside the scope, run the rest of the rollback."""
-    from vlad_tui.runbook import model
-
-    if await engine.run_step("rb.pick", params=dict(params)) != "ok":
-        return False
-    scope = str(params.get("scope"))
-    for step in model.phase(model.ROLLBACK).steps:
-        if step.id in SCOPE_STEPS[scope]:
-            engine.skip_step(step.id, None)
-        elif engine.statuses[step.id] != "ok":
-            engine.skip_step(step.id, scope_skip_reason(scope, step.id))
-    return await engine.run_phase(model.ROLLBACK)
+#: This module's operations, by the name a step gives (:attr:`Step.operation`).
+OPERATIONS: dict[str, Operation] = {
+    # Only journals the choice: it changes nothing on the target (runs beside an open job).
+    "rollback_pick": Operation(_rollback_pick, read_only=True),
+    "rollback_preflight": Operation(_rollback_preflight, read_only=True),
+    "rollback_restore": Operation(_rollback_restore, _rollback_restore_describe),
+    "rollback_verify": Operation(_rollback_verify, read_only=True),
+    "rollback_swap": Operation(_rollback_swap, _rollback_swap_describe),
+    "rollback_code": Operation(_rollback_code, _rollback_code_describe),
+    "rollback_report": Operation(_rollback_report, read_only=True),
+}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vlad_tui.errors import VladError
-from vlad_tui.runbook.operations.context import StepContext
+from vlad_tui.runbook.operations.context import Operation, StepContext
 
 
 async def _smoke(ctx: StepContext, base_url: str) -> None:
@@ -40,3 +40,10 @@ async def _smoke_checks(ctx: StepContext) -> None:
     from vlad_tui.ops.smoke import base_url_of
 
     await _smoke(ctx, base_url_of(ctx.target.health_url))
+
+
+#: This module's operations, by the name a step gives (:attr:`Step.operation`).
+OPERATIONS: dict[str, Operation] = {
+    "staging_smoke_checks": Operation(_staging_smoke_checks, read_only=True),
+    "smoke_checks": Operation(_smoke_checks, read_only=True),
+}

@@ -12,7 +12,12 @@ from vlad_tui.ops import migrations as migration_ops
 from vlad_tui.ops.jobs import RESUME_PARAM
 from vlad_tui.runbook import model
 from vlad_tui.runbook.operations.backup import backup_from
-from vlad_tui.runbook.operations.context import NOT_DESTRUCTIVE, ConfirmRequest, StepContext
+from vlad_tui.runbook.operations.context import (
+    NOT_DESTRUCTIVE,
+    ConfirmRequest,
+    Operation,
+    StepContext,
+)
 from vlad_tui.runbook.operations.detached import run_detached
 from vlad_tui.runbook.operations.integrity import (
     production_baseline,
@@ -25,7 +30,7 @@ if TYPE_CHECKING:
     from vlad_tui.db import DatabaseUrl
 
 
-async def _staging_url(ctx: StepContext) -> DatabaseUrl:
+async def staging_database_url(ctx: StepContext) -> DatabaseUrl:
     """The staging database beside production's (never production's own name)."""
     from vlad_tui.db import staging_url
     from vlad_tui.ops.staging import check_not_production
@@ -40,7 +45,7 @@ async def _staging_create_describe(ctx: StepContext) -> ConfirmRequest | None:
     from vlad_tui.db import Database
     from vlad_tui.ops import staging as staging_ops
 
-    url = await _staging_url(ctx)
+    url = await staging_database_url(ctx)
     exists = await staging_ops.database_exists(ctx.target, ctx.transport, url)
     ctx.state["exists"] = exists
     if not exists:
@@ -73,7 +78,7 @@ async def _staging_create(ctx: StepContext) -> None:
     """Create the (empty) staging database; an existing one is dropped only when confirmed."""
     from vlad_tui.ops import staging as staging_ops
 
-    url = await _staging_url(ctx)
+    url = await staging_database_url(ctx)
     production = await ctx.database_url()
     drop = bool(ctx.state.get("exists") and ctx.state.get("confirmed"))
     for command in staging_ops.create_commands(url, drop_existing=drop):
@@ -94,7 +99,7 @@ async def _staging_restore_describe(ctx: StepContext) -> ConfirmRequest:
     from vlad_tui.ops import backup as backup_ops
     from vlad_tui.ops import staging as staging_ops
 
-    url = await _staging_url(ctx)
+    url = await staging_database_url(ctx)
     backup = backup_from(ctx, verified=True)
     # Before the confirmation: a backup altered since its verification is never offered.
     await backup_ops.check_unchanged(ctx.target, ctx.transport, backup)
@@ -123,7 +128,7 @@ async def _staging_restore(ctx: StepContext) -> None:
     a detached job; after a restart or a dropped connection it re-attaches to that job."""
     from vlad_tui.ops import staging as staging_ops
 
-    url = await _staging_url(ctx)
+    url = await staging_database_url(ctx)
     backup = backup_from(ctx, verified=True)
     label = f"pg_restore of {backup.name} into {url.database}"
     if ctx.params.get(RESUME_PARAM):
@@ -170,7 +175,9 @@ async def _staging_snapshot(ctx: StepContext) -> None:
     fewer rows need the operator's acknowledgement; a missing table fails.
     """
     before = production_baseline(ctx)
-    after = await record_snapshot(ctx, await _staging_url(ctx), label="staging", stage="restored")
+    after = await record_snapshot(
+        ctx, await staging_database_url(ctx), label="staging", stage="restored"
+    )
     decreased = record_comparison(ctx, before, after, what="staging (restored)", ack=True)
     missing = [d.table for d in decreased if d.after.missing]
     if missing:
@@ -187,7 +194,7 @@ async def _staging_migration_status(ctx: StepContext) -> None:
     """Migration status of the staging database (the same reading as production's)."""
     from vlad_tui.errors import DatabaseError
 
-    url = await _staging_url(ctx)
+    url = await staging_database_url(ctx)
     try:
         status = await report_migrations(ctx, url)
     except DatabaseError as exc:
@@ -234,7 +241,7 @@ async def _staging_migrate(ctx: StepContext) -> None:
     from vlad_tui.db import Database
     from vlad_tui.ops.staging_app import in_app_dir
 
-    url = await _staging_url(ctx)
+    url = await staging_database_url(ctx)
     production = await ctx.database_url()
     before = await _prisma_rows(ctx, production)
     command = ctx.target.migrate_command
@@ -274,7 +281,9 @@ async def _staging_integrity(ctx: StepContext) -> None:
     """Staging after the migrations against production before: fewer rows in a table need
     the operator's acknowledgement before Phase 3."""
     before = production_baseline(ctx)
-    after = await record_snapshot(ctx, await _staging_url(ctx), label="staging", stage="migrated")
+    after = await record_snapshot(
+        ctx, await staging_database_url(ctx), label="staging", stage="migrated"
+    )
     decreased = record_comparison(ctx, before, after, what="staging (migrated)", ack=True)
     if decreased:
         ctx.output(
@@ -282,3 +291,14 @@ async def _staging_integrity(ctx: StepContext) -> None:
             "them (intended?) before Phase 3",
             "stderr",
         )
+
+
+#: This module's operations, by the name a step gives (:attr:`Step.operation`).
+OPERATIONS: dict[str, Operation] = {
+    "staging_create": Operation(_staging_create, _staging_create_describe),
+    "staging_restore": Operation(_staging_restore, _staging_restore_describe),
+    "staging_snapshot": Operation(_staging_snapshot, read_only=True),
+    "staging_migration_status": Operation(_staging_migration_status, read_only=True),
+    "staging_migrate": Operation(_staging_migrate),
+    "staging_integrity": Operation(_staging_integrity, read_only=True),
+}

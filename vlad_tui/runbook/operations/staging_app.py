@@ -7,8 +7,8 @@ import shlex
 from urllib.parse import urlsplit
 
 from vlad_tui.errors import VladError
-from vlad_tui.runbook.operations.context import StepContext
-from vlad_tui.runbook.operations.staging import _staging_url
+from vlad_tui.runbook.operations.context import Operation, StepContext
+from vlad_tui.runbook.operations.staging import staging_database_url
 
 
 async def _production_env(ctx: StepContext) -> dict[str, str]:
@@ -38,7 +38,7 @@ async def _staging_start(ctx: StepContext) -> None:
     health = await staging_app.start_staging(
         in_release(ctx.target, release),
         ctx.transport,
-        await _staging_url(ctx),
+        await staging_database_url(ctx),
         env=await _production_env(ctx),
         sink=ctx.sink,
     )
@@ -110,3 +110,11 @@ async def _staging_stop(ctx: StepContext) -> None:
         ctx.output("the phase stopped early: stopping the staging instance")
     stopped = await staging_app.stop_staging(ctx.target, ctx.transport, sink=ctx.sink)
     ctx.artifact("staging_instance_stopped", name=ctx.target.staging_name, was_running=stopped)
+
+
+#: This module's operations, by the name a step gives (:attr:`Step.operation`).
+OPERATIONS: dict[str, Operation] = {
+    "staging_start": Operation(_staging_start),
+    "manual_checks": Operation(_manual_checks),
+    "staging_stop": Operation(_staging_stop),
+}

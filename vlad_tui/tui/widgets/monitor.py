@@ -28,6 +28,7 @@ from textual.containers import Container, Horizontal, Vertical
 from textual.widgets import DataTable, Log, Sparkline, Static, Tab, Tabs
 
 from vlad_tui import format as fmt
+from vlad_tui.runbook import model
 from vlad_tui.tui.widgets._css import sibling_css
 
 if TYPE_CHECKING:
@@ -36,9 +37,9 @@ if TYPE_CHECKING:
     from vlad_tui.runbook.events import EngineEvent, MonitorSampled
 
 #: The step that runs the ``monitor`` operation.
-MONITOR_STEP = "p4.metrics"
+MONITOR_STEP = model.step_with_role("monitor").id
 #: The step whose success dates "the deploy" (the first-2-hours countdown, days 2–7).
-DEPLOY_STEP = "p3.deploy"
+DEPLOY_STEP = model.step_with_role("deploy").id
 #: Samples kept for the sparklines (a bar per sample, the newest on the right).
 HISTORY = 240
 #: Seconds between redraws at most (samples arrive every ``[monitor] interval``).
@@ -491,7 +492,7 @@ class MonitorDashboard(Vertical, can_focus=True):
         if not self.available:
             status.update(
                 Text(
-                    "Not available in this version (p4.metrics cannot run): nothing is live.",
+                    f"Not available in this version ({MONITOR_STEP} cannot run): nothing is live.",
                     style="bold",
                 )
             )
