@@ -11,13 +11,15 @@ pytest_plugins = ["tests.rig.postgres", "tests.rig.sshd", "tests.rig.pm2"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that needs a real service must say so: ``pytest.mark.integration``."""
+    """A test that needs a real service must say so: ``pytest.mark.integration``. The fast
+    tests run first, so a broken core fails in the first minute, not after the rigs."""
     bad = unmarked(items)  # type: ignore[arg-type]
     if bad:
         raise pytest.UsageError(
             "tests using a real service without @pytest.mark.integration "
             "(add `pytestmark = pytest.mark.integration`):\n  " + "\n  ".join(bad)
         )
+    items.sort(key=lambda item: item.get_closest_marker(MARK) is not None)
 
 
 @pytest.fixture(autouse=True)
