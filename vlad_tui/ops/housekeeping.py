@@ -23,15 +23,9 @@ from vlad_tui.config import Target
 from vlad_tui.db import Database, DatabaseUrl, quote_ident
 from vlad_tui.errors import DatabaseError, TransportError, VladError
 from vlad_tui.ops import release_switch as rs
+from vlad_tui.ops.kept import KeptDatabase, list_kept
 from vlad_tui.ops.releases import RELEASE_ID, Release, check_layout, list_releases, release_path
-from vlad_tui.ops.rollback import (
-    FAILED_INFIX,
-    MAX_NAME_BYTES,
-    RESTORE_INFIX,
-    KeptDatabase,
-    RollbackError,
-    list_kept,
-)
+from vlad_tui.ops.rollback import FAILED_INFIX, MAX_NAME_BYTES, RESTORE_INFIX, RollbackError
 from vlad_tui.ops.staging import MAINTENANCE_DB, SYSTEM_DATABASES
 from vlad_tui.transport.base import Transport
 from vlad_tui.transport.shell import quote
