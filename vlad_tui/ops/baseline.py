@@ -19,7 +19,6 @@ from vlad_tui.journal import Journal
 from vlad_tui.ops.monitor import (
     Finding,
     Sample,
-    Sampler,
     evaluate,
     finding_to_dict,
     merge,
@@ -27,6 +26,7 @@ from vlad_tui.ops.monitor import (
     worst,
 )
 from vlad_tui.ops.recording import Recording, summarize
+from vlad_tui.ops.sampler import Sampler
 from vlad_tui.transport.base import Transport
 
 DEPLOY_STEP = "p3.deploy"

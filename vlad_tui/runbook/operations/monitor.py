@@ -23,8 +23,9 @@ from datetime import datetime
 from vlad_tui.errors import VladError
 from vlad_tui.journal import Journal
 from vlad_tui.ops import baseline as baselines
-from vlad_tui.ops.monitor import Crossings, Sample, Sampler, evaluate, finding_to_dict
+from vlad_tui.ops.monitor import Crossings, Sample, evaluate, finding_to_dict
 from vlad_tui.ops.recording import Recording, summarize
+from vlad_tui.ops.sampler import Sampler
 from vlad_tui.runbook.events import MonitorSampled
 from vlad_tui.runbook.operations.context import StepContext
 

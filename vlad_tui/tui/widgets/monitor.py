@@ -1,7 +1,7 @@
 """Phase 4's live dashboard: the app, pm2 and PostgreSQL against the pre-deploy baseline.
 
 It renders the :class:`~vlad_tui.runbook.events.MonitorSampled` events of the ``p4.metrics``
-step (the sampler lives in :mod:`vlad_tui.ops.monitor`; this module only shows what it saw).
+step (the sampler lives in :mod:`vlad_tui.ops.sampler`; this module only shows what it saw).
 Every figure is shown beside its baseline; a threshold the core found crossed highlights the
 figure (``warning`` / ``critical`` classes) and raises one notification per crossing. A part that
 failed to sample is a gap in its sparkline and a line in the log tail. Remote text (log lines,
