@@ -36,7 +36,6 @@ from vlad_tui.ops import (
     pm2,
     release_prune,
     releases,
-    rollout,
     staging,
     staging_app,
 )
@@ -283,8 +282,7 @@ def test_pm2_commands(sandbox: Sandbox, v: Values) -> None:
     check(sandbox, logs.logs_command(target), pm2_with("logs", target.pm2_name))
     check(sandbox, logs.show_command(target), pm2_with("show", target.pm2_name))
     check(sandbox, logs.action_command(target, "restart"), pm2_with("restart", target.pm2_name))
-    check(sandbox, rollout.restart_command(target), pm2_with("restart", target.pm2_name))
-    check(sandbox, rollout.reload_command(target, 3, force=True), pm2_with("reload", "3"))
+    check(sandbox, logs.action_command(target, "reload"), pm2_with("reload", target.pm2_name))
     check(sandbox, staging_app.stop_command(target), pm2_with("delete", target.staging_name))
 
 
