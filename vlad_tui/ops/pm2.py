@@ -189,8 +189,7 @@ async def pm2_list(target: Target, transport: Transport) -> list[Pm2Process]:
     """Every process pm2 manages on the target (read-only: never starts a pm2 daemon)."""
     result = await transport.run(jlist_command(target), timeout=JLIST_TIMEOUT)
     if result.exit_status != 0:
-        lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
-        reason = lines[-1] if lines else f"exit status {result.exit_status}"
+        reason = result.reason(None)
         if result.exit_status == DAEMON_DOWN and reason.startswith("no pm2 daemon"):
             raise Pm2Error(
                 f"pm2 is not running on {target.name} ({reason}); vlad-tui did not start "

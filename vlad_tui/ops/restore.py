@@ -40,8 +40,9 @@ async def archive_entries(transport: Transport, backup: Backup) -> set[int]:
         return set()
     result = await transport.run(f"pg_restore --list -- {quote(backup.path)}", timeout=300)
     if not result.ok:
-        last = (result.stderr.strip().splitlines() or [f"exit {result.exit_status}"])[-1]
-        raise RollbackError(f"pg_restore --list {backup.path} failed: {last}")
+        raise RollbackError(
+            f"pg_restore --list {backup.path} failed: {result.reason(None, stdout=False)}"
+        )
     return {int(m.group(1)) for m in re.finditer(r"^(\d+);", result.stdout, re.MULTILINE)}
 
 

@@ -35,7 +35,7 @@ from vlad_tui.ops.monitor import (
     signature,
 )
 from vlad_tui.ops.pm2 import DAEMON_DOWN, jlist_command, jlist_entries, shell_path
-from vlad_tui.transport.base import Transport
+from vlad_tui.transport.base import CommandResult, Transport
 
 if TYPE_CHECKING:
     from vlad_tui.db import Database, DatabaseUrl
@@ -298,8 +298,7 @@ class Sampler:
         if rc == 0:
             return self._workers(jlist_text, ts, procs), errors, None
         self._state.procs.clear()
-        lines = [ln.strip() for ln in (stderr or jlist_text).splitlines() if ln.strip()]
-        reason = lines[-1] if lines else f"exit status {rc}"
+        reason = CommandResult(rc, 0.0, jlist_text, stderr).reason(None)
         if rc == DAEMON_DOWN:
             return (), errors, f"pm2 is not running on {self.target.name} ({reason})"
         return (), errors, f"pm2 jlist failed on {self.target.name}: {reason}"
