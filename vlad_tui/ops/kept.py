@@ -129,7 +129,7 @@ async def set_aside_report(
     return report
 
 
-# --- housekeeping -------------------------------------------------------------------------------
+# --- the kept databases ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
