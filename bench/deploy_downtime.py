@@ -1,19 +1,23 @@
-"""Downtime of the deploy's reload: vlad-tui's step vs the plan's ``pm2 restart``, side by side.
+"""Downtime of the deploy's switch: vlad-tui's step vs the plan's ``pm2 restart``, side by side.
 
 Starts a private pm2 daemon (temporary ``PM2_HOME``) and the sample backend with a slow boot
 (``--boot-ms``, like a NestJS app), then, under a steady bounded load of ``--rate`` GETs a
 second against loopback (a :class:`~vlad_tui.ops.probe.HealthProbe` from ``--lead`` seconds
 before the step until ``--tail`` seconds after it), runs in one go:
 
-  (a) vlad-tui's rolling reload, cluster mode (``--instances`` workers)   goal: 0 failed
+  (a) vlad-tui's deploy switch, cluster mode (``--instances`` workers)   goal: 0 failed
   (b) the plan's ``pm2 restart NAME``, same cluster
   (c) the plan's ``pm2 restart NAME``, fork mode
-  (d) vlad-tui's deploy step, fork mode (a restart it reports)
+  (d) vlad-tui's deploy switch, fork mode (delete + start: a downtime it reports)
 
-and prints failed requests, the longest gap without an answer and the step's wall time (for
-the plan's commands: until the app answers again). With ``--broken`` it adds a release that
-cannot boot: (e) vlad-tui's rolling reload vs (f) ``pm2 reload NAME`` and (g) the plan's
-``pm2 restart NAME``. Everything it started is deleted at the end.
+The switch is the deploy step's (:func:`~vlad_tui.ops.release_switch.plan_switch` and
+:func:`~vlad_tui.ops.release_switch.switch`, as :mod:`vlad_tui.runbook.operations.deploy` calls
+them): new workers started beside the old ones, judged by the deploy's own 10 Hz health probe
+over the same side-by-side window and thresholds, then the old workers removed one at a time.
+It prints failed requests, the longest gap without an answer and the step's wall time (for the
+plan's commands: until the app answers again). With ``--broken`` it adds a release that cannot
+boot: (e) vlad-tui's switch vs (f) ``pm2 reload NAME`` and (g) the plan's ``pm2 restart NAME``.
+Everything it started is deleted at the end.
 
     .venv/bin/python bench/deploy_downtime.py [--rate 50] [--boot-ms 1500] [--broken]
 """
@@ -38,8 +42,14 @@ from vlad_tui.config import Target  # noqa: E402
 from vlad_tui.demo import install_backend  # noqa: E402
 from vlad_tui.demo.pm2 import Pm2, find_pm2  # noqa: E402
 from vlad_tui.ops.health import check_health  # noqa: E402
-from vlad_tui.ops.probe import HealthProbe, ProbeReport  # noqa: E402
-from vlad_tui.ops.rollout import plan_reload, rolling_reload  # noqa: E402
+from vlad_tui.ops.probe import PROBE_TIMEOUT, HealthProbe, ProbeReport  # noqa: E402
+from vlad_tui.ops.release_switch import SwitchStep, plan_switch, switch  # noqa: E402
+from vlad_tui.ops.releases import ReleaseError  # noqa: E402
+from vlad_tui.runbook.operations.deploy import (  # noqa: E402
+    SIDE_BY_SIDE_WINDOW,
+    UNHEALTHY_MIN_FAILED,
+    UNHEALTHY_SHARE,
+)
 from vlad_tui.transport import LocalTransport  # noqa: E402
 
 NAME = "backend-vlad-bench"
@@ -100,6 +110,7 @@ class Bench:
             pm2_bin=str(self.pm2.bin),
             pm2_home=str(self.pm2.home),
             health_url=self.url,
+            start_command="server.js",
         )
 
     def set_env(self, **extra: str) -> None:
@@ -122,17 +133,38 @@ class Bench:
         time.sleep(1.0)  # past pm2's min_uptime: a settled app
 
     async def vlad(self, label: str) -> Row:
+        """The deploy step's switch to the app's directory, with the step's own health probe."""
         target = self.target()
         async with LocalTransport() as transport:
-            plan = await plan_reload(target, transport)
+            plan = await plan_switch(target, transport, str(self.app_dir))
+            step_probe = HealthProbe(target, transport, hz=10.0)
+
+            async def after(step: SwitchStep) -> None:
+                # What the deploy step does after starting the new workers beside the old ones.
+                if step.kind != "start" or plan.strategy != "side-by-side":
+                    return
+                since = step_probe.report().wall_time
+                await asyncio.sleep(SIDE_BY_SIDE_WINDOW + PROBE_TIMEOUT + 0.2)
+                until = since + SIDE_BY_SIDE_WINDOW
+                window = [p for p in step_probe.report().probes if since <= p.at <= until]
+                failed = sum(not p.ok for p in window)
+                if failed >= max(UNHEALTHY_MIN_FAILED, UNHEALTHY_SHARE * len(window)):
+                    raise ReleaseError(f"new workers unhealthy: {failed}/{len(window)} probes")
+
             async with HealthProbe(target, transport, hz=self.rate) as load:
                 await asyncio.sleep(self.lead)
-                result = await rolling_reload(target, transport, plan=plan, settle=1.0)
+                t0 = time.monotonic()
+                step_probe.start()
+                try:
+                    check = await switch(target, transport, plan, after_step=after)
+                    outcome = check.describe()
+                except ReleaseError as exc:
+                    outcome = f"refused: {exc}"
+                wall = time.monotonic() - t0
+                report = await step_probe.stop()
                 await asyncio.sleep(self.tail)
-        note = f"step probe: {result.probe.failed}/{result.probe.sent} failed"
-        if not result.ok:
-            note += f"; stopped at worker {result.failed_pm_id}, {list(result.untouched)} serving"
-        return Row(label, load.report(), result.wall_time, note)
+        note = f"{plan.strategy}; step probe: {report.failed}/{report.sent} failed; {outcome}"
+        return Row(label, load.report(), wall, note)
 
     async def plan(self, label: str, action: str) -> Row:
         """The plan's ``pm2 ACTION NAME``; its wall time runs until the app answers again."""
@@ -193,11 +225,11 @@ def print_rows(rows: list[Row], rate: float) -> None:
 async def run(bench: Bench, instances: int, broken: bool) -> list[Row]:
     rows: list[Row] = []
     bench.start(instances)
-    rows.append(await bench.vlad(f"(a) vlad-tui rolling reload, cluster ×{instances}"))
+    rows.append(await bench.vlad(f"(a) vlad-tui deploy switch, cluster ×{instances}"))
     rows.append(await bench.plan(f"(b) plan: pm2 restart, cluster ×{instances}", "restart"))
     bench.start(None)
     rows.append(await bench.plan("(c) plan: pm2 restart, fork", "restart"))
-    rows.append(await bench.vlad("(d) vlad-tui deploy step, fork"))
+    rows.append(await bench.vlad("(d) vlad-tui deploy switch, fork"))
     if broken:
         bench.start(instances)
         bench.set_env(CRASH_AT_BOOT="1")

@@ -4,7 +4,7 @@ Builds (or reuses) the demo sandbox reached through its loopback OpenSSH sshd
 (``vlad-tui demo --ssh``), then measures three windows of ``--seconds`` each:
 
   (0) idle: nothing watches; the pm2 daemon, the app's workers and PostgreSQL on their own;
-  (a) vlad-tui's :class:`~vlad_tui.ops.monitor.Sampler` every ``--interval`` s, in this process
+  (a) vlad-tui's :class:`~vlad_tui.ops.sampler.Sampler` every ``--interval`` s, in this process
       (the SSH client, asyncpg and the recording included): this process's CPU, and on the
       "server" side the sshd session tree (the remote commands are its children), the
       PostgreSQL backend of the sampler's connection, and what the pm2 daemon and the app's
@@ -43,8 +43,9 @@ sys.path.insert(0, str(REPO))
 
 from vlad_tui.config import load_config  # noqa: E402
 from vlad_tui.demo.sandbox import Sandbox  # noqa: E402
-from vlad_tui.ops.monitor import Sampler, evaluate  # noqa: E402
+from vlad_tui.ops.monitor import evaluate  # noqa: E402
 from vlad_tui.ops.recording import Recording  # noqa: E402
+from vlad_tui.ops.sampler import Sampler  # noqa: E402
 from vlad_tui.transport import open_transport  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")

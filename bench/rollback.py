@@ -58,7 +58,7 @@ from vlad_tui.demo.cluster import PgCluster, find_bin_dir  # noqa: E402
 from vlad_tui.demo.pm2 import Pm2, find_pm2  # noqa: E402
 from vlad_tui.demo.seed import CRITICAL_TABLES, seed_sql  # noqa: E402
 from vlad_tui.journal import Journal  # noqa: E402
-from vlad_tui.ops import rollback  # noqa: E402
+from vlad_tui.ops import db_swap, kept, restore, rollback, rollback_preflight  # noqa: E402
 from vlad_tui.ops.backup import Backup, create_backup  # noqa: E402
 from vlad_tui.ops.pm2 import pm2_command  # noqa: E402
 from vlad_tui.ops.probe import HealthProbe, ProbeReport  # noqa: E402
@@ -223,21 +223,23 @@ async def vlad_rollback(cluster: PgCluster, target: Target, backup: Backup) -> d
     restore_db, failed_db = rollback.restore_name(PROD, when), rollback.failed_name(PROD, when)
     async with LocalTransport() as transport:
         t0 = time.perf_counter()
-        checked = await rollback.preflight(target, transport, url, backup, restore_db=restore_db)
+        checked = await rollback_preflight.preflight(
+            target, transport, url, backup, restore_db=restore_db
+        )
         assert checked.ok, checked.failures
-        job = await rollback.start_restore(
+        job = await restore.start_restore(
             target, transport, url, backup, CRITICAL_TABLES, restore_db=restore_db, jobs=2
         )
-        status = await rollback.follow_restore(transport, job)
+        status = await restore.follow_restore(transport, job)
         assert status == 0, f"pg_restore exit status {status}"
         t1 = time.perf_counter()
-        verification = await rollback.verify_restored(target, transport, url, backup, restore_db)
+        verification = await restore.verify_restored(target, transport, url, backup, restore_db)
         assert verification.ok, verification.lines()
         t2 = time.perf_counter()
-        plan = rollback.plan_swap(PROD, restore_db, failed_db)
-        await rollback.swap(target, transport, url, plan, stop_app=app.stop, start_app=app.start)
+        plan = db_swap.plan_swap(PROD, restore_db, failed_db)
+        await db_swap.swap(target, transport, url, plan, stop_app=app.stop, start_app=app.start)
         t3 = time.perf_counter()
-        report = await rollback.set_aside_report(target, transport, url, backup, failed_db)
+        report = await kept.set_aside_report(target, transport, url, backup, failed_db)
     assert next(r for r in report if r.table == "users").newer == 25
     if app.conn is not None:
         await app.conn.close()

@@ -28,7 +28,17 @@ from hypothesis import strategies as st
 
 from vlad_tui.config import Target
 from vlad_tui.db import DatabaseUrl
-from vlad_tui.ops import backup, facts, lock, logs, pm2, releases, rollout, staging, staging_app
+from vlad_tui.ops import (
+    backup,
+    facts,
+    lock,
+    logs,
+    pm2,
+    release_prune,
+    releases,
+    staging,
+    staging_app,
+)
 from vlad_tui.ops import release_switch as rs
 from vlad_tui.transport import shell
 from vlad_tui.transport.base import CommandResult
@@ -272,8 +282,7 @@ def test_pm2_commands(sandbox: Sandbox, v: Values) -> None:
     check(sandbox, logs.logs_command(target), pm2_with("logs", target.pm2_name))
     check(sandbox, logs.show_command(target), pm2_with("show", target.pm2_name))
     check(sandbox, logs.action_command(target, "restart"), pm2_with("restart", target.pm2_name))
-    check(sandbox, rollout.restart_command(target), pm2_with("restart", target.pm2_name))
-    check(sandbox, rollout.reload_command(target, 3, force=True), pm2_with("reload", "3"))
+    check(sandbox, logs.action_command(target, "reload"), pm2_with("reload", target.pm2_name))
     check(sandbox, staging_app.stop_command(target), pm2_with("delete", target.staging_name))
 
 
@@ -433,7 +442,7 @@ def test_release_scripts_and_the_switch(sandbox: Sandbox, v: Values) -> None:
     assert "manifest ok" in entry and PWNED not in sandbox.programs()
     source = sandbox.run(releases.source_id_script(target.app_dir))
     assert PWNED not in sandbox.programs() and source.returncode in (0, 1)
-    sandbox.run(rs.in_use_script(target))
+    sandbox.run(release_prune.in_use_script(target))
     assert PWNED not in sandbox.programs()
 
     worker = rs.Worker(0, target.pm2_name, "online", "cluster", f"{target.app_dir}/x", "/")

@@ -33,8 +33,8 @@ from vlad_tui.config import Config, Project, Target
 from vlad_tui.demo import install_backend
 from vlad_tui.journal import Journal
 from vlad_tui.ops import housekeeping as hk
+from vlad_tui.ops import release_prune, releases
 from vlad_tui.ops import release_switch as rs
-from vlad_tui.ops import releases
 from vlad_tui.ops.releases import BAD_MARK, Release
 from vlad_tui.runbook.engine import ConfirmRequest, Engine
 from vlad_tui.runbook.operations.context import ConfirmRequest as Request
@@ -120,7 +120,7 @@ def test_a_rolled_back_release_is_never_the_previous_one() -> None:
     # Pruning: a rolled-back release keeps no "previous" slot; it goes like any old one.
     rels = [_release(f"2026010{i}T000000-x", float(i)) for i in range(1, 6)]
     rels[1] = replace(rels[1], rolled_back=True)
-    result = rs.choose_prune(
+    result = release_prune.choose_prune(
         rels, 2, in_use=[(rels[0].path, "pm2 runs it")], previous=[rels[1].path], now=10.0
     )
     assert result.removed == (rels[1].id, rels[2].id)

@@ -11,7 +11,7 @@ import pytest
 
 from vlad_tui.config import Config, Levels, MonitorConfig, Project, Target, load_config
 from vlad_tui.errors import ConfigError
-from vlad_tui.ops import monitor
+from vlad_tui.ops import sampler as monitor_sampler
 from vlad_tui.ops.monitor import (
     AppSample,
     Crossings,
@@ -19,7 +19,6 @@ from vlad_tui.ops.monitor import (
     ErrorSample,
     Finding,
     Sample,
-    Sampler,
     WorkerSample,
     evaluate,
     sample_from_dict,
@@ -27,6 +26,7 @@ from vlad_tui.ops.monitor import (
     signature,
 )
 from vlad_tui.ops.recording import Recording, recording_path
+from vlad_tui.ops.sampler import Sampler
 from vlad_tui.transport.local import LocalTransport
 
 MB = 1024 * 1024
@@ -217,7 +217,7 @@ async def test_error_log_is_read_from_offsets_in_one_command(tmp_path: Path) -> 
     log.write_text("old line, not read\n")
     target = Target("t", host="local", pm2_home=str(tmp_path / "no-pm2"), pm2_name="app")
     sampler = Sampler(_config(tmp_path), target, LocalTransport())
-    sampler._state.logs[str(log)] = monitor._Log(str(log))  # as learnt from pm2 jlist
+    sampler._state.logs[str(log)] = monitor_sampler._Log(str(log))  # as learnt from pm2 jlist
     sampler._state.started = 0.0
     _workers, errors, failure = await sampler._remote(10.0)
     assert failure and "pm2 is not running" in failure
@@ -267,7 +267,7 @@ def test_proc_readings_are_parsed_from_the_head() -> None:
     mark = "@@m"
     stat_line = "4242 (node /srv/a (x)) S 1 2 3 4 5 6 7 8 9 10 150 50 0 0 20 0 1 0 98765 1 2"
     head = f'[{{"name": "a"}}]\n{mark} proc 4242 58000 {stat_line}\n{mark} tck 100\n'
-    text, procs, tck = monitor._split_head(head, mark)
+    text, procs, tck = monitor_sampler._split_head(head, mark)
     assert procs == {4242: (200, "98765", "S", 58000)}
     assert tck == 100 and text.strip() == '[{"name": "a"}]'
 
@@ -301,7 +301,7 @@ def test_last_deploy_is_the_newest_successful_deploy_of_the_target(tmp_path: Pat
     from vlad_tui.ops.baseline import last_deploy
 
     journal = Journal(tmp_path / "runs")
-    assert last_deploy(journal, "production") is None
+    assert last_deploy(journal, "production", "p3.deploy") is None
     ended = []
     for target, status in (("production", "ok"), ("production", "failed"), ("staging", "ok")):
         run = journal.start_run(target, operator="ana@bastion")
@@ -310,7 +310,7 @@ def test_last_deploy_is_the_newest_successful_deploy_of_the_target(tmp_path: Pat
         ended.append(journal.load(run.run_id).events_of("step_finished")[-1]["ts"])
         run.finish("ok")
         run.close()
-    production = last_deploy(journal, "production")
+    production = last_deploy(journal, "production", "p3.deploy")
     assert production is not None and production.ts == ended[0]
-    staging = last_deploy(journal, "staging")
+    staging = last_deploy(journal, "staging", "p3.deploy")
     assert staging is not None and staging.ts == ended[2]

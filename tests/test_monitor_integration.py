@@ -24,8 +24,9 @@ from vlad_tui import cli, redact
 from vlad_tui.config import Config, MonitorConfig, Project, SmokeCheck, Target, dump_config
 from vlad_tui.demo import install_backend
 from vlad_tui.journal import Journal
-from vlad_tui.ops.monitor import Sample, Sampler
+from vlad_tui.ops.monitor import Sample
 from vlad_tui.ops.recording import Recording
+from vlad_tui.ops.sampler import Sampler
 from vlad_tui.runbook.engine import Engine
 from vlad_tui.runbook.events import MonitorSampled
 from vlad_tui.transport import open_transport

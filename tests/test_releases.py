@@ -33,7 +33,7 @@ from vlad_tui.db import parse_database_url
 from vlad_tui.demo import install_backend
 from vlad_tui.demo.pm2 import Pm2
 from vlad_tui.events import OutputLine
-from vlad_tui.ops import release_switch, releases
+from vlad_tui.ops import release_prune, release_switch, releases
 from vlad_tui.ops.release_switch import Worker
 from vlad_tui.ops.releases import Release
 from vlad_tui.transport import LocalTransport, SshTransport
@@ -471,7 +471,7 @@ async def test_prunable_keeps_the_running_and_the_previous_release(
             plan = await release_switch.plan_switch(target, transport, release.path)
             await release_switch.switch(target, transport, plan, settle=0.5)
         worker_ids = [w.pm_id for w in await release_switch.app_workers(target, transport)]
-        result = await release_switch.prunable(target, transport, keep=2)
+        result = await release_prune.prunable(target, transport, keep=2)
         r1, r2, r3, r4 = (r.id for r in built)
         assert set(result.removed) == earlier | {junk.name}
         assert result.kept == {
@@ -487,7 +487,7 @@ async def test_prunable_keeps_the_running_and_the_previous_release(
         await back_to_app_dir(target, transport, production)
         shutil.rmtree(junk)
     # Back in app_dir: the release it came from is now "the previous one".
-    result = await release_switch.prunable(target, transport, keep=2)
+    result = await release_prune.prunable(target, transport, keep=2)
     assert r1 in result.removed and r2 not in result.removed
     assert result.kept[r2] == "the previous release"
 
@@ -502,7 +502,7 @@ async def test_prunable_never_offers_the_directory_pm2s_daemon_runs_in(
     daemon = Pm2(production.pm2.bin, tmp_path / "pm2")
     daemon.run("ping", cwd=Path(r1.path))
     try:
-        result = await release_switch.prunable(other, transport, keep=1)
+        result = await release_prune.prunable(other, transport, keep=1)
         assert result.removed == (r2.id,)
         assert result.kept[r1.id].startswith("pm2's daemon runs in it")
         assert result.kept[r3.id] == "one of the newest 1"
@@ -606,7 +606,7 @@ def _release(rid: str, created: float, built: bool = True) -> Release:
 def test_prune_never_removes_pm2s_daemon_cwd_or_a_release_in_use() -> None:
     rels = [_release(f"2026010{i}T000000-x", float(i)) for i in range(1, 8)]
     rels.append(_release("20260109T000000-new", time.time(), built=False))
-    result = release_switch.choose_prune(
+    result = release_prune.choose_prune(
         rels,
         2,
         in_use=[

@@ -26,26 +26,19 @@ from vlad_tui.db import Database, DatabaseUrl, parse_database_url, resolve_datab
 from vlad_tui.demo.seed import COUNTS, CRITICAL_TABLES
 from vlad_tui.events import OutputLine
 from vlad_tui.ops.backup import Backup, create_backup
+from vlad_tui.ops.db_swap import plan_swap, resume_swap, swap
 from vlad_tui.ops.integrity import Snapshot, take_snapshot
-from vlad_tui.ops.rollback import (
+from vlad_tui.ops.kept import list_kept, set_aside_report
+from vlad_tui.ops.restore import (
     RestoreJob,
     RestoreProgress,
-    RollbackError,
-    check_backup,
-    failed_name,
     follow_restore,
-    list_kept,
-    plan_swap,
-    preflight,
     restore_command,
-    restore_name,
-    resume_swap,
-    set_aside_report,
-    stamp,
     start_restore,
-    swap,
     verify_restored,
 )
+from vlad_tui.ops.rollback import RollbackError, failed_name, restore_name, stamp
+from vlad_tui.ops.rollback_preflight import check_backup, preflight
 from vlad_tui.transport import LocalTransport, open_transport
 
 pytestmark = pytest.mark.integration

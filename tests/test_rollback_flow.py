@@ -252,19 +252,19 @@ async def test_an_altered_backup_is_refused_before_anything_is_touched(world: Wo
 async def test_killed_between_the_two_renames_resume_completes_the_swap(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vlad_tui.ops import rollback as ops_rollback
+    from vlad_tui.ops import db_swap
 
     engine = world.engine()
     known = await world.backup(engine)
     params = await world.params(known, "data")
-    real = ops_rollback._rename
+    real = db_swap._rename
 
     async def killed_before_second(conn: Any, old: str, new: str, wait: float) -> None:
         if new == world.production:  # the restore about to become production
             raise asyncio.CancelledError  # vlad-tui dies here
         await real(conn, old, new, wait)
 
-    monkeypatch.setattr(ops_rollback, "_rename", killed_before_second)
+    monkeypatch.setattr(db_swap, "_rename", killed_before_second)
     world.operator.answers = ["production", "production"]
     with pytest.raises(asyncio.CancelledError):
         await run_rollback(engine, params)

@@ -21,7 +21,7 @@ from tests.rig.pm2 import Pm2
 from tests.rig.postgres import PgServer
 from tests.rig.sshd import SshdServer
 from tests.rig.world import build_world
-from vlad_tui.ops import release_switch, releases
+from vlad_tui.ops import release_prune, release_switch, releases
 from vlad_tui.ops.releases import BAD_MARK
 from vlad_tui.runbook.operations.rollback_picker import pick_params
 from vlad_tui.runbook.rollback_flow import run_rollback
@@ -127,7 +127,7 @@ async def test_code_only_rollback_under_load_fails_no_request_in_cluster_mode(
         assert "rolled back" in listed[r2.id].describe()
         [bad] = world.artifacts("release_bad")
         assert bad["release"] == r2.path
-        pruned = await release_switch.prunable(target, transport, keep=0)
+        pruned = await release_prune.prunable(target, transport, keep=0)
         assert r2.id in pruned.removed and r1.id not in pruned.removed
         assert (await release_switch.verify_running(target, transport, r1)).ok
 

@@ -164,6 +164,18 @@ def test_command_failed_names_command_status_and_last_stderr_line() -> None:
     assert "signal SIGKILL" in str(command_failed("x", "y", killed))
 
 
+def test_command_result_says_how_it_ended_and_its_last_line() -> None:
+    failed = CommandResult(exit_status=3, duration=0.1, stdout="data\n", stderr="a\n  b: no  \n\n")
+    assert failed.ended == "exit status 3"
+    assert failed.last_line() == "b: no" and failed.failure() == "(exit status 3): b: no"
+    quiet = CommandResult(exit_status=1, duration=0.1, stdout="out 1\nout 2\n")
+    assert quiet.reason() == "out 2" and quiet.reason(stdout=False) == "exit status 1"
+    assert quiet.failure(stdout=False) == "(exit status 1)"
+    assert CommandResult(None, 0.1, signal="SIGTERM").failure() == "(signal SIGTERM)"
+    assert CommandResult(None, 0.1).reason() == "signal unknown"
+    assert CommandResult(1, 0.1, stderr="x" * 500).last_line(300) == "x" * 300
+
+
 class FakeLog:
     """A job log that grows between polls (pure logic of follow_job, no transport)."""
 

@@ -176,8 +176,15 @@ class Session:
         """One round of the daily monitoring check, compared with the recorded baseline
         (journaled like the dashboard's samples)."""
         from vlad_tui.ops.baseline import daily_check
+        from vlad_tui.runbook.model import step_with_role
 
-        return await daily_check(self.config, self.target, self.open_transport(), self.journal)
+        return await daily_check(
+            self.config,
+            self.target,
+            self.open_transport(),
+            self.journal,
+            deploy_step=step_with_role("deploy").id,
+        )
 
     async def database_url(self) -> DatabaseUrl:
         """The target's database URL (the engine's, resolved once per run)."""

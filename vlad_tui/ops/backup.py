@@ -166,11 +166,7 @@ def _last_error_line(result: CommandResult) -> str:
     for line in reversed(lines):
         if _ERROR_LINE.search(line):
             return line[:300]
-    if lines:
-        return lines[-1][:300]
-    if result.exit_status is None:
-        return f"killed by signal {result.signal or '?'}"
-    return f"exit status {result.exit_status}"
+    return result.reason(300, stdout=False)
 
 
 def version_problem(
@@ -578,11 +574,6 @@ async def _finish(
         # The script removes the partial dump itself; make sure, in case it was killed.
         with contextlib.suppress(VladError):
             await transport.run(f"rm -rf -- {quote(partial)}", timeout=_QUICK)
-        how = (
-            f"exit status {result.exit_status}"
-            if result.exit_status is not None
-            else f"signal {result.signal or '?'}"
-        )
         if _NO_SPACE.search(f"{result.stderr}\n{result.stdout}"):
             raise BackupError(
                 f"pg_dump: the disk of {info['backup_dir']} filled up during the dump "
@@ -594,7 +585,7 @@ async def _finish(
                 rung="pg_dump",
             )
         raise BackupError(
-            f"pg_dump failed ({how}): {_last_error_line(result)}; no backup file was kept",
+            f"pg_dump failed ({result.ended}): {_last_error_line(result)}; no backup file was kept",
             rung="pg_dump",
         )
     size, digest = await _digest(transport, path)

@@ -19,7 +19,6 @@ from vlad_tui.journal import Journal
 from vlad_tui.ops.monitor import (
     Finding,
     Sample,
-    Sampler,
     evaluate,
     finding_to_dict,
     merge,
@@ -27,10 +26,9 @@ from vlad_tui.ops.monitor import (
     worst,
 )
 from vlad_tui.ops.recording import Recording, summarize
-from vlad_tui.runbook import model
+from vlad_tui.ops.sampler import Sampler
 from vlad_tui.transport.base import Transport
 
-DEPLOY_STEP = model.step_with_role("deploy").id
 #: Samples merged into a baseline.
 BASELINE_SAMPLES = 5
 #: Samples in one daily check round (two at least: the cache hit ratio is between two).
@@ -53,18 +51,19 @@ class Baseline:
     deploy: Deploy | None = None
 
 
-def last_deploy(journal: Journal, target: str) -> Deploy | None:
-    """The newest ``p3.deploy`` that ended ok in the journal for ``target``."""
+def last_deploy(journal: Journal, target: str, deploy_step: str) -> Deploy | None:
+    """The newest run of ``deploy_step`` (the plan's deploy step) that ended ok in the journal
+    for ``target``."""
     best: Deploy | None = None
     for summary in journal.list_runs():
-        if summary.target != target or summary.steps.get(DEPLOY_STEP) not in ("ok",):
+        if summary.target != target or summary.steps.get(deploy_step) not in ("ok",):
             continue
         try:
             record = journal.load(summary.run_id)
         except (OSError, VladError):
             continue
         for event in record.events_of("step_finished"):
-            if event.get("step") == DEPLOY_STEP and event.get("status") == "ok":
+            if event.get("step") == deploy_step and event.get("status") == "ok":
                 ts = float(event.get("ts") or 0.0)
                 if best is None or ts > best.ts:
                     best = Deploy(summary.run_id, ts)
@@ -182,13 +181,14 @@ async def daily_check(
     transport: Transport,
     journal: Journal,
     *,
+    deploy_step: str,
     samples: int = CHECK_SAMPLES,
     operator: str | None = None,
 ) -> DailyCheck:
     """Take one round of ``samples`` samples ``[monitor] interval`` apart, evaluate the last
     against the recorded baseline, record them, and journal the round as a daily check of the
-    latest deploy (a run of its own, ``meta.kind = "daily_check"``)."""
-    deploy = await asyncio.to_thread(last_deploy, journal, target.name)
+    latest run of ``deploy_step`` (a run of its own, ``meta.kind = "daily_check"``)."""
+    deploy = await asyncio.to_thread(last_deploy, journal, target.name, deploy_step)
     recording = await asyncio.to_thread(Recording.open, config, target)
     sampler = Sampler(config, target, transport)
     try:

@@ -121,7 +121,7 @@ async def read_log_since(transport: Transport, path: str, offset: int) -> tuple[
     command = f"tail -c +{int(offset) + 1} {shlex.quote(path)} | head -c {LOG_READ_LIMIT}"
     result = await transport.run(command, timeout=30.0)
     if not result.ok:
-        raise VladError(f"reading {path} failed: {result.stderr.strip() or result.exit_status}")
+        raise VladError(f"reading {path} failed: {result.reason(None, stdout=False)}")
     if st.size - offset > LOG_READ_LIMIT:
         note = f"only the first {LOG_READ_LIMIT} of {st.size - offset} new bytes were read"
     return result.stdout, note

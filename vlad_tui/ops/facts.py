@@ -176,7 +176,7 @@ async def server_facts(target: Target, transport: Transport) -> tuple[dict[str, 
             server[key] = int(kv[key])
     problems = []
     if not result.ok and not kv:
-        problems.append(f"server: facts script failed (exit {result.exit_status})")
+        problems.append(f"server: facts script failed ({result.ended})")
     server["app_dir_present"] = kv.get("app_dir") != "missing"
     if kv.get("app_dir") == "missing":
         problems.append(f"server: app_dir {target.app_dir} does not exist on {target.name}")

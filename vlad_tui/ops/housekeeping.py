@@ -22,16 +22,10 @@ from vlad_tui import redact
 from vlad_tui.config import Target
 from vlad_tui.db import Database, DatabaseUrl, quote_ident
 from vlad_tui.errors import DatabaseError, TransportError, VladError
-from vlad_tui.ops import release_switch as rs
+from vlad_tui.ops import release_prune
+from vlad_tui.ops.kept import KeptDatabase, list_kept
 from vlad_tui.ops.releases import RELEASE_ID, Release, check_layout, list_releases, release_path
-from vlad_tui.ops.rollback import (
-    FAILED_INFIX,
-    MAX_NAME_BYTES,
-    RESTORE_INFIX,
-    KeptDatabase,
-    RollbackError,
-    list_kept,
-)
+from vlad_tui.ops.rollback import FAILED_INFIX, MAX_NAME_BYTES, RESTORE_INFIX, RollbackError
 from vlad_tui.ops.staging import MAINTENANCE_DB, SYSTEM_DATABASES
 from vlad_tui.transport.base import Transport
 from vlad_tui.transport.shell import quote
@@ -297,7 +291,7 @@ def release_refusal(
     if path in {p.rstrip("/") for p in previous}:
         return "the previous release: a code rollback would switch back to it"
     now = time.time() if now is None else now
-    if not release.built and now - (release.created_at or 0.0) < rs.INCOMPLETE_GRACE_S:
+    if not release.built and now - (release.created_at or 0.0) < release_prune.INCOMPLETE_GRACE_S:
         return "incomplete, may still be building"
     return None
 
@@ -309,7 +303,7 @@ async def old_releases(
     or it is the previous release); manifests re-checked with ``verify``. Changes nothing;
     raises when pm2 cannot be read."""
     releases = await list_releases(target, transport, verify=verify)
-    in_use, previous = await rs.protected(target, transport, releases)
+    in_use, previous = await release_prune.protected(target, transport, releases)
     return [
         ReleaseCandidate(r, release_refusal(r, in_use=in_use, previous=previous)) for r in releases
     ]

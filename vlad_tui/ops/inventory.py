@@ -264,7 +264,7 @@ async def paths_exist(transport: Transport, paths: Sequence[str]) -> dict[str, b
     result = await transport.run(script, timeout=_QUICK)
     answers = result.stdout.split()
     if not result.ok or len(answers) != len(paths):
-        raise VladError(f"cannot check which backups still exist (exit {result.exit_status})")
+        raise VladError(f"cannot check which backups still exist ({result.ended})")
     return {p: a == "1" for p, a in zip(paths, answers, strict=True)}
 
 

@@ -164,8 +164,10 @@ async def status(transport: Transport, job: DetachedJob) -> JobState:
     a state that could not be *asked* is not a state."""
     result = await transport.run(job_status_script(job.job_dir), timeout=30)
     if not result.ok:
-        last = (result.stderr.strip().splitlines() or [f"exit status {result.exit_status}"])[-1]
-        raise TransportError(f"{transport.label}: cannot read the state of {job.job_dir}: {last}")
+        raise TransportError(
+            f"{transport.label}: cannot read the state of {job.job_dir}: "
+            f"{result.reason(None, stdout=False)}"
+        )
     lines = result.stdout.strip().splitlines()
     return parse_status(lines[-1] if lines else "")
 

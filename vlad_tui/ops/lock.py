@@ -153,10 +153,8 @@ async def acquire(
         if held.run_id == run_id:
             return held
         raise LockHeld(held)
-    detail = (result.stderr or result.stdout).strip().splitlines()
     raise VladError(
-        f"cannot take the deploy lock {path} on {transport.label}: "
-        f"{detail[-1] if detail else f'exit status {result.exit_status}'}"
+        f"cannot take the deploy lock {path} on {transport.label}: {result.reason(None)}"
     )
 
 
@@ -168,10 +166,8 @@ def remove_command(path: str) -> str:
 async def _remove(transport: Transport, path: str) -> None:
     result = await transport.run(remove_command(path), timeout=30)
     if not result.ok:
-        detail = (result.stderr or result.stdout).strip().splitlines()
         raise VladError(
-            f"cannot remove the deploy lock {path} on {transport.label}: "
-            f"{detail[-1] if detail else f'exit status {result.exit_status}'}"
+            f"cannot remove the deploy lock {path} on {transport.label}: {result.reason(None)}"
         )
 
 

@@ -61,8 +61,7 @@ def action_command(target: Target, action: Pm2Action) -> str:
 
 
 def _failure(what: str, target: Target, result: CommandResult) -> VladError:
-    lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
-    reason = lines[-1] if lines else f"exit status {result.exit_status}"
+    reason = result.reason(None)
     if result.exit_status == 127:
         reason = f"{target.pm2_bin} not found ({reason})"
     return VladError(f"{what} failed on {target.name}: {reason}")

@@ -60,6 +60,11 @@ def shell_path(value: str) -> str:
     return shlex.quote(value)
 
 
+def pm2_home(target: Target) -> str:
+    """pm2's home directory as one shell word (the configured one, else pm2's default)."""
+    return shell_path(target.pm2_home) if target.pm2_home else '"${PM2_HOME:-$HOME/.pm2}"'
+
+
 def pm2_command(target: Target, args: str) -> str:
     """``[PM2_HOME=...] <pm2_bin> <args>``; ``args`` must already be shell-quoted."""
     prefix = f"PM2_HOME={shell_path(target.pm2_home)} " if target.pm2_home else ""
@@ -165,7 +170,7 @@ def jlist_command(target: Target) -> str:
     leaves its ``rpc.sock`` and ``pm2.pid`` behind, so the guard also checks that the pid in
     ``pm2.pid`` is alive and not a zombie (``ps -o stat=``; ``kill -0`` without ``ps``).
     """
-    home = shell_path(target.pm2_home) if target.pm2_home else '"${PM2_HOME:-$HOME/.pm2}"'
+    home = pm2_home(target)
     down = f">&2; exit {DAEMON_DOWN}; fi; "
     return (
         f"h={home}; "
@@ -184,8 +189,7 @@ async def pm2_list(target: Target, transport: Transport) -> list[Pm2Process]:
     """Every process pm2 manages on the target (read-only: never starts a pm2 daemon)."""
     result = await transport.run(jlist_command(target), timeout=JLIST_TIMEOUT)
     if result.exit_status != 0:
-        lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
-        reason = lines[-1] if lines else f"exit status {result.exit_status}"
+        reason = result.reason(None)
         if result.exit_status == DAEMON_DOWN and reason.startswith("no pm2 daemon"):
             raise Pm2Error(
                 f"pm2 is not running on {target.name} ({reason}); vlad-tui did not start "

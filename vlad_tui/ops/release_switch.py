@@ -1,4 +1,4 @@
-"""Switch and keep: run a release under pm2, check what runs, remove old releases (UI-free).
+"""Switch: run a release under pm2, check what runs, record what ran before (UI-free).
 
 pm2 records the resolved script path and cwd when a process starts; ``reload`` never changes
 them (pm2 #2510, #3054), and a ``current`` symlink does not help (#1663, #2229, #5939). So a
@@ -7,11 +7,12 @@ switch starts new processes from the release: in cluster mode beside the old wor
 step a command of :class:`SwitchPlan` (the deploy step can probe health between them). In fork
 mode it is delete + start (requests fail while the app boots). Every pm2 command runs from
 ``/``: a daemon started by it keeps the cwd of its first CLI call, and deleting that directory
-breaks it (#1623); :func:`prune` never removes the daemon's cwd either. A fresh process gets the
-environment of the shell that starts it, so no ``--update-env`` is needed (#3192).
+breaks it (#1623); :mod:`vlad_tui.ops.release_prune` never removes the daemon's cwd either. A
+fresh process gets the environment of the shell that starts it, so no ``--update-env`` is needed
+(#3192).
 
 Each switch appends ``{"at", "from", "to"}`` to ``<releases>/.vlad-tui-switches``: that is how
-:func:`prune` knows the previous release.
+:func:`previous_releases` knows the previous release.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ import json
 import shlex
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from vlad_tui.config import Target
 from vlad_tui.events import Sink
-from vlad_tui.ops.pm2 import DAEMON_DOWN, jlist_command, jlist_entries, pm2_command, shell_path
+from vlad_tui.ops.pm2 import DAEMON_DOWN, jlist_command, jlist_entries, pm2_command, pm2_home
 from vlad_tui.ops.releases import (
     BUILD_DIR,
     RELEASE_ID,
@@ -34,7 +35,6 @@ from vlad_tui.ops.releases import (
     ReleaseError,
     check_layout,
     command_error,
-    list_releases,
     say,
     verify_manifest,
 )
@@ -42,8 +42,6 @@ from vlad_tui.transport.base import Transport
 from vlad_tui.transport.shell import quote
 
 SWITCH_LOG = ".vlad-tui-switches"
-#: A release directory without a manifest younger than this may still be building.
-INCOMPLETE_GRACE_S = 3600.0
 #: A new worker must stay online this long, without restarting, before old ones are removed.
 SETTLE_S = 2.0
 START_TIMEOUT = 90.0
@@ -56,10 +54,6 @@ _MARK = "--- vlad-tui-env ---"
 def _pm2(target: Target, args: str) -> str:
     # From /: a daemon this call starts keeps its cwd, which must never be a release (#1623).
     return f"cd / && {pm2_command(target, args)}"
-
-
-def _pm2_home(target: Target) -> str:
-    return shell_path(target.pm2_home) if target.pm2_home else '"${PM2_HOME:-$HOME/.pm2}"'
 
 
 # --- what pm2 runs -----------------------------------------------------------------------------
@@ -413,7 +407,7 @@ async def plan_switch(
     workers = await app_workers(target, transport)
     env = f"{target.app_dir.rstrip('/')}/.env"
     result = await transport.run(
-        f"[ -e {quote(env)} ] && echo env; [ -f {_pm2_home(target)}/dump.pm2 ] && echo dump; "
+        f"[ -e {quote(env)} ] && echo env; [ -f {pm2_home(target)}/dump.pm2 ] && echo dump; "
         f"[ -f {quote(script_path(target, d))} ] && echo script; "
         f"echo {_MARK}; awk 'BEGIN {{ for (k in ENVIRON) print k }}'; exit 0",
         timeout=30.0,
@@ -448,7 +442,7 @@ async def switch(
     settle: float = SETTLE_S,
 ) -> RunningCheck:
     """Run ``plan``'s steps in order and verify from ``pm2 jlist`` that every worker runs
-    ``plan.directory``; record the switch for :func:`prune`.
+    ``plan.directory``; record the switch for :func:`previous_releases`.
 
     After the start step, the new workers must be online and not restarting for ``settle`` s
     (pm2 marks a cluster worker online when it forks, not when it listens: ``after_step`` is
@@ -637,68 +631,7 @@ async def plan_first_layout_change(
     return LayoutChange(explanation, plan, tuple(revert))
 
 
-# --- keeping -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PruneResult:
-    removed: tuple[str, ...]
-    #: Release id → why it was kept.
-    kept: dict[str, str] = field(default_factory=dict)
-
-
-def choose_prune(
-    releases: Iterable[Release],
-    keep: int,
-    *,
-    in_use: Iterable[tuple[str, str]],
-    previous: Iterable[str],
-    now: float | None = None,
-) -> PruneResult:
-    """Which releases to remove (pure): the newest ``keep`` built ones stay, and so does every
-    release something uses (``in_use``: ``(path, why)`` for pm2's processes, its saved list
-    and its daemon's cwd), the previous one, and an incomplete one younger than
-    :data:`INCOMPLETE_GRACE_S`.
-
-    A rolled-back release is never kept as "the previous release" (a code rollback refuses
-    to go back to it): it is kept only as one of the newest ``keep``, like any release, so
-    what failed stays on disk for a look for a few deploys and is then pruned like any old
-    one."""
-    now = time.time() if now is None else now
-    used = [(p.rstrip("/"), why) for p, why in in_use if p]
-    prev = {d.rstrip("/") for d in previous if d}
-    kept: dict[str, str] = {}
-    removed: list[str] = []
-    built = sorted((r for r in releases if r.built), key=lambda r: r.created_at or 0.0)
-    newest = {r.id for r in built[-keep:]} if keep > 0 else set()
-    for r in sorted(releases, key=lambda r: r.created_at or 0.0):
-        path = r.path.rstrip("/")
-        why = next((w for u, w in used if u == path or u.startswith(path + "/")), None)
-        if why is not None:
-            kept[r.id] = why
-        elif path in prev and not r.rolled_back:
-            kept[r.id] = "the previous release"
-        elif r.id in newest:
-            kept[r.id] = f"one of the newest {keep}"
-        elif not r.built and now - (r.created_at or 0.0) < INCOMPLETE_GRACE_S:
-            kept[r.id] = "incomplete, may still be building"
-        else:
-            removed.append(r.id)
-    return PruneResult(tuple(removed), kept)
-
-
-def in_use_script(target: Target) -> str:
-    """Shell printing ``cwd <dir>`` of the pm2 daemon and ``dump <path>`` of each path in
-    pm2's saved process list (paths only: the list also holds each process's environment)."""
-    h = _pm2_home(target)
-    return (
-        f"h={h}; "
-        'if p=$(cat "$h/pm2.pid" 2>/dev/null) && c=$(readlink "/proc/$p/cwd"); then '
-        'printf "cwd %s\\n" "$c"; fi; '
-        'if [ -f "$h/dump.pm2" ]; then '
-        'grep -oE \'"pm_(cwd|exec_path)": *"[^"]*"\' "$h/dump.pm2" '
-        '| sed -E \'s/^"pm_(cwd|exec_path)": *"(.*)"$/dump \\2/\'; fi; exit 0'
-    )
+# --- the switch log ---------------------------------------------------------------------------
 
 
 def latest_switch_to(text: str, running: Iterable[str]) -> dict[str, Any] | None:
@@ -719,31 +652,6 @@ def previous_from_log(text: str, running: Iterable[str]) -> set[str]:
     """From the switch log: what ran before the latest switch to a directory running now."""
     record = latest_switch_to(text, running)
     return {str(d).rstrip("/") for d in (record or {}).get("from") or ()}
-
-
-async def protected(
-    target: Target, transport: Transport, releases: Iterable[Release]
-) -> tuple[list[tuple[str, str]], set[str]]:
-    """What must not be removed: ``(path, why)`` of everything pm2 uses (its processes, its
-    daemon's cwd, its saved process list) and the previous release (see
-    :func:`previous_releases`). Raises when pm2's process list cannot be read."""
-    workers = await all_workers(target, transport)
-    extra = await transport.run(in_use_script(target), timeout=30.0)
-    in_use = [
-        (p, f"pm2 runs it ({w.name}, worker {w.pm_id})")
-        for w in workers
-        for p in (w.cwd, w.exec_path)
-    ]
-    for line in extra.stdout.splitlines():
-        word, _, rest = line.partition(" ")
-        if word == "cwd" and rest:
-            in_use.append((rest, "pm2's daemon runs in it (removing it would break pm2)"))
-        elif word == "dump" and rest:
-            in_use.append((rest, "pm2's saved process list starts it (pm2 resurrect)"))
-    root = target.releases_path
-    log = await transport.run(f"cat {quote(root + '/' + SWITCH_LOG)} 2>/dev/null; exit 0")
-    running = {w.cwd for w in workers if w.name == target.pm2_name}
-    return in_use, previous_releases(log.stdout, running, releases)
 
 
 def previous_releases(log: str, running: Iterable[str], releases: Iterable[Release]) -> set[str]:
@@ -768,15 +676,3 @@ def previous_releases(log: str, running: Iterable[str], releases: Iterable[Relea
         and (r.created_at or 0.0) < (current[0].created_at or 0.0)
     ]
     return {older[-1].path} if older else set()
-
-
-async def prunable(target: Target, transport: Transport, *, keep: int | None = None) -> PruneResult:
-    """The releases beyond ``keep`` (``target.keep_releases``) that nothing protects (see
-    :func:`choose_prune`), as ``removed``; reads only. Nothing is removed automatically: the
-    operator removes one from the palette, typing its id. If pm2's process list cannot be read,
-    this raises and nothing is offered."""
-    check_layout(target)
-    keep = target.keep_releases if keep is None else keep
-    releases = await list_releases(target, transport, sizes=False, verify=False)
-    in_use, previous = await protected(target, transport, releases)
-    return choose_prune(releases, keep, in_use=in_use, previous=previous)

@@ -53,14 +53,7 @@ class ReleaseError(VladError):
 
 def command_error(what: str, subject: str, result: CommandResult) -> ReleaseError:
     """``<what> `<subject>` failed (exit status N): <last output line>``."""
-    how = (
-        f"exit status {result.exit_status}"
-        if result.exit_status is not None
-        else f"signal {result.signal or 'unknown'}"
-    )
-    lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
-    detail = f": {lines[-1][:200]}" if lines else ""
-    return ReleaseError(f"{what} `{subject}` failed ({how}){detail}")
+    return ReleaseError(f"{what} `{subject}` failed {result.failure()}")
 
 
 def say(sink: Sink | None, text: str) -> None:

@@ -137,10 +137,7 @@ async def _run(
 
 
 def _failed(what: str, result: CommandResult) -> StagingError:
-    lines = result.stderr.strip().splitlines() or result.stdout.strip().splitlines()
-    status = result.exit_status if result.exit_status is not None else result.signal
-    detail = f": {lines[-1][:300]}" if lines else ""
-    return StagingError(redact.scrub(f"{what} failed (exit {status}){detail}"))
+    return StagingError(redact.scrub(f"{what} failed {result.failure(300)}"))
 
 
 async def database_exists(

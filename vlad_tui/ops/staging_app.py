@@ -67,14 +67,7 @@ async def run_in_app(
 
 
 def _failed(what: str, command: str, result: CommandResult) -> StagingError:
-    how = (
-        f"exit status {result.exit_status}"
-        if result.exit_status is not None
-        else f"signal {result.signal or 'unknown'}"
-    )
-    lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
-    detail = f": {lines[-1][:200]}" if lines else ""
-    return StagingError(f"{what} `{command}` failed ({how}){detail}")
+    return StagingError(f"{what} `{command}` failed {result.failure()}")
 
 
 #: The configured commands Phase 2 runs in app_dir, by name (``Target.<name>_command``).

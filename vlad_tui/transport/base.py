@@ -36,6 +36,31 @@ class CommandResult:
     def ok(self) -> bool:
         return self.exit_status == 0
 
+    @property
+    def ended(self) -> str:
+        """How it ended: ``exit status N``, or ``signal SIGX`` (``signal unknown``)."""
+        if self.exit_status is not None:
+            return f"exit status {self.exit_status}"
+        return f"signal {self.signal or 'unknown'}"
+
+    def last_line(self, limit: int | None = 200, *, stdout: bool = True) -> str:
+        """The last non-blank line of stderr, else of stdout (unless ``stdout`` is False: its
+        output is data, not a message), stripped and cut to ``limit``; ``""`` if none."""
+        for text in (self.stderr, self.stdout) if stdout else (self.stderr,):
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            if lines:
+                return lines[-1][:limit]
+        return ""
+
+    def reason(self, limit: int | None = 200, *, stdout: bool = True) -> str:
+        """Why it failed, in one phrase: its :meth:`last_line`, else how it :attr:`ended`."""
+        return self.last_line(limit, stdout=stdout) or self.ended
+
+    def failure(self, limit: int | None = 200, *, stdout: bool = True) -> str:
+        """``(exit status N): <last line>``, to follow "`command` failed"."""
+        last = self.last_line(limit, stdout=stdout)
+        return f"({self.ended}): {last}" if last else f"({self.ended})"
+
 
 @dataclass(frozen=True, slots=True)
 class FileStat:

@@ -317,8 +317,9 @@ class LocalTransport(Transport):
 
 
 def _launch_error(label: str, result: CommandResult) -> TransportError:
-    lines = result.stderr.strip().splitlines() or [f"exit status {result.exit_status}"]
-    return TransportError(f"{label}: could not start a detached job: {lines[-1]}")
+    return TransportError(
+        f"{label}: could not start a detached job: {result.reason(None, stdout=False)}"
+    )
 
 
 def _group_alive(pgid: int) -> bool:

@@ -106,15 +106,8 @@ def short(command: str, limit: int = 80) -> str:
 
 def command_failed(label: str, command: str, result: CommandResult) -> CommandFailed:
     """The error for ``check=True``: names the command, the status and the last stderr line."""
-    how = (
-        f"exit status {result.exit_status}"
-        if result.exit_status is not None
-        else f"signal {result.signal or 'unknown'}"
-    )
-    last = (result.stderr.strip().splitlines() or [""])[-1]
-    detail = f": {last[:200]}" if last else ""
     return CommandFailed(
-        f"{label}: `{short(command)}` failed ({how}){detail}",
+        f"{label}: `{short(command)}` failed {result.failure(stdout=False)}",
         exit_status=result.exit_status,
         stderr=result.stderr,
     )

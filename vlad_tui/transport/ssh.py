@@ -545,8 +545,9 @@ class SshTransport(Transport):
         script = detached_launcher(command, job_root, job_id, has_stdin=stdin is not None)
         result = await self.run(script, stdin=stdin, timeout=60)
         if not result.ok:
-            lines = result.stderr.strip().splitlines() or [f"exit status {result.exit_status}"]
-            raise TransportError(f"{self.label}: could not start a detached job: {lines[-1]}")
+            raise TransportError(
+                f"{self.label}: could not start a detached job: {result.reason(None, stdout=False)}"
+            )
         return DetachedJob(job_id=job_id, job_dir=job_dir(job_root, job_id))
 
     async def attach(

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from vlad_tui.errors import ConnectionLost, VladError
+from vlad_tui.ops import release_prune
 from vlad_tui.ops import release_switch as switch_ops
 from vlad_tui.ops.staging_app import in_app_dir, run_in_app
 from vlad_tui.runbook.operations.backup import ProgressLines
@@ -383,7 +384,7 @@ async def _deploy(ctx: StepContext) -> None:
     ctx.exit_status = 0
     ctx.output(f"deployed release {release.id} in {took:.1f} s: {check.describe()}")
     try:
-        extra = await switch_ops.prunable(ctx.target, ctx.transport)
+        extra = await release_prune.prunable(ctx.target, ctx.transport)
     except VladError as exc:
         ctx.output(f"could not tell which old releases could go: {exc}", "stderr")
         return

@@ -23,8 +23,10 @@ from datetime import datetime
 from vlad_tui.errors import VladError
 from vlad_tui.journal import Journal
 from vlad_tui.ops import baseline as baselines
-from vlad_tui.ops.monitor import Crossings, Sample, Sampler, evaluate, finding_to_dict
+from vlad_tui.ops.monitor import Crossings, Sample, evaluate, finding_to_dict
 from vlad_tui.ops.recording import Recording, summarize
+from vlad_tui.ops.sampler import Sampler
+from vlad_tui.runbook import model
 from vlad_tui.runbook.events import MonitorSampled
 from vlad_tui.runbook.operations.context import Operation, StepContext
 
@@ -35,7 +37,8 @@ async def _monitor(ctx: StepContext) -> None:
     interval = float(ctx.params.get("interval") or ctx.config.monitor.interval)
     duration = ctx.params.get("duration")
     journal = Journal(ctx.config.journal_dir)
-    deploy = await asyncio.to_thread(baselines.last_deploy, journal, ctx.target.name)
+    deploy_step = model.step_with_role("deploy").id
+    deploy = await asyncio.to_thread(baselines.last_deploy, journal, ctx.target.name, deploy_step)
     recording = await asyncio.to_thread(Recording.open, ctx.config, ctx.target)
     sampler = Sampler(ctx.config, ctx.target, ctx.transport, database_url=ctx.database_url)
     baseline = baselines.before_deploy(recording, deploy)

@@ -119,7 +119,7 @@ async def _rollback_pick(ctx: StepContext) -> None:
 
 async def _rollback_preflight(ctx: StepContext) -> None:
     """Before anything changes: the backup (sha256 recomputed), rights, disk, the release."""
-    from vlad_tui.ops import rollback as rb
+    from vlad_tui.ops import rollback_preflight as preflight_ops
 
     picked = choice(ctx)
     scope = picked["scope"]
@@ -129,7 +129,7 @@ async def _rollback_preflight(ctx: StepContext) -> None:
     if scope != "code":
         backup = chosen_backup(ctx)
         url = await ctx.database_url()
-        result = await rb.preflight(
+        result = await preflight_ops.preflight(
             ctx.target,
             ctx.transport,
             url,
@@ -231,7 +231,7 @@ async def _in_place(ctx: StepContext, app_dir: str, left_at: float) -> Release:
 
 async def _rollback_restore_describe(ctx: StepContext) -> ConfirmRequest:
     from vlad_tui.db import quote_ident
-    from vlad_tui.ops import rollback as rb
+    from vlad_tui.ops import restore as restore_ops
 
     picked = choice(ctx)
     backup = chosen_backup(ctx)
@@ -244,7 +244,10 @@ async def _rollback_restore_describe(ctx: StepContext) -> ConfirmRequest:
     return ConfirmRequest(
         step_id=ctx.step.id,
         title=ctx.step.title,
-        commands=[create, rb.restore_command(url, restore_db, backup, ctx.target.backup_jobs)],
+        commands=[
+            create,
+            restore_ops.restore_command(url, restore_db, backup, ctx.target.backup_jobs),
+        ],
         host=f"{ctx.transport.label} (PostgreSQL {url.host}:{url.port})",
         database=url.with_database(restore_db).display(),
         consequence=(
@@ -264,7 +267,7 @@ def _preflight_owner(ctx: StepContext) -> str | None:
 async def _rollback_restore(ctx: StepContext) -> None:
     """``pg_restore -j N --exit-on-error`` into ``<db>_restore_<time>``, detached; after a
     restart or a dropped connection it re-attaches to the same job (never started twice)."""
-    from vlad_tui.ops import rollback as rb
+    from vlad_tui.ops import restore as restore_ops
 
     picked = choice(ctx)
     backup = chosen_backup(ctx)
@@ -280,17 +283,17 @@ async def _rollback_restore(ctx: StepContext) -> None:
     resume = ctx.params.get(job_ops.RESUME_PARAM)
     if isinstance(resume, Mapping):
         # Offset 0: the log is read again from its start so progress counts every entry.
-        restore = rb.RestoreJob.from_artifact(resume, offset=0)
+        restore = restore_ops.RestoreJob.from_artifact(resume, offset=0)
         ctx.output(f"re-attaching to the restore into {restore.restore_db}; not started again")
     else:
-        started: list[rb.RestoreJob] = []
+        started: list[restore_ops.RestoreJob] = []
 
-        def journal(job: rb.RestoreJob) -> None:
+        def journal(job: restore_ops.RestoreJob) -> None:
             started.append(job)
             ctx.artifact(job_ops.JOB_ARTIFACT, **job.to_artifact())
 
         try:
-            restore = await rb.start_restore(
+            restore = await restore_ops.start_restore(
                 ctx.target,
                 ctx.transport,
                 url,
@@ -313,7 +316,7 @@ async def _rollback_restore(ctx: StepContext) -> None:
     def offset(value: int) -> None:
         ctx.record("job_offset", job_id=restore.job.job_id, offset=value)
 
-    status = await rb.follow_restore(
+    status = await restore_ops.follow_restore(
         ctx.transport, restore, sink=ctx.sink, on_progress=progress, on_offset=offset
     )
     ctx.artifact(job_ops.END_ARTIFACT, job_id=restore.job.job_id, exit_status=status)
@@ -330,12 +333,12 @@ async def _rollback_restore(ctx: StepContext) -> None:
 
 async def _rollback_verify(ctx: StepContext) -> None:
     """Every critical table's count and fingerprint in the restore equals the backup's."""
-    from vlad_tui.ops import rollback as rb
+    from vlad_tui.ops import restore as restore_ops
 
     picked = choice(ctx)
     backup = chosen_backup(ctx)
     url = await ctx.database_url()
-    result = await rb.verify_restored(
+    result = await restore_ops.verify_restored(
         ctx.target, ctx.transport, url, backup, str(picked["restore_db"])
     )
     for line in result.lines():
@@ -350,24 +353,24 @@ async def _rollback_verify(ctx: StepContext) -> None:
 async def _swap_plan(ctx: StepContext) -> Any:
     """The swap for the chosen scope: ``data`` reloads the running app, ``both`` starts the
     previous release in the same outage (its switch plan kept in ``ctx.state``)."""
+    from vlad_tui.ops import db_swap as swap_ops
     from vlad_tui.ops import logs as pm2_ops
     from vlad_tui.ops import release_switch as rs
-    from vlad_tui.ops import rollback as rb
 
     picked = choice(ctx)
     names = (str(picked["database"]), str(picked["restore_db"]), str(picked["failed_db"]))
     stop = pm2_ops.action_command(ctx.target, "stop")
     if picked["scope"] == "data":
         reload = pm2_ops.action_command(ctx.target, "reload")
-        return rb.plan_swap(*names, app="reload", start_label=reload)
+        return swap_ops.plan_swap(*names, app="reload", start_label=reload)
     if picked["scope"] != "both":
-        return rb.plan_swap(*names, stop_label=stop)
+        return swap_ops.plan_swap(*names, stop_label=stop)
     if "switch" not in ctx.state:
         release = await previous_release(ctx)
         ctx.state["release"] = release
         ctx.state["switch"] = await rs.plan_switch(ctx.target, ctx.transport, release)
     switch = ctx.state["switch"]
-    return rb.plan_swap(*names, app="switch", stop_label=stop, start_label=switch.directory)
+    return swap_ops.plan_swap(*names, app="switch", stop_label=stop, start_label=switch.directory)
 
 
 def _interrupted_swap(ctx: StepContext) -> bool:
@@ -445,6 +448,7 @@ async def _rollback_swap_describe(ctx: StepContext) -> ConfirmRequest:
 async def _rollback_swap(ctx: StepContext) -> None:
     """Block, stop, terminate, rename ×2, allow, start (data: reload; both: the previous
     release, health-gated): or resume an interrupted swap."""
+    from vlad_tui.ops import db_swap as swap_ops
     from vlad_tui.ops import health as health_ops
     from vlad_tui.ops import logs as pm2_ops
     from vlad_tui.ops import release_switch as rs
@@ -490,19 +494,19 @@ async def _rollback_swap(ctx: StepContext) -> None:
         attempt = began.get("attempt")
         action = "undo" if ctx.params.get("swap_resume") == "undo" else "complete"
         ctx.output(f"an earlier swap was interrupted: resuming it ({action})")
-        result = await rb.resume_swap(
+        result = await swap_ops.resume_swap(
             ctx.target, ctx.transport, url, plan, start_app=start, finish_app=finish, action=action
         )
     else:
         attempt = secrets.token_hex(6)
-        ctx.artifact("rollback_swap_plan", attempt=attempt, **rb.describe_plan(plan))
+        ctx.artifact("rollback_swap_plan", attempt=attempt, **swap_ops.describe_plan(plan))
 
-        def on_step(step: rb.SwapStep) -> None:
+        def on_step(step: swap_ops.SwapStep) -> None:
             ctx.output(f"→ {step.label}: {step.text}")
             ctx.record("swap_step", label=step.label, text=step.text)
 
         try:
-            result = await rb.swap(
+            result = await swap_ops.swap(
                 ctx.target,
                 ctx.transport,
                 url,
@@ -601,7 +605,7 @@ async def record_code_rollback(
 async def _rollback_report(ctx: StepContext) -> None:
     """What the rollback set aside (rows in ``<db>_failed_…`` not in the restore) and the
     measured downtime."""
-    from vlad_tui.ops import rollback as rb
+    from vlad_tui.ops import kept as kept_ops
 
     picked = choice(ctx)
     scope = picked["scope"]
@@ -613,7 +617,7 @@ async def _rollback_report(ctx: StepContext) -> None:
         backup = chosen_backup(ctx)
         url = await ctx.database_url()
         failed_db = str(picked["failed_db"])
-        report = await rb.set_aside_report(ctx.target, ctx.transport, url, backup, failed_db)
+        report = await kept_ops.set_aside_report(ctx.target, ctx.transport, url, backup, failed_db)
         ctx.output(f"kept, never dropped: {failed_db}")
         for item in report:
             ctx.output(item.describe())

@@ -1,7 +1,7 @@
 """Phase 4's live dashboard: the app, pm2 and PostgreSQL against the pre-deploy baseline.
 
 It renders the :class:`~vlad_tui.runbook.events.MonitorSampled` events of the ``p4.metrics``
-step (the sampler lives in :mod:`vlad_tui.ops.monitor`; this module only shows what it saw).
+step (the sampler lives in :mod:`vlad_tui.ops.sampler`; this module only shows what it saw).
 Every figure is shown beside its baseline; a threshold the core found crossed highlights the
 figure (``warning`` / ``critical`` classes) and raises one notification per crossing. A part that
 failed to sample is a gap in its sparkline and a line in the log tail. Remote text (log lines,
@@ -362,7 +362,7 @@ class MonitorDashboard(Vertical, can_focus=True):
     async def _read_deploy_time(self, journal: Journal, target: str) -> None:
         from vlad_tui.ops.baseline import last_deploy
 
-        deploy = await asyncio.to_thread(last_deploy, journal, target)
+        deploy = await asyncio.to_thread(last_deploy, journal, target, DEPLOY_STEP)
         if deploy is not None and (self.deployed_at is None or deploy.ts > self.deployed_at):
             self.deployed_at = deploy.ts
             self._dirty = True
