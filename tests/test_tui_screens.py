@@ -17,6 +17,7 @@ from vlad_tui.events import OutputLine
 from vlad_tui.journal import Journal
 from vlad_tui.runbook import model
 from vlad_tui.runbook.events import StepOutput, StepStatusChanged
+from vlad_tui.runbook.gate import GateReason, GateResult, ReasonKind
 from vlad_tui.tui.app import VladApp, make_app
 from vlad_tui.tui.sample import NOW, SAMPLE_FACTS, sample_config, sample_confirm_request
 from vlad_tui.tui.screens.confirm import ConfirmScreen, mismatch
@@ -140,6 +141,10 @@ def test_long_log_lines_wrap_under_their_text_keeping_the_time() -> None:
     assert wrap_line("short", 50) == ["short"]
 
 
+def _locked(kind: ReasonKind, text: str) -> GateResult:
+    return GateResult((GateReason(kind, "", text),))
+
+
 def test_override_hint_only_when_the_production_gate_holds_the_step(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -150,23 +155,28 @@ def test_override_hint_only_when_the_production_gate_holds_the_step(
     unavailable_dep = render_details(
         integrity,
         status="locked",
-        gate=(True, "Phase 2 has not passed in this run (9 step(s) not ok: p2.status…)"),
+        gate=_locked(
+            "production", "Phase 2 has not passed in this run (9 step(s) not ok: p2.status…)"
+        ),
     ).plain
     assert "Override production gate" not in unavailable_dep
-    explained = explain_lock(integrity, "Phase 2 has not passed in this run", {}).plain
+    explained = explain_lock(
+        integrity, _locked("production", "Phase 2 has not passed in this run"), {}
+    ).plain
     assert "cannot run" in explained and "override" not in explained.lower()
 
     lock = model.step("p3.lock")
-    reason = "Phase 2 has not passed in this run (9 step(s) not ok: p2.status…)"
-    assert (
-        "Override production gate"
-        in render_details(lock, status="locked", gate=(True, reason)).plain
+    gate = _locked(
+        "production", "Phase 2 has not passed in this run (9 step(s) not ok: p2.status…)"
     )
-    explained = explain_lock(lock, reason, {}).plain
+    assert "Override production gate" in render_details(lock, status="locked", gate=gate).plain
+    explained = explain_lock(lock, gate, {}).plain
     assert "To unlock: pass Phase 2" in explained and "Override production gate" in explained
 
     backup = model.step("p1.backup")
-    explained = explain_lock(backup, "needs «x» (p1.connectivity) ok first", {}).plain
+    explained = explain_lock(
+        backup, _locked("needs", "needs «x» (p1.connectivity) ok first"), {}
+    ).plain
     assert "Verificar conexión a la base de datos" in explained and "To unlock: run" in explained
 
 

@@ -130,7 +130,7 @@ class Engine:
         #: Every artifact of this run, every attempt (for the gate): (step_id, kind, data, ts).
         self._run_artifacts: list[tuple[str, str, dict[str, Any], float]] = []
         self._override: str | None = None
-        self._gates: dict[str, tuple[bool, str]] = {}
+        self._gates: dict[str, gates.GateResult] = {}
         self._db_url: DatabaseUrl | None = None
         self._earlier_backups: list[Any] | None = None  # inventory.BackupRecord
         #: What holds the engine for changes (a phase run or a step), shown when refusing.
@@ -216,8 +216,8 @@ class Engine:
             stale_release=stale_release(self.run_artifacts()),
         )
 
-    def gate(self, step_id: str) -> tuple[bool, str]:
-        """``(locked, reason)`` for running ``step_id`` now."""
+    def gate(self, step_id: str) -> gates.GateResult:
+        """Whether ``step_id`` may run now, and why not."""
         return gates.gate(model.step(step_id), self.run_state())
 
     def progress(self, number: int) -> PhaseProgress:
@@ -473,10 +473,10 @@ class Engine:
             return "unavailable"
         if busy := self.busy_reason(step_id):
             raise StepBusy(busy)
-        locked, reason = self.gate(step_id)
-        if locked:
-            self.run.record("step_refused", step=step_id, reason=reason)
-            self._set_status(step_id, "locked", error=reason)
+        gate = self.gate(step_id)
+        if gate.locked:
+            self.run.record("step_refused", step=step_id, reason=gate.text)
+            self._set_status(step_id, "locked", error=gate.text)
             return "locked"
         holds = not self._read_only(step) and self._holder is None
         if holds:
@@ -808,14 +808,16 @@ class Engine:
             if self._gates.get(step.id) != gate:
                 self._gates[step.id] = gate
                 if emit and self.available(step):
-                    self._emit(GateChanged(step.id, gate[0], gate[1] or self._unlock_note(step)))
+                    self._emit(
+                        GateChanged(step.id, gate, "" if gate.locked else self._unlock_note(step))
+                    )
             status = self.statuses[step.id]
             if status in ("pending", "locked"):
-                new: StepStatus = "locked" if gate[0] else "pending"
+                new: StepStatus = "locked" if gate.locked else "pending"
                 if new != status:
                     self.statuses[step.id] = new
                     if emit:
-                        self._emit(StepStatusChanged(step.id, new, None, None, gate[1] or None))
+                        self._emit(StepStatusChanged(step.id, new, None, None, gate.text or None))
 
     def _unlock_note(self, step: Step) -> str:
         if step.production_gate and self._override is not None:

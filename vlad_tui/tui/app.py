@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from vlad_tui.ops.inventory import TargetState
     from vlad_tui.runbook.engine import ConfirmRequest, Engine
     from vlad_tui.runbook.events import EngineEvent
+    from vlad_tui.runbook.gate import GateResult
     from vlad_tui.runbook.model import Step
     from vlad_tui.transport.base import Transport
     from vlad_tui.tui.widgets.step_list import StepList
@@ -416,9 +417,9 @@ class VladApp(App[None]):
 
     # ----------------------------------------------------------------- running steps
 
-    def gate(self, step: Step) -> tuple[bool, str]:
-        """``(locked, reason)`` for ``step``: the engine's, or before any run the same gate over
-        a run where nothing ran yet."""
+    def gate(self, step: Step) -> GateResult:
+        """Whether ``step`` may run, and why not: the engine's gate, or before any run the same
+        gate over a run where nothing ran yet."""
         if self.engine is not None:
             return self.engine.gate(step.id)
         from vlad_tui.runbook import gate as gates

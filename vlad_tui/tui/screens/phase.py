@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from vlad_tui.runbook.engine import Engine
     from vlad_tui.runbook.events import EngineEvent
+    from vlad_tui.runbook.gate import GateResult
     from vlad_tui.runbook.model import ChecklistItem, Phase, Step
     from vlad_tui.runbook.progress import PhaseProgress
     from vlad_tui.tui.app import VladApp
@@ -179,13 +180,13 @@ class PhaseScreen(Screen[None]):
 
         if step.operation not in OPERATIONS:
             return "unavailable"
-        return "locked" if self.app.gate(step)[0] else "pending"
+        return "locked" if self.app.gate(step).locked else "pending"
 
     def statuses(self) -> dict[str, str]:
         """What the step list shows, by step id."""
         return {s.id: self.steps.status_of(s.id) for s in self.phase.steps}
 
-    def gate(self, step: Step) -> tuple[bool, str]:
+    def gate(self, step: Step) -> GateResult:
         return self.app.gate(step)
 
     @property
@@ -258,7 +259,7 @@ class PhaseScreen(Screen[None]):
                 artifacts=engine.artifacts(step_id) if engine else [],
                 findings={ACK_SUBJECTS[k]: v for k, v in step_findings(engine, step_id).items()},
                 found_at=self._found_elsewhere(("integrity", *step.acknowledge))
-                if gate[0] and "not acknowledged" in gate[1]
+                if gate.has("unacknowledged")
                 else [],
             )
         )
@@ -292,7 +293,7 @@ class PhaseScreen(Screen[None]):
             stopped = get_step(self._stopped_on)
             error = self._error(stopped.id) or ""
             if stopped_status == "locked":
-                return explain_lock(stopped, self.gate(stopped)[1], statuses, self.operations)
+                return explain_lock(stopped, self.gate(stopped), statuses, self.operations)
             if stopped_status == "pending":
                 if error.startswith("not confirmed"):
                     return not_run_note(stopped, error)
@@ -308,9 +309,9 @@ class PhaseScreen(Screen[None]):
             step = get_step(selected)
             status = statuses.get(selected)
             if selected == self._explained and status in ("locked", "pending", "unavailable"):
-                locked, reason = self.gate(step)
-                if locked:
-                    return explain_lock(step, reason, statuses, self.operations)
+                gate = self.gate(step)
+                if gate.locked:
+                    return explain_lock(step, gate, statuses, self.operations)
             if status == "failed":
                 return failure_note(step, self._error(selected), statuses)
             error = self._error(selected)
@@ -476,7 +477,7 @@ class PhaseScreen(Screen[None]):
         if self.steps.status_of(step_id) in ("running", "needs_confirmation"):
             self.notify("This step is already running.", title=step.title)
             return
-        if self.gate(step)[0]:
+        if self.gate(step).locked:
             self._explained = step_id  # the line under the steps says why and what unlocks it
             self._show_note()
             self.app.bell()
