@@ -18,6 +18,7 @@ from vlad_tui.journal import Journal
 from vlad_tui.runbook import model
 from vlad_tui.runbook.events import StepOutput, StepStatusChanged
 from vlad_tui.runbook.gate import GateReason, GateResult, ReasonKind
+from vlad_tui.runbook.outcome import StepOutcome
 from vlad_tui.tui.app import VladApp, make_app
 from vlad_tui.tui.sample import NOW, SAMPLE_FACTS, sample_config, sample_confirm_request
 from vlad_tui.tui.screens.confirm import ConfirmScreen, mismatch
@@ -348,7 +349,12 @@ async def test_a_cancelled_confirmation_says_the_step_did_not_run(tmp_path: Path
         screen.steps.select("p1.staging_restore")
         app.engine_sink(
             StepStatusChanged(
-                "p1.staging_restore", "pending", None, None, "not confirmed: cancelled"
+                "p1.staging_restore",
+                "pending",
+                None,
+                None,
+                "not confirmed: cancelled",
+                StepOutcome.NOT_CONFIRMED,
             )
         )
         await pilot.pause()

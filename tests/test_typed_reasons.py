@@ -3,9 +3,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from tests.test_gate import fake_operations, make_engine, resume
 from vlad_tui.runbook import gate as gates
 from vlad_tui.runbook import model
-from vlad_tui.runbook.operations import OPERATIONS
+from vlad_tui.runbook.engine import Engine
+from vlad_tui.runbook.events import StepStatusChanged
+from vlad_tui.runbook.operations import OPERATIONS, ConfirmRequest
+from vlad_tui.runbook.outcome import StepOutcome, journaled_outcome
 from vlad_tui.tui.widgets.details import render_details
 from vlad_tui.tui.widgets.note import explain_lock
 
@@ -82,3 +89,87 @@ def test_the_ui_decides_on_kinds_not_on_words() -> None:
         (gates.GateReason("needs", "p1.backup", "Phase 2 has not passed; verified backup"),)
     )
     assert "Override" not in explain_lock(lock, worded_like_production, {}).plain
+
+
+# ------------------------------------------------------------------ step outcomes
+
+
+def test_the_journal_says_how_a_step_ended() -> None:
+    assert journaled_outcome({"kind": "step_finished", "status": "ok"}) is StepOutcome.OK
+    assert journaled_outcome({"kind": "step_finished", "status": "failed"}) is StepOutcome.FAILED
+    interrupted = {"kind": "step_finished", "status": "interrupted"}
+    assert journaled_outcome(interrupted) is StepOutcome.INTERRUPTED
+    assert journaled_outcome({"kind": "step_refused", "reason": "x"}) is StepOutcome.REFUSED
+    skipped = {"kind": "step_status", "status": "skipped", "reason": "out of scope"}
+    assert journaled_outcome(skipped) is StepOutcome.SKIPPED
+    typed = {"kind": "step_status", "status": "pending", "reason": "x", "outcome": "not_confirmed"}
+    assert journaled_outcome(typed) is StepOutcome.NOT_CONFIRMED
+    reset = {"kind": "step_status", "status": "pending", "reset_by": "p2.stop"}
+    assert journaled_outcome(reset) is None
+    assert journaled_outcome({"kind": "step_started"}) is None
+
+
+def test_journals_older_than_the_outcome_field_still_say_not_confirmed() -> None:
+    old = {"kind": "step_status", "status": "pending", "reason": "not confirmed: cancelled"}
+    assert journaled_outcome(old) is StepOutcome.NOT_CONFIRMED
+    # Only the old journals' words count: a reworded reason with the field is read by the field.
+    new = {**old, "reason": "no confirmado: cancelado", "outcome": "not_confirmed"}
+    assert journaled_outcome(new) is StepOutcome.NOT_CONFIRMED
+
+
+async def _cancel(request: ConfirmRequest) -> str | None:
+    return None
+
+
+def _engine(tmp_path: Path, events: list[Any]) -> Engine:
+    engine = make_engine(tmp_path, fake_operations(), events)
+    return Engine(
+        engine.config,
+        engine.target,
+        engine.transport,
+        engine.run,
+        confirm=_cancel,
+        sink=events.append,
+        journal=engine.journal,
+        operations=engine.operations,  # type: ignore[arg-type]
+    )
+
+
+def _outcomes(events: list[Any], step_id: str) -> list[StepOutcome | None]:
+    return [e.outcome for e in events if isinstance(e, StepStatusChanged) and e.step_id == step_id]
+
+
+async def test_the_engine_says_how_each_step_ended_and_a_resume_remembers(tmp_path: Path) -> None:
+    events: list[Any] = []
+    engine = _engine(tmp_path, events)
+    assert engine.outcome("p1.staging_db") is None
+    assert await engine.run_step("p1.staging_db") == "locked"
+    assert engine.outcome("p1.staging_db") is StepOutcome.REFUSED
+    for step_id in ("p1.connectivity", "p1.backup", "p1.verify_backup"):
+        assert await engine.run_step(step_id) == "ok"
+        assert engine.outcome(step_id) is StepOutcome.OK
+    assert await engine.run_step("p1.staging_db") == "pending"  # cancelled: nothing ran
+    assert engine.outcome("p1.staging_db") is StepOutcome.NOT_CONFIRMED
+    assert _outcomes(events, "p1.staging_db")[-1] is StepOutcome.NOT_CONFIRMED
+    assert await engine.run_step("p1.migrations", params={"fail": True}) == "failed"
+    assert engine.outcome("p1.migrations") is StepOutcome.FAILED
+    assert _outcomes(events, "p1.migrations")[-2:] == [None, StepOutcome.FAILED]  # running, ended
+    engine.skip_step("p1.offbox", "not this time")
+    assert engine.outcome("p1.offbox") is StepOutcome.SKIPPED
+
+    resumed = resume(engine, fake_operations())
+    for step_id in ("p1.connectivity", "p1.staging_db", "p1.migrations", "p1.offbox"):
+        assert resumed.outcome(step_id) is engine.outcome(step_id), step_id
+
+    engine.skip_step("p1.offbox", None)
+    assert engine.outcome("p1.offbox") is None
+    assert await engine.run_step("p1.migrations") == "ok"
+    assert engine.outcome("p1.migrations") is StepOutcome.OK
+
+
+async def test_a_step_running_when_vlad_tui_stopped_is_interrupted_on_resume(
+    tmp_path: Path,
+) -> None:
+    engine = _engine(tmp_path, [])
+    engine.run.step_started("p1.connectivity", title="x")
+    assert resume(engine, fake_operations()).outcome("p1.connectivity") is StepOutcome.INTERRUPTED

@@ -70,6 +70,7 @@ from vlad_tui.runbook.operations import (
     StepContext,
 )
 from vlad_tui.runbook.operations.context import NOT_DESTRUCTIVE, StepPort
+from vlad_tui.runbook.outcome import StepOutcome, journaled_outcome
 from vlad_tui.runbook.progress import PhaseProgress, blocked_for_good, phase_progress
 from vlad_tui.transport.base import Transport
 from vlad_tui.transport.shell import quote
@@ -125,6 +126,7 @@ class Engine:
         self._started: dict[str, float] = {}
         self._elapsed: dict[str, float] = {}
         self._errors: dict[str, str] = {}
+        self._outcomes: dict[str, StepOutcome] = {}
         self._logs: dict[str, deque[OutputLine]] = {}
         self._artifacts: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         #: Every artifact of this run, every attempt (for the gate): (step_id, kind, data, ts).
@@ -152,6 +154,11 @@ class Engine:
     def error(self, step_id: str) -> str | None:
         """The last error line of the step, if it failed."""
         return self._errors.get(step_id)
+
+    def outcome(self, step_id: str) -> StepOutcome | None:
+        """How the step's last attempt ended (or why it did not start), ``None`` while it runs,
+        before it was asked to run and after another step reset it."""
+        return self._outcomes.get(step_id)
 
     def artifacts(self, step_id: str) -> list[tuple[str, dict[str, Any]]]:
         """Artifacts of the step's latest attempt, as ``(kind, data)``."""
@@ -476,7 +483,7 @@ class Engine:
         gate = self.gate(step_id)
         if gate.locked:
             self.run.record("step_refused", step=step_id, reason=gate.text)
-            self._set_status(step_id, "locked", error=gate.text)
+            self._set_status(step_id, "locked", error=gate.text, outcome=StepOutcome.REFUSED)
             return "locked"
         holds = not self._read_only(step) and self._holder is None
         if holds:
@@ -498,6 +505,7 @@ class Engine:
             if current == "skipped":
                 self.run.step_status(step_id, "pending", reset_by="skip")
                 self._errors.pop(step_id, None)
+                self._outcomes.pop(step_id, None)
                 self._set_status(step_id, "pending")
                 self._refresh_gates()
             return
@@ -505,7 +513,7 @@ class Engine:
             return
         self.run.step_status(step_id, "skipped", reason=reason)
         self._errors[step_id] = reason
-        self._set_status(step_id, "skipped", error=reason)
+        self._set_status(step_id, "skipped", error=reason, outcome=StepOutcome.SKIPPED)
         self._refresh_gates()
 
     def _context(self, step: Step, params: dict[str, Any]) -> StepContext:
@@ -591,11 +599,18 @@ class Engine:
             why = (
                 "cancelled" if typed is None else f"typed text does not match {request.expected!r}"
             )
-            self.run.step_status(step.id, _journal_status(previous), reason=f"not confirmed: {why}")
+            self.run.step_status(
+                step.id,
+                _journal_status(previous),
+                reason=f"not confirmed: {why}",
+                outcome=StepOutcome.NOT_CONFIRMED.value,
+            )
             back: StepStatus = (
                 "pending" if previous in ("locked", "needs_confirmation") else previous
             )
-            self._set_status(step.id, back, error=f"not confirmed: {why}")
+            self._set_status(
+                step.id, back, error=f"not confirmed: {why}", outcome=StepOutcome.NOT_CONFIRMED
+            )
         return accepted
 
     async def _check_open_job(
@@ -658,6 +673,7 @@ class Engine:
         self._started[step_id] = started_at
         self._elapsed.pop(step_id, None)
         self._errors.pop(step_id, None)
+        self._outcomes.pop(step_id, None)
         self._logs[step_id] = deque(maxlen=LOG_CAP)
         self._artifacts[step_id] = []
         self.run.step_started(step_id, title=step.title, command="; ".join(commands) or None)
@@ -708,6 +724,7 @@ class Engine:
         for step_id in (*step.resets, step.id):
             if self.statuses.get(step_id) in _TOUCHED:
                 self.run.step_status(step_id, "pending", reset_by=step.id)
+                self._outcomes.pop(step_id, None)
                 self._set_status(step_id, "pending")
 
     def _finish(
@@ -726,7 +743,8 @@ class Engine:
         if error:
             self._errors[step_id] = error
         self.statuses[step_id] = status
-        self._emit(StepStatusChanged(step_id, status, started_at, duration, error))
+        outcome = self._outcomes[step_id] = StepOutcome(status)
+        self._emit(StepStatusChanged(step_id, status, started_at, duration, error, outcome))
 
     def _fail_before_start(self, step: Step, error: str) -> StepStatus:
         """The confirmation could not even be described (e.g. no lock to break)."""
@@ -736,9 +754,10 @@ class Engine:
         self._started[step.id] = now
         self._elapsed[step.id] = 0.0
         self._errors[step.id] = error
+        self._outcomes[step.id] = StepOutcome.FAILED
         self._logs[step.id] = deque([OutputLine(error, "stderr")], maxlen=LOG_CAP)
         self.statuses[step.id] = "failed"
-        self._emit(StepStatusChanged(step.id, "failed", now, 0.0, error))
+        self._emit(StepStatusChanged(step.id, "failed", now, 0.0, error, StepOutcome.FAILED))
         return "failed"
 
     # callbacks from StepContext
@@ -797,9 +816,21 @@ class Engine:
 
     # status bookkeeping
 
-    def _set_status(self, step_id: str, status: StepStatus, *, error: str | None = None) -> None:
+    def _set_status(
+        self,
+        step_id: str,
+        status: StepStatus,
+        *,
+        error: str | None = None,
+        outcome: StepOutcome | None = None,
+    ) -> None:
+        """Change a status (not by running: that is :meth:`_execute`); ``outcome`` when this
+        ends a request to run the step."""
         self.statuses[step_id] = status
-        self._emit(StepStatusChanged(step_id, status, self._started.get(step_id), None, error))
+        if outcome is not None:
+            self._outcomes[step_id] = outcome
+        started = self._started.get(step_id)
+        self._emit(StepStatusChanged(step_id, status, started, None, error, outcome))
 
     def _refresh_gates(self, *, emit: bool = True) -> None:
         """Recompute locks of steps that have not run; emit what changed."""
@@ -862,11 +893,15 @@ class Engine:
             kind = event.get("kind")
             step_id = event.get("step")
             ts = float(event.get("ts") or 0.0)
+            ended = journaled_outcome(event)
+            if ended is not None and step_id in known:
+                self._outcomes[step_id] = ended
             if kind == "step_started" and step_id in known:
                 self.statuses[step_id] = "running"
                 self._started[step_id] = ts
                 self._artifacts[step_id] = []
                 self._errors.pop(step_id, None)
+                self._outcomes.pop(step_id, None)
             elif kind == "step_finished" and step_id in known:
                 self.statuses[step_id] = _as_status(event.get("status"))
                 if isinstance(event.get("duration"), int | float):
@@ -889,6 +924,7 @@ class Engine:
                     self.checklist_notes[event["item"]] = (str(event["by"]), note)
             elif kind == "step_status" and event.get("reset_by") and step_id in known:
                 self.statuses[step_id] = "pending"
+                self._outcomes.pop(step_id, None)
             elif kind == "step_status" and event.get("status") == "skipped" and step_id in known:
                 self.statuses[step_id] = "skipped"
                 self._errors[step_id] = str(event.get("reason") or "skipped")
@@ -900,6 +936,7 @@ class Engine:
         for step_id, status in list(self.statuses.items()):
             if status in ("running", "needs_confirmation"):
                 self.statuses[step_id] = "interrupted"
+                self._outcomes[step_id] = StepOutcome.INTERRUPTED
                 self._errors.setdefault(step_id, "interrupted: vlad-tui stopped while it ran")
             if step_id in self._open_jobs and self.statuses[step_id] != "ok":
                 self._errors[step_id] = self._job_hint(

@@ -12,18 +12,21 @@ from vlad_tui.events import OutputLine
 from vlad_tui.ops.monitor import Finding, Sample
 from vlad_tui.runbook.gate import GateResult
 from vlad_tui.runbook.model import StepStatus
+from vlad_tui.runbook.outcome import StepOutcome
 from vlad_tui.runbook.progress import PhaseProgress
 
 
 @dataclass(frozen=True)
 class StepStatusChanged:
-    """A step changed status; ``elapsed`` is set once it ended, ``error`` is one line."""
+    """A step changed status; ``elapsed`` is set once it ended, ``error`` is one line (for
+    people); ``outcome`` is set when this ends an attempt or a request to run the step."""
 
     step_id: str
     status: StepStatus
     started_at: float | None
     elapsed: float | None
     error: str | None
+    outcome: StepOutcome | None = None
 
 
 @dataclass(frozen=True)

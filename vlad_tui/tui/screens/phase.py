@@ -22,6 +22,7 @@ from textual.widgets import Footer, Header
 from textual.worker import Worker
 
 from vlad_tui.events import OutputLine
+from vlad_tui.runbook.outcome import StepOutcome
 from vlad_tui.tui.widgets.checklist import Checklist
 from vlad_tui.tui.widgets.details import Details, render_details
 from vlad_tui.tui.widgets.log_pane import MAX_LINES, LogPane
@@ -108,6 +109,8 @@ class PhaseScreen(Screen[None]):
         self.phase: Phase = phase(number)
         self._started: dict[str, float] = {}
         self._errors: dict[str, str] = {}
+        #: The outcome that came with each error above (``None``: the error ended nothing).
+        self._outcomes: dict[str, StepOutcome | None] = {}
         # Output seen through events, for when no engine exists (replayed recordings).
         self._seen: dict[str, deque[OutputLine]] = {}
         self.pane = "log"
@@ -265,6 +268,10 @@ class PhaseScreen(Screen[None]):
         )
         self._show_note()
 
+    def _not_confirmed(self, step_id: str) -> bool:
+        """The error shown for the step says its confirmation was not given (nothing ran)."""
+        return self._outcomes.get(step_id) is StepOutcome.NOT_CONFIRMED
+
     def _error(self, step_id: str) -> str | None:
         engine = self.app.engine
         return self._errors.get(step_id) or (engine.error(step_id) if engine else None)
@@ -295,7 +302,7 @@ class PhaseScreen(Screen[None]):
             if stopped_status == "locked":
                 return explain_lock(stopped, self.gate(stopped), statuses, self.operations)
             if stopped_status == "pending":
-                if error.startswith("not confirmed"):
+                if self._not_confirmed(stopped.id):
                     return not_run_note(stopped, error)
             else:
                 return failure_note(stopped, error, statuses)
@@ -315,7 +322,7 @@ class PhaseScreen(Screen[None]):
             if status == "failed":
                 return failure_note(step, self._error(selected), statuses)
             error = self._error(selected)
-            if status == "pending" and error and error.startswith("not confirmed"):
+            if status == "pending" and error and self._not_confirmed(selected):
                 return not_run_note(step, error)
         finished = self._finished
         if finished is not None and finished.state not in ("passed", "failed"):
@@ -363,14 +370,16 @@ class PhaseScreen(Screen[None]):
                     self._started[step_id] = event.started_at
                 if event.error:
                     self._errors[step_id] = event.error
+                    self._outcomes[step_id] = event.outcome
                 elif status == "running":
                     self._errors.pop(step_id, None)
+                    self._outcomes.pop(step_id, None)
                 elapsed = event.elapsed
                 if status == "running" and event.started_at is not None:
                     elapsed = max(0.0, self.app.clock() - event.started_at)
                 before = self.steps.status_of(step_id)
                 self.steps.set_status(step_id, status, elapsed)
-                if self._follow(step_id, status, before, event.error):
+                if self._follow(step_id, status, before, event.outcome):
                     return  # the cursor moved: the highlight shows the step
                 if step_id == selected:
                     self._show_details(step_id)
@@ -396,14 +405,14 @@ class PhaseScreen(Screen[None]):
         """``a`` is running this phase (the log follows the running step)."""
         return self._following is not None and not self._following.is_finished
 
-    def _follow(self, step_id: str, status: str, before: str, error: str | None) -> bool:
+    def _follow(self, step_id: str, status: str, before: str, outcome: StepOutcome | None) -> bool:
         """While ``a`` runs: select the running step; on a stop, keep the stopping step
         selected (the phase's cleanup that runs afterwards does not take the cursor)."""
         mine = any(s.id == step_id for s in self.phase.steps)
         if not self.following or not mine or self._stopped_on:
             return False
         refused = status == "locked" and before == "locked"  # gates only emit changes
-        not_confirmed = status == "pending" and (error or "").startswith("not confirmed")
+        not_confirmed = status == "pending" and outcome is StepOutcome.NOT_CONFIRMED
         if status in ("failed", "interrupted") or refused or not_confirmed:
             self._stopped_on = step_id
         elif status not in ("running", "needs_confirmation"):
