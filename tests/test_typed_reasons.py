@@ -6,13 +6,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.test_gate import fake_operations, make_engine, resume
+from vlad_tui.config import Target
+from vlad_tui.errors import (
+    DatabaseError,
+    DatabaseMissing,
+    NewWorkersRemoved,
+    Pm2Error,
+    Pm2NotRunning,
+    ReleaseError,
+    RollbackError,
+    SwapUndone,
+    VladError,
+)
+from vlad_tui.ops import pm2, releases
+from vlad_tui.ops.staging_app import staging_processes
 from vlad_tui.runbook import gate as gates
 from vlad_tui.runbook import model
 from vlad_tui.runbook.engine import Engine
 from vlad_tui.runbook.events import StepStatusChanged
 from vlad_tui.runbook.operations import OPERATIONS, ConfirmRequest
 from vlad_tui.runbook.outcome import StepOutcome, journaled_outcome
+from vlad_tui.transport.base import CommandResult
 from vlad_tui.tui.widgets.details import render_details
 from vlad_tui.tui.widgets.note import explain_lock
 
@@ -173,3 +190,41 @@ async def test_a_step_running_when_vlad_tui_stopped_is_interrupted_on_resume(
     engine = _engine(tmp_path, [])
     engine.run.step_started("p1.connectivity", title="x")
     assert resume(engine, fake_operations()).outcome("p1.connectivity") is StepOutcome.INTERRUPTED
+
+
+# ------------------------------------------------------------------ typed errors
+
+
+def test_typed_errors_are_caught_where_their_parents_were() -> None:
+    assert issubclass(SwapUndone, RollbackError) and issubclass(RollbackError, VladError)
+    assert issubclass(NewWorkersRemoved, ReleaseError)
+    assert issubclass(Pm2NotRunning, Pm2Error)
+    assert issubclass(DatabaseMissing, DatabaseError)
+    # A rollback error is still one scrubbed line, whatever its kind.
+    assert str(SwapUndone("swap failed\n  at 'x'")) == "swap failed at 'x'"
+    assert releases.ReleaseError is ReleaseError and pm2.Pm2Error is Pm2Error
+
+
+class _Pm2Down:
+    """A transport whose pm2 has no daemon (and that fails anything else)."""
+
+    label = "fake"
+
+    def __init__(self, exit_status: int, stderr: str) -> None:
+        self.result = CommandResult(exit_status, 0.0, "", stderr)
+
+    async def run(self, command: str, **kwargs: Any) -> CommandResult:
+        return self.result
+
+
+async def test_no_pm2_daemon_means_no_staging_instance_but_other_pm2_errors_raise() -> None:
+    target = Target("production", host="local")
+    down = _Pm2Down(pm2.DAEMON_DOWN, "no pm2 daemon in /home/app/.pm2\n")
+    with pytest.raises(Pm2NotRunning):
+        await pm2.pm2_list(target, down)  # type: ignore[arg-type]
+    assert await staging_processes(target, down) == []  # type: ignore[arg-type]
+    # Worded like it, but not the daemon being down: not taken for "no instance".
+    broken = _Pm2Down(1, "pm2 not running as expected\n")
+    with pytest.raises(Pm2Error) as raised:
+        await staging_processes(target, broken)  # type: ignore[arg-type]
+    assert not isinstance(raised.value, Pm2NotRunning)

@@ -40,10 +40,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from vlad_tui import format as show
-from vlad_tui import redact
 from vlad_tui.config import Target
 from vlad_tui.db import Database, DatabaseUrl, qualified, quote_ident
-from vlad_tui.errors import DatabaseError, TransportError, VladError
+from vlad_tui.errors import DatabaseError, RollbackError, SwapUndone, TransportError, VladError
 from vlad_tui.events import OutputLine, Sink
 from vlad_tui.ops import jobs as job_ops
 from vlad_tui.ops.backup import Backup, BackupError, verify_backup
@@ -74,13 +73,6 @@ _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 #: The app's stop/start, as the caller does it (pm2 is the caller's business).
 AppAction = Callable[[], Awaitable[object]]
-
-
-class RollbackError(VladError):
-    """A rollback step was refused or failed; the message says what to fix, on one line."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(redact.scrub(" ".join(message.split())))
 
 
 def stamp(now: datetime | None = None) -> str:
@@ -815,12 +807,13 @@ async def swap(
                     undone = await _undo_again(
                         target, transport, url, plan, start_app, result, maintenance_db
                     )
-                state = (
-                    "production is as it was (undone)"
-                    if undone
-                    else "undoing it failed too: resume the swap"
-                )
-                raise RollbackError(f"swap failed at {failed_step!r}: {why}; {state}") from None
+                if undone:
+                    raise SwapUndone(
+                        f"swap failed at {failed_step!r}: {why}; production is as it was (undone)"
+                    ) from None
+                raise RollbackError(
+                    f"swap failed at {failed_step!r}: {why}; undoing it failed too: resume the swap"
+                ) from None
     except (DatabaseError, TransportError) as exc:
         raise RollbackError(f"swap: {exc}") from None
     except _pg_errors() as exc:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from vlad_tui import format as fmt
-from vlad_tui.errors import VladError
+from vlad_tui.errors import SwapUndone, VladError
 from vlad_tui.ops import jobs as job_ops
 from vlad_tui.ops.releases import BAD_MARK
 from vlad_tui.runbook.operations.context import ConfirmRequest, StepContext
@@ -514,10 +514,11 @@ async def _rollback_swap(ctx: StepContext) -> None:
                 finish_app=finish,
                 on_step=on_step,
             )
-        except rb.RollbackError as exc:
-            if "(undone)" in str(exc):  # production as it was: the next attempt starts afresh
-                ctx.artifact("rollback_swap", attempt=attempt, outcome="undone", done=[])
-            raise  # otherwise it is half done: the next attempt resumes it
+        except SwapUndone:
+            # Production as it was: the next attempt starts afresh. (Any other RollbackError
+            # leaves it half done, and the next attempt resumes it.)
+            ctx.artifact("rollback_swap", attempt=attempt, outcome="undone", done=[])
+            raise
     for line in result.done:
         ctx.output(f"done: {line}")
     if result.downtime is not None:
