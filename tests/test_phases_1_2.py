@@ -498,6 +498,10 @@ async def test_aborted_phase2_stops_the_staging_instance(world: World) -> None:
     assert "… Creación de medallas virgin" in log
     assert "through a private tunnel (only your user can use it): curl --unix-socket /" in log
     assert f" http://127.0.0.1:{world.target.staging_port}/" in log
+    [(kind, address)] = engine.artifacts("p2.features")  # where the note says to check
+    assert kind == "staging_address"
+    assert address["url"] == f"http://127.0.0.1:{world.target.staging_port}/"
+    assert address["command"].startswith("curl --unix-socket /") and address["command"] in log
     assert world.target.staging_name in await world.staging_names()
 
     phase2.cancel()

@@ -16,7 +16,7 @@ from textual.widgets import Button, Input
 from vlad_tui.events import OutputLine
 from vlad_tui.journal import Journal
 from vlad_tui.runbook import model
-from vlad_tui.runbook.events import StepOutput, StepStatusChanged
+from vlad_tui.runbook.events import ArtifactAdded, StepOutput, StepStatusChanged
 from vlad_tui.runbook.gate import GateReason, GateResult, ReasonKind
 from vlad_tui.runbook.outcome import StepOutcome
 from vlad_tui.tui.app import VladApp, make_app
@@ -306,8 +306,8 @@ async def test_space_on_the_waiting_step_ticks_its_next_item_with_an_optional_no
         screen = app.screen
         assert isinstance(screen, PhaseScreen)
         app.engine_sink(StepStatusChanged("p2.features", "running", NOW, None, None))
-        line = "the staging instance answers here at http://127.0.0.1:41234 (tunnelled)"
-        app.engine_sink(StepOutput("p2.features", OutputLine(line, ts=NOW)))
+        address = {"url": "http://127.0.0.1:41234/", "command": ""}
+        app.engine_sink(ArtifactAdded("p2.features", "staging_address", address))
         await pilot.pause()
         screen.steps.select("p2.features")
         await pilot.pause()
@@ -403,20 +403,15 @@ async def test_a_refused_step_stops_the_follow_and_says_what_unlocks_it(tmp_path
         release.set()
 
 
-def test_the_staging_address_is_read_from_either_form_of_the_line() -> None:
-    from vlad_tui.tui.widgets.note import staging_url
+def test_the_staging_address_is_read_from_either_form_of_the_artifact() -> None:
+    from vlad_tui.runbook.artifacts import staging_address
 
-    assert staging_url(["the staging instance answers at http://127.0.0.1:3101/"]) == (
-        "http://127.0.0.1:3101/"
-    )
-    tunnel = (
-        "the staging instance answers through a private tunnel (only your user can use it): "
-        "curl --unix-socket /run/user/0/vlad/s.sock http://127.0.0.1:3101/"
-    )
-    assert (
-        staging_url([tunnel]) == "curl --unix-socket /run/user/0/vlad/s.sock http://127.0.0.1:3101/"
-    )
-    assert staging_url(["nothing here"]) is None
+    direct = {"url": "http://127.0.0.1:3101/", "command": ""}
+    assert staging_address([("staging_address", direct)]) == "http://127.0.0.1:3101/"
+    command = "curl --unix-socket /run/user/0/vlad/s.sock http://127.0.0.1:3101/"
+    tunnel = {"url": "http://127.0.0.1:3101/", "command": command}
+    assert staging_address([("staging_address", direct), ("staging_address", tunnel)]) == command
+    assert staging_address([("manual_checks", {"url": "http://x/"})]) is None
 
 
 def test_the_last_phase_says_every_phase_is_done_only_when_each_passed() -> None:

@@ -22,6 +22,7 @@ from textual.widgets import Footer, Header
 from textual.worker import Worker
 
 from vlad_tui.events import OutputLine
+from vlad_tui.runbook.artifacts import staging_address
 from vlad_tui.runbook.outcome import StepOutcome
 from vlad_tui.tui.widgets.checklist import Checklist
 from vlad_tui.tui.widgets.details import Details, render_details
@@ -33,7 +34,6 @@ from vlad_tui.tui.widgets.note import (
     not_run_note,
     phase_outcome,
     running_note,
-    staging_url,
     unfinished_note,
     waiting_note,
 )
@@ -111,8 +111,10 @@ class PhaseScreen(Screen[None]):
         self._errors: dict[str, str] = {}
         #: The outcome that came with each error above (``None``: the error ended nothing).
         self._outcomes: dict[str, StepOutcome | None] = {}
-        # Output seen through events, for when no engine exists (replayed recordings).
+        # Output and artifacts seen through events, for when no engine exists (replayed
+        # recordings).
         self._seen: dict[str, deque[OutputLine]] = {}
+        self._seen_artifacts: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self.pane = "log"
         #: The "run the phase" worker the log follows, and the step it stopped on.
         self._following: Worker[Any] | None = None
@@ -229,6 +231,10 @@ class PhaseScreen(Screen[None]):
         engine = self.app.engine
         return engine.log(step_id) if engine else list(self._seen.get(step_id, ()))
 
+    def _artifacts(self, step_id: str) -> list[tuple[str, dict[str, Any]]]:
+        engine = self.app.engine
+        return engine.artifacts(step_id) if engine else self._seen_artifacts.get(step_id, [])
+
     def _show_findings(self) -> None:
         """Rows of steps whose findings await acknowledgement get their own mark."""
         for step in self.phase.steps:
@@ -309,7 +315,7 @@ class PhaseScreen(Screen[None]):
         waiting = self.waiting_step()
         if waiting is not None:
             checked = self.checklist.checked if self.checklist is not None else {}
-            url = staging_url(line.text for line in self._log(waiting.id))
+            url = staging_address(self._artifacts(waiting.id))
             return waiting_note(waiting, self._manual_items(waiting), checked, url)
         selected = self.steps.selected_step_id
         if selected is not None:
@@ -363,8 +369,6 @@ class PhaseScreen(Screen[None]):
                 if self.app.engine is None:
                     self._seen.setdefault(step_id, deque(maxlen=MAX_LINES)).append(line)
                 self.log_pane.append(step_id, line)
-                if step_id == selected and self.waiting_step() is not None:
-                    self._show_note()  # the staging URL arrives as output
             case StepStatusChanged(step_id=step_id, status=status):
                 if event.started_at is not None and status == "running":
                     self._started[step_id] = event.started_at
@@ -374,6 +378,8 @@ class PhaseScreen(Screen[None]):
                 elif status == "running":
                     self._errors.pop(step_id, None)
                     self._outcomes.pop(step_id, None)
+                if status == "running" and self.app.engine is None:
+                    self._seen_artifacts.pop(step_id, None)  # a new attempt
                 elapsed = event.elapsed
                 if status == "running" and event.started_at is not None:
                     elapsed = max(0.0, self.app.clock() - event.started_at)
@@ -392,6 +398,9 @@ class PhaseScreen(Screen[None]):
             case GateChanged(step_id=step_id) | ArtifactAdded(step_id=step_id):
                 self.refresh_bindings()  # "k" shows while findings await acknowledgement
                 if isinstance(event, ArtifactAdded):
+                    if self.app.engine is None:
+                        found = self._seen_artifacts.setdefault(step_id, [])
+                        found.append((event.kind, event.data))
                     self._show_findings()
                 if isinstance(event, GateChanged) and self.app.engine is not None:
                     from vlad_tui.runbook.model import step as get_step

@@ -5,8 +5,7 @@ comes next. Pure functions build the text (tested without an app); :class:`Phase
 
 from __future__ import annotations
 
-import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -19,9 +18,6 @@ if TYPE_CHECKING:
     from vlad_tui.runbook.model import ChecklistItem, Phase, Step
     from vlad_tui.runbook.progress import PhaseProgress
 
-#: How the manual-checks step says where the staging instance answers (a URL, or the curl
-#: command through the private tunnel).
-_URL = re.compile(r"answers (?:here )?at (https?://\S+)|private tunnel.*?: (curl .+)$")
 #: Keys of the phase screens, for "what comes next".
 PHASE_KEYS = {1: "1", 2: "2", 3: "3", 4: "4"}
 
@@ -85,15 +81,6 @@ def explain_lock(
     if production:
         out.append(" Or override: ctrl+p → Override production gate (typed reason).", style="dim")
     return out
-
-
-def staging_url(lines: Iterable[str]) -> str | None:
-    """The staging instance's address as the manual-checks step printed it."""
-    for text in lines:
-        found = _URL.search(text)
-        if found:
-            return found.group(1) or found.group(2)
-    return None
 
 
 def waiting_note(
