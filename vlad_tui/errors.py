@@ -134,8 +134,9 @@ class ReleaseError(VladError):
 
 
 class NewWorkersRemoved(ReleaseError):
-    """A switch started the new release's workers side by side, they did not come up and were
-    deleted again: the old workers keep serving, production is unchanged."""
+    """A switch started the new release's workers beside the old ones; they did not come up
+    (or the caller's check refused them) and were deleted again: the old workers keep serving,
+    production is unchanged."""
 
 
 class RollbackError(VladError):

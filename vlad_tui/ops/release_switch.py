@@ -495,7 +495,7 @@ async def switch(
                     raise
                 # Refused by the caller's check (e.g. health) before any old worker went.
                 new = await _new_workers(target, transport, plan, before)
-                raise ReleaseError(
+                raise NewWorkersRemoved(
                     f"{exc}; {await _remove(target, transport, new)} and the old workers "
                     f"keep serving (pm2 logs {target.pm2_name})"
                 ) from None
