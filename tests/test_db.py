@@ -23,7 +23,7 @@ from vlad_tui.db import (
 )
 from vlad_tui.demo import install_backend
 from vlad_tui.demo.seed import CRITICAL_TABLES, applied_migrations
-from vlad_tui.errors import ConfigError, DatabaseError
+from vlad_tui.errors import ConfigError, DatabaseError, DatabaseMissing
 from vlad_tui.transport import open_transport
 
 pytestmark = pytest.mark.integration
@@ -235,11 +235,12 @@ async def test_wrong_password_is_one_clear_line_without_the_password(
 async def test_unknown_database_and_unreachable_server(tmp_path: Path, pg: PgServer) -> None:
     target = _pg_target(tmp_path, pg.url("postgres"))
     async with open_transport(target) as transport:
-        with pytest.raises(DatabaseError, match='database "no_such_db" does not exist'):
+        with pytest.raises(DatabaseMissing, match='database "no_such_db" does not exist'):
             await Database(target, transport, parse_database_url(pg.url("no_such_db"))).connect()
         closed = dataclasses.replace(parse_database_url(pg.url("postgres")), port=1)
         with pytest.raises(DatabaseError, match="unreachable: Connection refused") as info:
             await Database(target, transport, closed).connect()
+        assert not isinstance(info.value, DatabaseMissing)
     assert pg.password not in str(info.value)
 
 

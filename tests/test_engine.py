@@ -98,9 +98,9 @@ async def test_phase1_read_only_steps_run_and_are_journaled(rig: Rig, pg: PgServ
     assert all(
         engine.statuses[s.id] != "unavailable" for s in model.all_steps() if s.id not in missing
     )
-    assert engine.gate("p1.migrations") == (
-        True,
-        "needs «Verificar conexión a la base de datos» (p1.connectivity) ok first",
+    gate = engine.gate("p1.migrations")
+    assert gate.locked and gate.text == (
+        "needs «Verificar conexión a la base de datos» (p1.connectivity) ok first"
     )
 
     for step_id in ("p1.connectivity", "p1.facts", "p1.migrations"):
@@ -176,17 +176,18 @@ async def test_destructive_step_needs_the_exact_target_name(rig: Rig) -> None:
 async def test_production_gate_locks_phase3_until_override(rig: Rig) -> None:
     engine = rig.engine()
     assert engine.statuses["p3.lock"] == "locked"
-    locked, reason = engine.gate("p3.lock")
+    gate = engine.gate("p3.lock")
+    locked, reason = gate.locked, gate.text
     assert locked and "Phase 2 has not passed" in reason and "no verified backup" in reason
 
     assert await engine.run_step("p3.lock") == "locked"
     assert not Path(lock.lock_path(rig.target)).exists()
     with pytest.raises(VladError, match="reason"):
         engine.override_gate("   ")
-    assert engine.gate("p3.lock")[0]
+    assert engine.gate("p3.lock").locked
 
     engine.override_gate("backup checked by hand, staging tested on the old server")
-    assert engine.gate("p3.lock") == (False, "")
+    assert not engine.gate("p3.lock").locked
     changes = [g for g in rig.operator.of(GateChanged) if g.step_id == "p3.lock"]
     assert changes[-1].locked is False and "overridden" in changes[-1].reason
     assert engine.statuses["p3.lock"] == "pending"
@@ -233,10 +234,10 @@ def _backup_run(journal: Journal, *, age_hours: float) -> None:
 
 async def test_gate_finds_verified_backups_of_earlier_runs(rig: Rig) -> None:
     _backup_run(rig.journal, age_hours=30)
-    _, reason = rig.engine().gate("p3.lock")
+    reason = rig.engine().gate("p3.lock").text
     assert "newest verified backup is 30.0 h old (max 24 h)" in reason
     _backup_run(rig.journal, age_hours=1)
-    _, reason = rig.engine().gate("p3.lock")
+    reason = rig.engine().gate("p3.lock").text
     assert "backup" not in reason and "Phase 2 has not passed" in reason
 
 

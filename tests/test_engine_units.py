@@ -90,7 +90,7 @@ async def test_needs_lock_a_step_until_what_it_needs_is_ok_and_again_when_that_f
 
     await ok(engine, "p1.connectivity")
     assert engine.status("p1.migrations") == "pending"
-    assert engine.gate("p1.migrations") == (False, "")
+    assert not engine.gate("p1.migrations").locked
     assert engine.status("p1.lint") == "locked"
 
     h.ops.script("p1.connectivity", fail())
@@ -106,7 +106,7 @@ async def test_a_locked_step_is_refused_journaled_and_not_run(h: Harness) -> Non
     assert h.ops.count("p1.migrations") == 0
     [refused] = h.journaled(engine, "step_refused")
     assert refused["step"] == "p1.migrations"
-    assert refused["reason"] == engine.gate("p1.migrations")[1] != ""
+    assert refused["reason"] == engine.gate("p1.migrations").text != ""
     assert h.journaled(engine, "step_started") == []
 
 
@@ -118,7 +118,7 @@ async def test_a_step_without_an_operation_is_unavailable_and_never_runs(
     assert engine.status("p1.lint") == "unavailable"
     await ok(engine, "p1.connectivity", "p1.migrations")
     assert engine.status("p1.lint") == "unavailable"  # what it needs is ok: still no operation
-    assert engine.gate("p1.lint")[0] is True
+    assert engine.gate("p1.lint").locked is True
     assert await engine.run_step("p1.lint") == "unavailable"
     assert [e["step"] for e in h.journaled(engine, "step_started")] == [
         "p1.connectivity",
@@ -145,7 +145,7 @@ async def test_production_opens_with_phase_2_passed_and_a_verified_backup_and_no
     h.ops.script("p1.verify_backup", backup(verified=True, path="/b/one.dump"))
     await ok(engine, "p1.verify_backup")
     assert engine.status("p3.lock") == "pending"
-    assert engine.gate("p3.lock") == (False, "")
+    assert not engine.gate("p3.lock").locked
     assert (engine.latest_verified_backup() or {}).get("path") == "/b/one.dump"
     assert gate_changes(h, "p3.lock")[-1] is False
 
@@ -176,7 +176,7 @@ async def test_a_verified_backup_older_than_the_maximum_age_does_not_open_produc
     h.ops.script("p1.backup", backup(age_hours=age_hours))
     await ok(engine, "p1.connectivity", "p1.backup")
     assert await engine.run_phase(2) is True
-    assert engine.gate("p3.lock")[0] is locked
+    assert engine.gate("p3.lock").locked is locked
     assert engine.status("p3.lock") == ("locked" if locked else "pending")
 
 

@@ -279,4 +279,4 @@ async def test_acknowledging_one_subject_leaves_the_other(tmp_path: Path) -> Non
     assert engine.acknowledge("lint", note="ok") == [f"p1.lint:{i}" for i in range(3)]
     assert engine.pending_acknowledgements("lint") == []
     assert len(engine.pending_acknowledgements("integrity")) == 3
-    assert "not acknowledged" in engine.gate("p3.lock")[1]
+    assert "not acknowledged" in engine.gate("p3.lock").text

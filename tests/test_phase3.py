@@ -218,10 +218,11 @@ async def test_source_changed_after_phase2_is_refused_with_what_changed(world: W
     # Refused before anything migrated; Phase 3 stays locked until Phase 2 re-runs.
     assert engine.statuses["p3.migrate"] == "locked"
     assert await world.applied() == list(APPLIED_MIGRATIONS)
-    locked, reason = engine.gate("p3.lock")
+    gate = engine.gate("p3.lock")
+    locked, reason = gate.locked, gate.text
     assert locked and "re-run Phase 2" in reason and "server.js" in reason
     engine.override_gate("probado a mano")  # does not lift it
-    assert "re-run Phase 2" in engine.gate("p3.migrate")[1]
+    assert "re-run Phase 2" in engine.gate("p3.migrate").text
     assert engine.statuses["p3.unlock"] == "ok"
     assert world.builds() == {"production-v1"}
     _no_reset(world)

@@ -37,10 +37,10 @@ def test_the_override_does_not_lift_a_refused_release_but_unlock_stays_open() ->
         override="probado en otra máquina",
         stale_release="the source changed since Phase 2 built release r1: re-run Phase 2",
     )
-    locked, reason = gates.gate(model.step("p3.deploy"), state)
-    assert locked and "re-run Phase 2" in reason
-    assert gates.gate(model.step("p3.status"), state)[0]
-    assert gates.gate(model.step("p3.unlock"), state) == (False, "")
+    gate = gates.gate(model.step("p3.deploy"), state)
+    assert gate.locked and "re-run Phase 2" in gate.text
+    assert gates.gate(model.step("p3.status"), state).locked
+    assert gates.gate(model.step("p3.unlock"), state) == gates.OPEN
 
 
 def test_phase3_steps_are_wired_and_destructive_ones_describe_their_commands() -> None:

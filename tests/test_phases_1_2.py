@@ -316,14 +316,14 @@ async def test_phase1_then_phase2_end_to_end(world: World, monkeypatch: pytest.M
     assert engine.checklist["before.staging"] and engine.checklist["during.backup_verified"]
 
     # ---- Phase 3 gate: open (phase 2 passed, fresh verified backup); migrate waits for lint ----
-    assert engine.gate("p3.lock") == (False, "")
+    assert not engine.gate("p3.lock").locked
     monkeypatch.setitem(OPERATIONS, "migrate", NEVER_RUN)  # only its gate is looked at
-    reason = engine.gate("p3.migrate")[1]
+    reason = engine.gate("p3.migrate").text
     assert f"{len(breaking)} breaking migration lint finding(s) not acknowledged" in reason
     assert engine.acknowledge("lint", note="backfill revisado con el equipo") == [
         i["key"] for i in lint["acknowledge"]["items"]
     ]
-    assert "lint" not in engine.gate("p3.migrate")[1]
+    assert "lint" not in engine.gate("p3.migrate").text
     [ack] = [e for e in world.events() if e["kind"] == "acknowledgement"]
     assert ack["operator"] == "ana@bastion" and ack["subject"] == "lint"
     assert ack["note"] == "backfill revisado con el equipo"
@@ -372,7 +372,8 @@ async def test_wrong_password_fails_the_backup_and_phase3_stays_locked(world: Wo
     assert "password authentication failed" in error and "preflight" in error
     assert list(Path(world.target.backup_dir).iterdir()) == []
     assert engine.latest_verified_backup() is None
-    locked, reason = engine.gate("p3.lock")
+    gate = engine.gate("p3.lock")
+    locked, reason = gate.locked, gate.text
     assert locked and "no verified backup" in reason
     assert await engine.run_step("p3.backup") == "locked"
     assert engine.checklist["before.backup"] is False
@@ -418,7 +419,8 @@ async def test_lint_findings_block_phase3_migrate_until_acknowledged(
         assert await engine.run_step(step_id) == "ok", engine.log(step_id)
     pending = engine.pending_acknowledgements("lint")
     assert pending and all(PENDING_MIGRATIONS[1] in item["text"] for item in pending)
-    locked, reason = engine.gate("p3.migrate")
+    gate = engine.gate("p3.migrate")
+    locked, reason = gate.locked, gate.text
     assert locked and f"{len(pending)} breaking migration lint finding(s)" in reason
     assert await engine.run_step("p3.migrate") == "locked"
     refused = [e for e in world.events() if e["kind"] == "step_refused"]
@@ -426,13 +428,13 @@ async def test_lint_findings_block_phase3_migrate_until_acknowledged(
 
     engine.acknowledge("lint", note="revisado")
     assert engine.pending_acknowledgements("lint") == []
-    assert "lint" not in engine.gate("p3.migrate")[1]
+    assert "lint" not in engine.gate("p3.migrate").text
     with pytest.raises(Exception, match="nothing to acknowledge"):
         engine.acknowledge("lint")
     # A resumed engine remembers the acknowledgement.
     resumed = world.resume()
     assert resumed.pending_acknowledgements("lint") == []
-    assert "lint" not in resumed.gate("p3.migrate")[1]
+    assert "lint" not in resumed.gate("p3.migrate").text
 
 
 async def test_rows_lost_on_staging_need_acknowledgement(world: World) -> None:
@@ -447,7 +449,8 @@ async def test_rows_lost_on_staging_need_acknowledgement(world: World) -> None:
     [diff] = world.artifacts("integrity_compare", "p2.integrity")
     assert diff["decreased"] == ["partners"]
     assert "partners: 12 → 10 rows (-2), DECREASED" in _log(engine, "p2.integrity")
-    locked, reason = engine.gate("p3.lock")
+    gate = engine.gate("p3.lock")
+    locked, reason = gate.locked, gate.text
     assert locked
     assert reason == (
         "1 table(s) with fewer rows on staging than in production's snapshot not acknowledged "
@@ -456,7 +459,7 @@ async def test_rows_lost_on_staging_need_acknowledgement(world: World) -> None:
     [item] = engine.pending_acknowledgements("integrity")
     assert item["text"] == "staging (migrated): partners: 12 → 10 rows (-2), DECREASED"
     engine.acknowledge("integrity", note="partners de prueba borrados a propósito")
-    assert engine.gate("p3.lock") == (False, "")
+    assert not engine.gate("p3.lock").locked
     assert await world.counts(world.production) == COUNTS  # production untouched
 
 
@@ -495,6 +498,10 @@ async def test_aborted_phase2_stops_the_staging_instance(world: World) -> None:
     assert "… Creación de medallas virgin" in log
     assert "through a private tunnel (only your user can use it): curl --unix-socket /" in log
     assert f" http://127.0.0.1:{world.target.staging_port}/" in log
+    [(kind, address)] = engine.artifacts("p2.features")  # where the note says to check
+    assert kind == "staging_address"
+    assert address["url"] == f"http://127.0.0.1:{world.target.staging_port}/"
+    assert address["command"].startswith("curl --unix-socket /") and address["command"] in log
     assert world.target.staging_name in await world.staging_names()
 
     phase2.cancel()

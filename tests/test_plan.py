@@ -50,7 +50,7 @@ def test_a_step_is_available_exactly_when_its_operation_is_registered() -> None:
         if not registered:
             # Unavailable steps say what they would do, to the operator, not to us.
             assert s.description, s.id
-            reason = gates.gate(s, gates.RunState({}, operations.OPERATIONS))[1]
+            reason = gates.gate(s, gates.RunState({}, operations.OPERATIONS)).text
             assert reason.startswith("this version of vlad-tui does not run this step"), s.id
             assert "issue" not in reason, s.id
 

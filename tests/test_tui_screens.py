@@ -16,7 +16,9 @@ from textual.widgets import Button, Input
 from vlad_tui.events import OutputLine
 from vlad_tui.journal import Journal
 from vlad_tui.runbook import model
-from vlad_tui.runbook.events import StepOutput, StepStatusChanged
+from vlad_tui.runbook.events import ArtifactAdded, StepOutput, StepStatusChanged
+from vlad_tui.runbook.gate import GateReason, GateResult, ReasonKind
+from vlad_tui.runbook.outcome import StepOutcome
 from vlad_tui.tui.app import VladApp, make_app
 from vlad_tui.tui.sample import NOW, SAMPLE_FACTS, sample_config, sample_confirm_request
 from vlad_tui.tui.screens.confirm import ConfirmScreen, mismatch
@@ -140,6 +142,10 @@ def test_long_log_lines_wrap_under_their_text_keeping_the_time() -> None:
     assert wrap_line("short", 50) == ["short"]
 
 
+def _locked(kind: ReasonKind, text: str) -> GateResult:
+    return GateResult((GateReason(kind, "", text),))
+
+
 def test_override_hint_only_when_the_production_gate_holds_the_step(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -150,23 +156,28 @@ def test_override_hint_only_when_the_production_gate_holds_the_step(
     unavailable_dep = render_details(
         integrity,
         status="locked",
-        gate=(True, "Phase 2 has not passed in this run (9 step(s) not ok: p2.status…)"),
+        gate=_locked(
+            "production", "Phase 2 has not passed in this run (9 step(s) not ok: p2.status…)"
+        ),
     ).plain
     assert "Override production gate" not in unavailable_dep
-    explained = explain_lock(integrity, "Phase 2 has not passed in this run", {}).plain
+    explained = explain_lock(
+        integrity, _locked("production", "Phase 2 has not passed in this run"), {}
+    ).plain
     assert "cannot run" in explained and "override" not in explained.lower()
 
     lock = model.step("p3.lock")
-    reason = "Phase 2 has not passed in this run (9 step(s) not ok: p2.status…)"
-    assert (
-        "Override production gate"
-        in render_details(lock, status="locked", gate=(True, reason)).plain
+    gate = _locked(
+        "production", "Phase 2 has not passed in this run (9 step(s) not ok: p2.status…)"
     )
-    explained = explain_lock(lock, reason, {}).plain
+    assert "Override production gate" in render_details(lock, status="locked", gate=gate).plain
+    explained = explain_lock(lock, gate, {}).plain
     assert "To unlock: pass Phase 2" in explained and "Override production gate" in explained
 
     backup = model.step("p1.backup")
-    explained = explain_lock(backup, "needs «x» (p1.connectivity) ok first", {}).plain
+    explained = explain_lock(
+        backup, _locked("needs", "needs «x» (p1.connectivity) ok first"), {}
+    ).plain
     assert "Verificar conexión a la base de datos" in explained and "To unlock: run" in explained
 
 
@@ -295,8 +306,8 @@ async def test_space_on_the_waiting_step_ticks_its_next_item_with_an_optional_no
         screen = app.screen
         assert isinstance(screen, PhaseScreen)
         app.engine_sink(StepStatusChanged("p2.features", "running", NOW, None, None))
-        line = "the staging instance answers here at http://127.0.0.1:41234 (tunnelled)"
-        app.engine_sink(StepOutput("p2.features", OutputLine(line, ts=NOW)))
+        address = {"url": "http://127.0.0.1:41234/", "command": ""}
+        app.engine_sink(ArtifactAdded("p2.features", "staging_address", address))
         await pilot.pause()
         screen.steps.select("p2.features")
         await pilot.pause()
@@ -338,7 +349,12 @@ async def test_a_cancelled_confirmation_says_the_step_did_not_run(tmp_path: Path
         screen.steps.select("p1.staging_restore")
         app.engine_sink(
             StepStatusChanged(
-                "p1.staging_restore", "pending", None, None, "not confirmed: cancelled"
+                "p1.staging_restore",
+                "pending",
+                None,
+                None,
+                "not confirmed: cancelled",
+                StepOutcome.NOT_CONFIRMED,
             )
         )
         await pilot.pause()
@@ -387,20 +403,15 @@ async def test_a_refused_step_stops_the_follow_and_says_what_unlocks_it(tmp_path
         release.set()
 
 
-def test_the_staging_address_is_read_from_either_form_of_the_line() -> None:
-    from vlad_tui.tui.widgets.note import staging_url
+def test_the_staging_address_is_read_from_either_form_of_the_artifact() -> None:
+    from vlad_tui.runbook.artifacts import staging_address
 
-    assert staging_url(["the staging instance answers at http://127.0.0.1:3101/"]) == (
-        "http://127.0.0.1:3101/"
-    )
-    tunnel = (
-        "the staging instance answers through a private tunnel (only your user can use it): "
-        "curl --unix-socket /run/user/0/vlad/s.sock http://127.0.0.1:3101/"
-    )
-    assert (
-        staging_url([tunnel]) == "curl --unix-socket /run/user/0/vlad/s.sock http://127.0.0.1:3101/"
-    )
-    assert staging_url(["nothing here"]) is None
+    direct = {"url": "http://127.0.0.1:3101/", "command": ""}
+    assert staging_address([("staging_address", direct)]) == "http://127.0.0.1:3101/"
+    command = "curl --unix-socket /run/user/0/vlad/s.sock http://127.0.0.1:3101/"
+    tunnel = {"url": "http://127.0.0.1:3101/", "command": command}
+    assert staging_address([("staging_address", direct), ("staging_address", tunnel)]) == command
+    assert staging_address([("manual_checks", {"url": "http://x/"})]) is None
 
 
 def test_the_last_phase_says_every_phase_is_done_only_when_each_passed() -> None:

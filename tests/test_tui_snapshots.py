@@ -74,7 +74,12 @@ def test_phase_details_pane_at_80x24(snap_compare, tmp_path: Path) -> None:
 
 def test_phase2_waiting_for_the_manual_checks(snap_compare, tmp_path: Path) -> None:
     from vlad_tui.events import OutputLine
-    from vlad_tui.runbook.events import ChecklistChanged, StepOutput, StepStatusChanged
+    from vlad_tui.runbook.events import (
+        ArtifactAdded,
+        ChecklistChanged,
+        StepOutput,
+        StepStatusChanged,
+    )
 
     async def go(pilot: Pilot) -> None:
         await pilot.press("2")
@@ -89,6 +94,8 @@ def test_phase2_waiting_for_the_manual_checks(snap_compare, tmp_path: Path) -> N
             "tick each item once checked on the staging instance (a note is optional)",
         ):
             app.engine_sink(StepOutput("p2.features", OutputLine(text, ts=NOW - 19)))  # type: ignore[attr-defined]
+        address = {"url": "http://127.0.0.1:41234", "command": ""}
+        app.engine_sink(ArtifactAdded("p2.features", "staging_address", address))  # type: ignore[attr-defined]
         app.engine_sink(ChecklistChanged("p2.login", True, "ana@bastion"))  # type: ignore[attr-defined]
         await pilot.pause()
         await pilot.press(*["down"] * 5)

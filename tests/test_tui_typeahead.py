@@ -36,7 +36,7 @@ async def test_enter_on_a_locked_destructive_step_lets_keys_through_again(
         steps = app.screen.query_one(StepList)
         steps.move_cursor(row=restore)
         await pilot.pause(0.1)
-        assert app.gate(model.step("p1.staging_restore"))[0]  # locked: no backup yet
+        assert app.gate(model.step("p1.staging_restore")).locked  # locked: no backup yet
         await pilot.press("enter")
         await pilot.pause(0.3)
         assert isinstance(app.screen, PhaseScreen), app.screen  # the hold is gone

@@ -26,6 +26,7 @@ from vlad_tui.errors import (
     ConfigError,
     ConnectionLost,
     DatabaseError,
+    DatabaseMissing,
     HostKeyChanged,
     HostKeyUnknown,
     TransportError,
@@ -363,7 +364,9 @@ class Database:
         elif isinstance(exc, asyncpg.InvalidPasswordError):
             msg = f'{where}: password authentication failed for user "{url.user}"'
         elif isinstance(exc, asyncpg.InvalidCatalogNameError):
-            msg = f'{where}: database "{url.database}" does not exist'
+            return DatabaseMissing(
+                redact.scrub(f'{where}: database "{url.database}" does not exist')
+            )
         elif isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
             msg = f"{where}: access refused: {_first_line(exc)}"
         elif isinstance(exc, asyncpg.PostgresError):

@@ -1,10 +1,13 @@
 """Errors that carry a one-line, operator-facing message.
 
 Every error raised by the core subclasses :class:`VladError`; the CLI and the TUI print
-``str(error)`` and never a traceback.
+``str(error)`` and never a traceback. Where a caller decides on what happened, a subclass says
+it (:class:`SwapUndone`, :class:`NewWorkersRemoved`, ...): the message is only for people.
 """
 
 from __future__ import annotations
+
+from vlad_tui import redact
 
 
 class VladError(Exception):
@@ -111,6 +114,41 @@ class ConnectionLost(TransportError):
 
 class DatabaseError(VladError):
     """PostgreSQL could not be reached or a query failed."""
+
+
+class DatabaseMissing(DatabaseError):
+    """The database the URL names does not exist (on a server that answered)."""
+
+
+class Pm2Error(VladError):
+    """pm2 is missing on the target, failed, or printed something unreadable."""
+
+
+class Pm2NotRunning(Pm2Error):
+    """No pm2 daemon runs for the app's user (vlad-tui never starts one: it would list no
+    processes)."""
+
+
+class ReleaseError(VladError):
+    """A release could not be built, checked, switched to or pruned."""
+
+
+class NewWorkersRemoved(ReleaseError):
+    """A switch started the new release's workers beside the old ones; they did not come up
+    (or the caller's check refused them) and were deleted again: the old workers keep serving,
+    production is unchanged."""
+
+
+class RollbackError(VladError):
+    """A rollback step was refused or failed; the message says what to fix, on one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact.scrub(" ".join(message.split())))
+
+
+class SwapUndone(RollbackError):
+    """The database swap failed part way and was undone: production is as it was, and the next
+    attempt starts afresh."""
 
 
 class StepBusy(VladError):

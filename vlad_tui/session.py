@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from vlad_tui.ops.inventory import KnownBackup, Part, TargetState
     from vlad_tui.runbook.engine import Engine
     from vlad_tui.runbook.events import EngineEvent
+    from vlad_tui.runbook.gate import GateResult
     from vlad_tui.runbook.model import Step
     from vlad_tui.runbook.operations import ConfirmFn, ConfirmRequest, Operation
     from vlad_tui.runbook.operations.rollback_picker import LastDeploy
@@ -223,9 +224,9 @@ class Session:
 
     # ----------------------------------------------------------------- runs
 
-    def gate(self, step: Step) -> tuple[bool, str]:
-        """``(locked, reason)`` for ``step``: the engine's, or before any run the same gate
-        over a run where nothing ran yet."""
+    def gate(self, step: Step) -> GateResult:
+        """Whether ``step`` may run, and why not: the engine's gate, or before any run the
+        same gate over a run where nothing ran yet."""
         if self.engine is not None:
             return self.engine.gate(step.id)
         backup = self.state.latest_verified_backup if self.state is not None else None
@@ -341,9 +342,9 @@ def gate_before_run(
     config: Config,
     operations: Mapping[str, Operation] | None,
     newest_verified_backup: float | None,
-) -> tuple[bool, str]:
-    """``(locked, reason)`` for ``step`` in a run where nothing ran yet (``operations``: the
-    plan's registry when None)."""
+) -> GateResult:
+    """The gate of ``step`` in a run where nothing ran yet (``operations``: the plan's
+    registry when None)."""
     from vlad_tui.runbook import gate as gates
 
     if operations is None:

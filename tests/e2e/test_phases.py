@@ -273,7 +273,7 @@ async def leg_phase2(walk: Walk) -> None:
     assert staging_name not in names and APP_NAME in names
     assert walk.engine.checklist["before.staging"]
     # What Phase 3's leg starts from: the production gate is open.
-    assert walk.engine.gate("p3.lock") == (False, "")
+    assert not walk.engine.gate("p3.lock").locked
 
 
 # Phase 3, Phase 4 and the rollback add `async def leg_phase3(walk)` etc. here.

@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from vlad_tui.config import Target
 from vlad_tui.db import DatabaseUrl, quote_ident
-from vlad_tui.errors import DatabaseError, TransportError, VladError
-from vlad_tui.ops.rollback import RollbackError, maintenance_database, pg_error_text, pg_errors
+from vlad_tui.errors import DatabaseError, RollbackError, SwapUndone, TransportError, VladError
+from vlad_tui.ops.rollback import maintenance_database, pg_error_text, pg_errors
 from vlad_tui.ops.staging import MAINTENANCE_DB, SYSTEM_DATABASES
 from vlad_tui.transport.base import Transport
 
@@ -254,12 +254,13 @@ async def swap(
                     undone = await _undo_again(
                         target, transport, url, plan, start_app, result, maintenance_db
                     )
-                state = (
-                    "production is as it was (undone)"
-                    if undone
-                    else "undoing it failed too: resume the swap"
-                )
-                raise RollbackError(f"swap failed at {failed_step!r}: {why}; {state}") from None
+                if undone:
+                    raise SwapUndone(
+                        f"swap failed at {failed_step!r}: {why}; production is as it was (undone)"
+                    ) from None
+                raise RollbackError(
+                    f"swap failed at {failed_step!r}: {why}; undoing it failed too: resume the swap"
+                ) from None
     except (DatabaseError, TransportError) as exc:
         raise RollbackError(f"swap: {exc}") from None
     except pg_errors() as exc:

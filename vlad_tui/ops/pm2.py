@@ -14,14 +14,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from vlad_tui.config import Target
-from vlad_tui.errors import VladError
+from vlad_tui.errors import Pm2Error, Pm2NotRunning
 from vlad_tui.transport.base import Transport
 
 JLIST_TIMEOUT = 30.0
-
-
-class Pm2Error(VladError):
-    """pm2 is missing on the target, failed, or printed something unreadable."""
 
 
 @dataclass
@@ -191,7 +187,7 @@ async def pm2_list(target: Target, transport: Transport) -> list[Pm2Process]:
     if result.exit_status != 0:
         reason = result.reason(None)
         if result.exit_status == DAEMON_DOWN and reason.startswith("no pm2 daemon"):
-            raise Pm2Error(
+            raise Pm2NotRunning(
                 f"pm2 is not running on {target.name} ({reason}); vlad-tui did not start "
                 "one (a new daemon would list no processes): start pm2 there (`pm2 resurrect` "
                 "restores its saved list) and check again"

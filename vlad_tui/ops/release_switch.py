@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from vlad_tui.config import Target
+from vlad_tui.errors import NewWorkersRemoved
 from vlad_tui.events import Sink
 from vlad_tui.ops.pm2 import DAEMON_DOWN, jlist_command, jlist_entries, pm2_command, pm2_home
 from vlad_tui.ops.releases import (
@@ -488,7 +489,7 @@ async def switch(
                     raise
                 # Refused by the caller's check (e.g. health) before any old worker went.
                 new = await _new_workers(target, transport, plan, before)
-                raise ReleaseError(
+                raise NewWorkersRemoved(
                     f"{exc}; {await _remove(target, transport, new)} and the old workers "
                     f"keep serving (pm2 logs {target.pm2_name})"
                 ) from None
@@ -564,14 +565,13 @@ async def _wait_started(
             break
         await asyncio.sleep(0.5)
     removed = await _remove(target, transport, new)
-    kept = (
-        "the old workers keep serving"
-        if plan.strategy == "side-by-side"
-        else "the app is DOWN: switch back to what ran before"
-    )
+    failed = f"the new workers of {target.pm2_name} from {plan.directory} {problem}; {removed}"
+    if plan.strategy == "side-by-side":
+        raise NewWorkersRemoved(
+            f"{failed} and the old workers keep serving (pm2 logs {target.pm2_name})"
+        )
     raise ReleaseError(
-        f"the new workers of {target.pm2_name} from {plan.directory} {problem}; {removed} and "
-        f"{kept} (pm2 logs {target.pm2_name})"
+        f"{failed} and the app is DOWN: switch back to what ran before (pm2 logs {target.pm2_name})"
     )
 
 

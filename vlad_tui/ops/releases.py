@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from vlad_tui.config import Target
 from vlad_tui.db import DatabaseUrl
-from vlad_tui.errors import ConnectionLost, VladError
+from vlad_tui.errors import ConnectionLost, ReleaseError
 from vlad_tui.events import OutputLine, Sink
 from vlad_tui.ops.staging_app import COMMAND_TIMEOUT, run_in_app
 from vlad_tui.transport.base import CommandResult, Transport
@@ -45,10 +45,6 @@ RELEASE_ID = re.compile(r"[0-9]{8}T[0-9]{6}-[A-Za-z0-9.-]{1,48}\Z")
 #: Such a release is never offered, or kept, as "the previous release" again.
 BAD_MARK = ".vlad-tui-rolled-back"
 _MARK = "--- vlad-tui-releases ---"
-
-
-class ReleaseError(VladError):
-    """A release could not be built, checked, switched to or pruned."""
 
 
 def command_error(what: str, subject: str, result: CommandResult) -> ReleaseError:

@@ -23,23 +23,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from vlad_tui import redact
 from vlad_tui.config import Target
 from vlad_tui.db import Database, DatabaseUrl
-from vlad_tui.errors import VladError
+from vlad_tui.errors import RollbackError
 from vlad_tui.transport.base import Transport
 
 RESTORE_INFIX = "_restore_"
 FAILED_INFIX = "_failed_"
 #: PostgreSQL truncates identifiers beyond this many bytes: a longer name would not be ours.
 MAX_NAME_BYTES = 63
-
-
-class RollbackError(VladError):
-    """A rollback step was refused or failed; the message says what to fix, on one line."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(redact.scrub(" ".join(message.split())))
 
 
 def stamp(now: datetime | None = None) -> str:

@@ -24,10 +24,10 @@ from urllib.parse import urlsplit, urlunsplit
 from vlad_tui import redact
 from vlad_tui.config import Target
 from vlad_tui.db import DatabaseUrl
-from vlad_tui.errors import VladError
+from vlad_tui.errors import Pm2NotRunning, VladError
 from vlad_tui.events import OutputLine, Sink
 from vlad_tui.ops import health as health_ops
-from vlad_tui.ops.pm2 import Pm2Error, Pm2Process, pm2_command, pm2_list
+from vlad_tui.ops.pm2 import Pm2Process, pm2_command, pm2_list
 from vlad_tui.transport.base import CommandResult, Transport
 from vlad_tui.transport.shell import quote, with_secrets
 
@@ -169,10 +169,8 @@ async def staging_processes(target: Target, transport: Transport) -> list[Pm2Pro
     name = _check_name(target)
     try:
         procs = await pm2_list(target, transport)
-    except Pm2Error as exc:
-        if "not running" in str(exc):
-            return []
-        raise
+    except Pm2NotRunning:
+        return []
     return [p for p in procs if p.name == name]
 
 

@@ -21,6 +21,8 @@ MIGRATIONS = "migrations"
 SNAPSHOT = "snapshot"
 #: The differences between two snapshots.
 INTEGRITY_COMPARE = "integrity_compare"
+#: Where the operator reaches the staging instance for the manual checks (:class:`StagingAddress`).
+STAGING_ADDRESS = "staging_address"
 
 AckSubject = Literal["lint", "integrity"]
 
@@ -35,6 +37,25 @@ class BackupArtifact(TypedDict, total=False):
     #: Epoch seconds.
     created_at: float
     verified: bool
+
+
+class StagingAddress(TypedDict):
+    """Fields of a ``staging_address`` artifact, recorded by the manual checks once they opened
+    the way to the instance (a tunnel lives as long as the session that opened it)."""
+
+    #: The instance's address on the server (``http://host:port/``).
+    url: str
+    #: The ``curl`` command through the private tunnel, "" when ``url`` is reachable as it is.
+    command: str
+
+
+def staging_address(found: list[tuple[str, dict[str, Any]]]) -> str | None:
+    """What to show the operator from a step's ``(kind, data)`` artifacts: the latest
+    ``staging_address``'s command, or its URL; ``None`` when there is none."""
+    for kind, data in reversed(found):
+        if kind == STAGING_ADDRESS:
+            return str(data.get("command") or data.get("url") or "") or None
+    return None
 
 
 class AckItem(TypedDict):

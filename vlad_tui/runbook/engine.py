@@ -70,6 +70,7 @@ from vlad_tui.runbook.operations import (
     StepContext,
 )
 from vlad_tui.runbook.operations.context import NOT_DESTRUCTIVE, StepPort
+from vlad_tui.runbook.outcome import StepOutcome, journaled_outcome
 from vlad_tui.runbook.progress import PhaseProgress, blocked_for_good, phase_progress
 from vlad_tui.step_status import StepStatus
 from vlad_tui.transport.base import Transport
@@ -126,12 +127,13 @@ class Engine:
         self._started: dict[str, float] = {}
         self._elapsed: dict[str, float] = {}
         self._errors: dict[str, str] = {}
+        self._outcomes: dict[str, StepOutcome] = {}
         self._logs: dict[str, deque[OutputLine]] = {}
         self._artifacts: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         #: Every artifact of this run, every attempt (for the gate): (step_id, kind, data, ts).
         self._run_artifacts: list[tuple[str, str, dict[str, Any], float]] = []
         self._override: str | None = None
-        self._gates: dict[str, tuple[bool, str]] = {}
+        self._gates: dict[str, gates.GateResult] = {}
         self._db_url: DatabaseUrl | None = None
         self._earlier_backups: list[Any] | None = None  # inventory.BackupRecord
         #: What holds the engine for changes (a phase run or a step), shown when refusing.
@@ -153,6 +155,11 @@ class Engine:
     def error(self, step_id: str) -> str | None:
         """The last error line of the step, if it failed."""
         return self._errors.get(step_id)
+
+    def outcome(self, step_id: str) -> StepOutcome | None:
+        """How the step's last attempt ended (or why it did not start), ``None`` while it runs,
+        before it was asked to run and after another step reset it."""
+        return self._outcomes.get(step_id)
 
     def artifacts(self, step_id: str) -> list[tuple[str, dict[str, Any]]]:
         """Artifacts of the step's latest attempt, as ``(kind, data)``."""
@@ -217,8 +224,8 @@ class Engine:
             stale_release=stale_release(self.run_artifacts()),
         )
 
-    def gate(self, step_id: str) -> tuple[bool, str]:
-        """``(locked, reason)`` for running ``step_id`` now."""
+    def gate(self, step_id: str) -> gates.GateResult:
+        """Whether ``step_id`` may run now, and why not."""
         return gates.gate(model.step(step_id), self.run_state())
 
     def progress(self, number: int) -> PhaseProgress:
@@ -474,10 +481,10 @@ class Engine:
             return "unavailable"
         if busy := self.busy_reason(step_id):
             raise StepBusy(busy)
-        locked, reason = self.gate(step_id)
-        if locked:
-            self.run.record("step_refused", step=step_id, reason=reason)
-            self._set_status(step_id, "locked", error=reason)
+        gate = self.gate(step_id)
+        if gate.locked:
+            self.run.record("step_refused", step=step_id, reason=gate.text)
+            self._set_status(step_id, "locked", error=gate.text, outcome=StepOutcome.REFUSED)
             return "locked"
         holds = not self._read_only(step) and self._holder is None
         if holds:
@@ -499,6 +506,7 @@ class Engine:
             if current == "skipped":
                 self.run.step_status(step_id, "pending", reset_by="skip")
                 self._errors.pop(step_id, None)
+                self._outcomes.pop(step_id, None)
                 self._set_status(step_id, "pending")
                 self._refresh_gates()
             return
@@ -506,7 +514,7 @@ class Engine:
             return
         self.run.step_status(step_id, "skipped", reason=reason)
         self._errors[step_id] = reason
-        self._set_status(step_id, "skipped", error=reason)
+        self._set_status(step_id, "skipped", error=reason, outcome=StepOutcome.SKIPPED)
         self._refresh_gates()
 
     def _context(self, step: Step, params: dict[str, Any]) -> StepContext:
@@ -592,11 +600,18 @@ class Engine:
             why = (
                 "cancelled" if typed is None else f"typed text does not match {request.expected!r}"
             )
-            self.run.step_status(step.id, _journal_status(previous), reason=f"not confirmed: {why}")
+            self.run.step_status(
+                step.id,
+                _journal_status(previous),
+                reason=f"not confirmed: {why}",
+                outcome=StepOutcome.NOT_CONFIRMED.value,
+            )
             back: StepStatus = (
                 "pending" if previous in ("locked", "needs_confirmation") else previous
             )
-            self._set_status(step.id, back, error=f"not confirmed: {why}")
+            self._set_status(
+                step.id, back, error=f"not confirmed: {why}", outcome=StepOutcome.NOT_CONFIRMED
+            )
         return accepted
 
     async def _check_open_job(
@@ -659,6 +674,7 @@ class Engine:
         self._started[step_id] = started_at
         self._elapsed.pop(step_id, None)
         self._errors.pop(step_id, None)
+        self._outcomes.pop(step_id, None)
         self._logs[step_id] = deque(maxlen=LOG_CAP)
         self._artifacts[step_id] = []
         self.run.step_started(step_id, title=step.title, command="; ".join(commands) or None)
@@ -709,6 +725,7 @@ class Engine:
         for step_id in (*step.resets, step.id):
             if self.statuses.get(step_id) in _TOUCHED:
                 self.run.step_status(step_id, "pending", reset_by=step.id)
+                self._outcomes.pop(step_id, None)
                 self._set_status(step_id, "pending")
 
     def _finish(
@@ -727,7 +744,8 @@ class Engine:
         if error:
             self._errors[step_id] = error
         self.statuses[step_id] = status
-        self._emit(StepStatusChanged(step_id, status, started_at, duration, error))
+        outcome = self._outcomes[step_id] = StepOutcome(status)
+        self._emit(StepStatusChanged(step_id, status, started_at, duration, error, outcome))
 
     def _fail_before_start(self, step: Step, error: str) -> StepStatus:
         """The confirmation could not even be described (e.g. no lock to break)."""
@@ -737,9 +755,10 @@ class Engine:
         self._started[step.id] = now
         self._elapsed[step.id] = 0.0
         self._errors[step.id] = error
+        self._outcomes[step.id] = StepOutcome.FAILED
         self._logs[step.id] = deque([OutputLine(error, "stderr")], maxlen=LOG_CAP)
         self.statuses[step.id] = "failed"
-        self._emit(StepStatusChanged(step.id, "failed", now, 0.0, error))
+        self._emit(StepStatusChanged(step.id, "failed", now, 0.0, error, StepOutcome.FAILED))
         return "failed"
 
     # callbacks from StepContext
@@ -798,9 +817,21 @@ class Engine:
 
     # status bookkeeping
 
-    def _set_status(self, step_id: str, status: StepStatus, *, error: str | None = None) -> None:
+    def _set_status(
+        self,
+        step_id: str,
+        status: StepStatus,
+        *,
+        error: str | None = None,
+        outcome: StepOutcome | None = None,
+    ) -> None:
+        """Change a status (not by running: that is :meth:`_execute`); ``outcome`` when this
+        ends a request to run the step."""
         self.statuses[step_id] = status
-        self._emit(StepStatusChanged(step_id, status, self._started.get(step_id), None, error))
+        if outcome is not None:
+            self._outcomes[step_id] = outcome
+        started = self._started.get(step_id)
+        self._emit(StepStatusChanged(step_id, status, started, None, error, outcome))
 
     def _refresh_gates(self, *, emit: bool = True) -> None:
         """Recompute locks of steps that have not run; emit what changed."""
@@ -809,14 +840,16 @@ class Engine:
             if self._gates.get(step.id) != gate:
                 self._gates[step.id] = gate
                 if emit and self.available(step):
-                    self._emit(GateChanged(step.id, gate[0], gate[1] or self._unlock_note(step)))
+                    self._emit(
+                        GateChanged(step.id, gate, "" if gate.locked else self._unlock_note(step))
+                    )
             status = self.statuses[step.id]
             if status in ("pending", "locked"):
-                new: StepStatus = "locked" if gate[0] else "pending"
+                new: StepStatus = "locked" if gate.locked else "pending"
                 if new != status:
                     self.statuses[step.id] = new
                     if emit:
-                        self._emit(StepStatusChanged(step.id, new, None, None, gate[1] or None))
+                        self._emit(StepStatusChanged(step.id, new, None, None, gate.text or None))
 
     def _unlock_note(self, step: Step) -> str:
         if step.production_gate and self._override is not None:
@@ -861,11 +894,15 @@ class Engine:
             kind = event.get("kind")
             step_id = event.get("step")
             ts = float(event.get("ts") or 0.0)
+            ended = journaled_outcome(event)
+            if ended is not None and step_id in known:
+                self._outcomes[step_id] = ended
             if kind == "step_started" and step_id in known:
                 self.statuses[step_id] = "running"
                 self._started[step_id] = ts
                 self._artifacts[step_id] = []
                 self._errors.pop(step_id, None)
+                self._outcomes.pop(step_id, None)
             elif kind == "step_finished" and step_id in known:
                 self.statuses[step_id] = _as_status(event.get("status"))
                 if isinstance(event.get("duration"), int | float):
@@ -888,6 +925,7 @@ class Engine:
                     self.checklist_notes[event["item"]] = (str(event["by"]), note)
             elif kind == "step_status" and event.get("reset_by") and step_id in known:
                 self.statuses[step_id] = "pending"
+                self._outcomes.pop(step_id, None)
             elif kind == "step_status" and event.get("status") == "skipped" and step_id in known:
                 self.statuses[step_id] = "skipped"
                 self._errors[step_id] = str(event.get("reason") or "skipped")
@@ -899,6 +937,7 @@ class Engine:
         for step_id, status in list(self.statuses.items()):
             if status in ("running", "needs_confirmation"):
                 self.statuses[step_id] = "interrupted"
+                self._outcomes[step_id] = StepOutcome.INTERRUPTED
                 self._errors.setdefault(step_id, "interrupted: vlad-tui stopped while it ran")
             if step_id in self._open_jobs and self.statuses[step_id] != "ok":
                 self._errors[step_id] = self._job_hint(

@@ -10,19 +10,23 @@ from typing import Any
 
 from vlad_tui.events import OutputLine
 from vlad_tui.ops.monitor import Finding, Sample
+from vlad_tui.runbook.gate import GateResult
+from vlad_tui.runbook.outcome import StepOutcome
 from vlad_tui.runbook.progress import PhaseProgress
 from vlad_tui.step_status import StepStatus
 
 
 @dataclass(frozen=True)
 class StepStatusChanged:
-    """A step changed status; ``elapsed`` is set once it ended, ``error`` is one line."""
+    """A step changed status; ``elapsed`` is set once it ended, ``error`` is one line (for
+    people); ``outcome`` is set when this ends an attempt or a request to run the step."""
 
     step_id: str
     status: StepStatus
     started_at: float | None
     elapsed: float | None
     error: str | None
+    outcome: StepOutcome | None = None
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,21 @@ class ChecklistChanged:
 
 @dataclass(frozen=True)
 class GateChanged:
-    """A step became locked or unlocked; ``reason`` says why it is locked (or who unlocked)."""
+    """A step became locked or unlocked: ``gate`` says why it is locked, ``note`` who
+    unlocked it (the override's reason, when that is what opened it)."""
 
     step_id: str
-    locked: bool
-    reason: str
+    gate: GateResult
+    note: str = ""
+
+    @property
+    def locked(self) -> bool:
+        return self.gate.locked
+
+    @property
+    def reason(self) -> str:
+        """For people: why it is locked, or who unlocked it."""
+        return self.gate.text or self.note
 
 
 @dataclass(frozen=True)

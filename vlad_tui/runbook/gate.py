@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from vlad_tui.runbook import model
 from vlad_tui.runbook.model import Step
@@ -23,6 +24,51 @@ ACK_SUBJECTS = {
     "lint": "breaking migration lint finding(s)",
     "integrity": "table(s) with fewer rows on staging than in production's snapshot",
 }
+
+
+#: What holds a step: unavailable in this version, the production gate (which the override
+#: lifts), a release Phase 2 built that may not ship, findings not acknowledged, unmet needs.
+ReasonKind = Literal["unavailable", "production", "stale_release", "unacknowledged", "needs"]
+
+
+@dataclass(frozen=True)
+class GateReason:
+    """One reason a step is locked. Code decides on ``kind`` and ``subject``; ``text`` is
+    only for people (it may be reworded or translated)."""
+
+    kind: ReasonKind
+    #: ``unacknowledged``: the acknowledgement subject; ``needs``: the step id needed;
+    #: ``production``: ``phase2``, ``no_backup`` or ``backup_age``; otherwise "".
+    subject: str
+    text: str
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The gate's answer for one step: open when no reason holds it."""
+
+    reasons: tuple[GateReason, ...] = ()
+
+    @property
+    def locked(self) -> bool:
+        return bool(self.reasons)
+
+    @property
+    def text(self) -> str:
+        """Every reason, for people ("" when open)."""
+        return "; ".join(r.text for r in self.reasons)
+
+    def of(self, kind: ReasonKind) -> tuple[GateReason, ...]:
+        """The reasons of ``kind``."""
+        return tuple(r for r in self.reasons if r.kind == kind)
+
+    def has(self, kind: ReasonKind) -> bool:
+        """Some reason of ``kind`` holds the step."""
+        return any(r.kind == kind for r in self.reasons)
+
+
+#: The gate of a step nothing holds.
+OPEN = GateResult()
 
 
 #: Operations a refused release never locks (the deploy lock is always released).
@@ -78,45 +124,48 @@ def unavailable_reason(step: Step) -> str:
     return f"this version of vlad-tui does not run this step{what}"
 
 
-def gate(step: Step, state: RunState) -> tuple[bool, str]:
-    """``(locked, reason)`` for running ``step`` in ``state``; the reason is empty when open."""
+def gate(step: Step, state: RunState) -> GateResult:
+    """Whether ``step`` may run in ``state``, and every reason it may not."""
     if not available(step, state.operations):
-        return True, unavailable_reason(step)
-    reasons: list[str] = []
+        return GateResult((GateReason("unavailable", "", unavailable_reason(step)),))
+    reasons: list[GateReason] = []
     if step.production_gate and state.override is None:
         reasons.extend(_production_reasons(state))
     if step.production_gate and state.stale_release and step.operation not in _ALWAYS:
         # Not lifted by the override: what ships must be what Phase 2 built and tested.
-        reasons.append(state.stale_release)
+        reasons.append(GateReason("stale_release", "", state.stale_release))
     subjects = (*(("integrity",) if step.production_gate else ()), *step.acknowledge)
     for subject in dict.fromkeys(subjects):
         count = state.pending_acks.get(subject, 0)
         if count:
             what = ACK_SUBJECTS.get(subject, subject)
-            reasons.append(f"{count} {what} not acknowledged by the operator (k)")
+            text = f"{count} {what} not acknowledged by the operator (k)"
+            reasons.append(GateReason("unacknowledged", subject, text))
     for need in step.needs:
         if state.statuses.get(need) != "ok":
-            reasons.append(f"needs «{model.step(need).title}» ({need}) ok first")
-    return (True, "; ".join(reasons)) if reasons else (False, "")
+            text = f"needs «{model.step(need).title}» ({need}) ok first"
+            reasons.append(GateReason("needs", need, text))
+    return GateResult(tuple(reasons))
 
 
-def _production_reasons(state: RunState) -> list[str]:
+def _production_reasons(state: RunState) -> list[GateReason]:
     reasons = []
     not_ok = [
         s.id for s in model.phase(2).steps if not s.optional and state.statuses.get(s.id) != "ok"
     ]
     if not_ok:
         shown = ", ".join(not_ok[:3]) + ("…" if len(not_ok) > 3 else "")
-        reasons.append(
-            f"Phase 2 has not passed in this run ({len(not_ok)} step(s) not ok: {shown})"
-        )
+        text = f"Phase 2 has not passed in this run ({len(not_ok)} step(s) not ok: {shown})"
+        reasons.append(GateReason("production", "phase2", text))
     if state.newest_verified_backup is None:
-        reasons.append("no verified backup (this run or earlier runs of this target)")
+        text = "no verified backup (this run or earlier runs of this target)"
+        reasons.append(GateReason("production", "no_backup", text))
     else:
         age_h = (state.now - state.newest_verified_backup) / 3600
         if age_h > state.backup_max_age_hours:
-            reasons.append(
+            text = (
                 f"the newest verified backup is {age_h:.1f} h old "
                 f"(max {state.backup_max_age_hours:g} h)"
             )
+            reasons.append(GateReason("production", "backup_age", text))
     return reasons

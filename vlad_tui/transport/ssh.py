@@ -296,6 +296,8 @@ class SshTransport(Transport):
             try:
                 return await op(conn)
             except (*_LOST, asyncssh.ChannelOpenError) as exc:
+                # asyncssh tells "SSH connection closed" only in the reason of a ChannelOpenError
+                # whose code (OPEN_CONNECT_FAILED) other failures share: no type says it.
                 dead = conn.is_closed() or isinstance(exc, _LOST) or "closed" in str(exc)
                 if not dead:
                     raise TransportError(f"{self.label}: {exc}") from None

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from vlad_tui.ops.inventory import KnownBackup, TargetState
     from vlad_tui.runbook.engine import ConfirmRequest, Engine
     from vlad_tui.runbook.events import EngineEvent
+    from vlad_tui.runbook.gate import GateResult
     from vlad_tui.runbook.model import Step
     from vlad_tui.runbook.operations import Operation
     from vlad_tui.transport.base import Transport
@@ -382,8 +383,8 @@ class VladApp(Wizard):
 
     # ----------------------------------------------------------------- running steps
 
-    def gate(self, step: Step) -> tuple[bool, str]:
-        """``(locked, reason)`` for ``step`` (:meth:`Session.gate`)."""
+    def gate(self, step: Step) -> GateResult:
+        """Whether ``step`` may run, and why not (:meth:`Session.gate`)."""
         if self.session is None:
             from vlad_tui.session import gate_before_run
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from vlad_tui.journal import Journal
     from vlad_tui.ops.inventory import KnownBackup
     from vlad_tui.runbook.events import EngineEvent
+    from vlad_tui.runbook.gate import GateResult
     from vlad_tui.runbook.model import Step
     from vlad_tui.runbook.operations import Operation
     from vlad_tui.session import Session
@@ -94,7 +95,7 @@ class Wizard(App[None]):
     def load_facts(self) -> None:
         raise NotImplementedError
 
-    def gate(self, step: Step) -> tuple[bool, str]:
+    def gate(self, step: Step) -> GateResult:
         raise NotImplementedError
 
     def run_step(self, step_id: str, params: dict[str, Any] | None = None) -> Worker[Any] | None:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from vlad_tui.errors import ConnectionLost, VladError
+from vlad_tui.errors import ConnectionLost, NewWorkersRemoved, VladError
 from vlad_tui.ops import release_prune
 from vlad_tui.ops import release_switch as switch_ops
 from vlad_tui.ops.staging_app import in_app_dir, run_in_app
@@ -371,10 +371,11 @@ async def _deploy(ctx: StepContext) -> None:
             f"{release.id}: {state}. Or run «{ctx.step.title}» again: it plans from what pm2 "
             "runs then and ends with the release's workers only"
         ) from None
+    except NewWorkersRemoved:
+        await record(False, [])
+        raise
     except switch_ops.ReleaseError as exc:
         await record(False, [])
-        if "the old workers keep serving" in str(exc):
-            raise
         state = await _production_state(ctx, release.id, release.path, previous)
         raise VladError(f"{exc}; {state}") from None
     except BaseException:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from vlad_tui import format as fmt
-from vlad_tui.errors import VladError
+from vlad_tui.errors import SwapUndone, VladError
 from vlad_tui.ops import jobs as job_ops
 from vlad_tui.ops.releases import BAD_MARK
 from vlad_tui.runbook.operations.context import ConfirmRequest, Operation, StepContext
@@ -452,7 +452,6 @@ async def _rollback_swap(ctx: StepContext) -> None:
     from vlad_tui.ops import health as health_ops
     from vlad_tui.ops import logs as pm2_ops
     from vlad_tui.ops import release_switch as rs
-    from vlad_tui.ops import rollback as rb
 
     plan = await _swap_plan(ctx)
     url = await ctx.database_url()
@@ -516,10 +515,11 @@ async def _rollback_swap(ctx: StepContext) -> None:
                 finish_app=finish,
                 on_step=on_step,
             )
-        except rb.RollbackError as exc:
-            if "(undone)" in str(exc):  # production as it was: the next attempt starts afresh
-                ctx.artifact("rollback_swap", attempt=attempt, outcome="undone", done=[])
-            raise  # otherwise it is half done: the next attempt resumes it
+        except SwapUndone:
+            # Production as it was: the next attempt starts afresh. (Any other RollbackError
+            # leaves it half done, and the next attempt resumes it.)
+            ctx.artifact("rollback_swap", attempt=attempt, outcome="undone", done=[])
+            raise
     for line in result.done:
         ctx.output(f"done: {line}")
     if result.downtime is not None:

@@ -192,14 +192,12 @@ async def _staging_snapshot(ctx: StepContext) -> None:
 
 async def _staging_migration_status(ctx: StepContext) -> None:
     """Migration status of the staging database (the same reading as production's)."""
-    from vlad_tui.errors import DatabaseError
+    from vlad_tui.errors import DatabaseMissing
 
     url = await staging_database_url(ctx)
     try:
         status = await report_migrations(ctx, url)
-    except DatabaseError as exc:
-        if "does not exist" not in str(exc):
-            raise
+    except DatabaseMissing as exc:
         raise VladError(
             f"{exc}: create and restore it first (Phase 1: «Crear base de datos de staging», "
             "«Restaurar backup de producción en staging»)"

@@ -7,6 +7,7 @@ import shlex
 from urllib.parse import urlsplit
 
 from vlad_tui.errors import VladError
+from vlad_tui.runbook import artifacts
 from vlad_tui.runbook.operations.context import Operation, StepContext
 from vlad_tui.runbook.operations.staging import staging_database_url
 
@@ -75,13 +76,16 @@ async def _manual_checks(ctx: StepContext) -> None:
             host = health.hostname or "127.0.0.1"
             endpoint = await ctx.transport.forward(host, ctx.target.staging_port)
             server_url = f"http://{host}:{ctx.target.staging_port}/"
+            command = ""
             if endpoint.path is None:
                 ctx.output(f"the staging instance answers at {server_url}")
             else:
+                command = f"curl --unix-socket {shlex.quote(endpoint.path)} {server_url}"
                 ctx.output(
                     "the staging instance answers through a private tunnel (only your user "
-                    f"can use it): curl --unix-socket {shlex.quote(endpoint.path)} {server_url}"
+                    f"can use it): {command}"
                 )
+            ctx.artifact(artifacts.STAGING_ADDRESS, url=server_url, command=command)
         for item in items:
             ctx.output(line(item.id) if run.checked(item.id) else f"… {item.text}")
         ctx.output("tick each item once checked on the staging instance (a note is optional)")

@@ -22,6 +22,8 @@ from textual.widgets import Footer, Header
 from textual.worker import Worker
 
 from vlad_tui.events import OutputLine
+from vlad_tui.runbook.artifacts import staging_address
+from vlad_tui.runbook.outcome import StepOutcome
 from vlad_tui.tui.widgets.checklist import Checklist
 from vlad_tui.tui.widgets.details import Details, render_details
 from vlad_tui.tui.widgets.log_pane import MAX_LINES, LogPane
@@ -32,7 +34,6 @@ from vlad_tui.tui.widgets.note import (
     not_run_note,
     phase_outcome,
     running_note,
-    staging_url,
     unfinished_note,
     waiting_note,
 )
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
     from vlad_tui.runbook.engine import Engine
     from vlad_tui.runbook.events import EngineEvent
+    from vlad_tui.runbook.gate import GateResult
     from vlad_tui.runbook.model import ChecklistItem, Phase, Step
     from vlad_tui.runbook.progress import PhaseProgress
     from vlad_tui.tui.wizard import Wizard
@@ -107,8 +109,12 @@ class PhaseScreen(Screen[None]):
         self.phase: Phase = phase(number)
         self._started: dict[str, float] = {}
         self._errors: dict[str, str] = {}
-        # Output seen through events, for when no engine exists (replayed recordings).
+        #: The outcome that came with each error above (``None``: the error ended nothing).
+        self._outcomes: dict[str, StepOutcome | None] = {}
+        # Output and artifacts seen through events, for when no engine exists (replayed
+        # recordings).
         self._seen: dict[str, deque[OutputLine]] = {}
+        self._seen_artifacts: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self.pane = "log"
         #: The "run the phase" worker the log follows, and the step it stopped on.
         self._following: Worker[Any] | None = None
@@ -179,13 +185,13 @@ class PhaseScreen(Screen[None]):
 
         if step.operation not in OPERATIONS:
             return "unavailable"
-        return "locked" if self.app.gate(step)[0] else "pending"
+        return "locked" if self.app.gate(step).locked else "pending"
 
     def statuses(self) -> dict[str, str]:
         """What the step list shows, by step id."""
         return {s.id: self.steps.status_of(s.id) for s in self.phase.steps}
 
-    def gate(self, step: Step) -> tuple[bool, str]:
+    def gate(self, step: Step) -> GateResult:
         return self.app.gate(step)
 
     @property
@@ -225,6 +231,10 @@ class PhaseScreen(Screen[None]):
         engine = self.app.engine
         return engine.log(step_id) if engine else list(self._seen.get(step_id, ()))
 
+    def _artifacts(self, step_id: str) -> list[tuple[str, dict[str, Any]]]:
+        engine = self.app.engine
+        return engine.artifacts(step_id) if engine else self._seen_artifacts.get(step_id, [])
+
     def _show_findings(self) -> None:
         """Rows of steps whose findings await acknowledgement get their own mark."""
         for step in self.phase.steps:
@@ -258,11 +268,15 @@ class PhaseScreen(Screen[None]):
                 artifacts=engine.artifacts(step_id) if engine else [],
                 findings={ACK_SUBJECTS[k]: v for k, v in step_findings(engine, step_id).items()},
                 found_at=self._found_elsewhere(("integrity", *step.acknowledge))
-                if gate[0] and "not acknowledged" in gate[1]
+                if gate.has("unacknowledged")
                 else [],
             )
         )
         self._show_note()
+
+    def _not_confirmed(self, step_id: str) -> bool:
+        """The error shown for the step says its confirmation was not given (nothing ran)."""
+        return self._outcomes.get(step_id) is StepOutcome.NOT_CONFIRMED
 
     def _error(self, step_id: str) -> str | None:
         engine = self.app.engine
@@ -292,29 +306,29 @@ class PhaseScreen(Screen[None]):
             stopped = get_step(self._stopped_on)
             error = self._error(stopped.id) or ""
             if stopped_status == "locked":
-                return explain_lock(stopped, self.gate(stopped)[1], statuses, self.operations)
+                return explain_lock(stopped, self.gate(stopped), statuses, self.operations)
             if stopped_status == "pending":
-                if error.startswith("not confirmed"):
+                if self._not_confirmed(stopped.id):
                     return not_run_note(stopped, error)
             else:
                 return failure_note(stopped, error, statuses)
         waiting = self.waiting_step()
         if waiting is not None:
             checked = self.checklist.checked if self.checklist is not None else {}
-            url = staging_url(line.text for line in self._log(waiting.id))
+            url = staging_address(self._artifacts(waiting.id))
             return waiting_note(waiting, self._manual_items(waiting), checked, url)
         selected = self.steps.selected_step_id
         if selected is not None:
             step = get_step(selected)
             status = statuses.get(selected)
             if selected == self._explained and status in ("locked", "pending", "unavailable"):
-                locked, reason = self.gate(step)
-                if locked:
-                    return explain_lock(step, reason, statuses, self.operations)
+                gate = self.gate(step)
+                if gate.locked:
+                    return explain_lock(step, gate, statuses, self.operations)
             if status == "failed":
                 return failure_note(step, self._error(selected), statuses)
             error = self._error(selected)
-            if status == "pending" and error and error.startswith("not confirmed"):
+            if status == "pending" and error and self._not_confirmed(selected):
                 return not_run_note(step, error)
         finished = self._finished
         if finished is not None and finished.state not in ("passed", "failed"):
@@ -355,21 +369,23 @@ class PhaseScreen(Screen[None]):
                 if self.app.engine is None:
                     self._seen.setdefault(step_id, deque(maxlen=MAX_LINES)).append(line)
                 self.log_pane.append(step_id, line)
-                if step_id == selected and self.waiting_step() is not None:
-                    self._show_note()  # the staging URL arrives as output
             case StepStatusChanged(step_id=step_id, status=status):
                 if event.started_at is not None and status == "running":
                     self._started[step_id] = event.started_at
                 if event.error:
                     self._errors[step_id] = event.error
+                    self._outcomes[step_id] = event.outcome
                 elif status == "running":
                     self._errors.pop(step_id, None)
+                    self._outcomes.pop(step_id, None)
+                if status == "running" and self.app.engine is None:
+                    self._seen_artifacts.pop(step_id, None)  # a new attempt
                 elapsed = event.elapsed
                 if status == "running" and event.started_at is not None:
                     elapsed = max(0.0, self.app.clock() - event.started_at)
                 before = self.steps.status_of(step_id)
                 self.steps.set_status(step_id, status, elapsed)
-                if self._follow(step_id, status, before, event.error):
+                if self._follow(step_id, status, before, event.outcome):
                     return  # the cursor moved: the highlight shows the step
                 if step_id == selected:
                     self._show_details(step_id)
@@ -382,6 +398,9 @@ class PhaseScreen(Screen[None]):
             case GateChanged(step_id=step_id) | ArtifactAdded(step_id=step_id):
                 self.refresh_bindings()  # "k" shows while findings await acknowledgement
                 if isinstance(event, ArtifactAdded):
+                    if self.app.engine is None:
+                        found = self._seen_artifacts.setdefault(step_id, [])
+                        found.append((event.kind, event.data))
                     self._show_findings()
                 if isinstance(event, GateChanged) and self.app.engine is not None:
                     from vlad_tui.runbook.model import step as get_step
@@ -395,14 +414,14 @@ class PhaseScreen(Screen[None]):
         """``a`` is running this phase (the log follows the running step)."""
         return self._following is not None and not self._following.is_finished
 
-    def _follow(self, step_id: str, status: str, before: str, error: str | None) -> bool:
+    def _follow(self, step_id: str, status: str, before: str, outcome: StepOutcome | None) -> bool:
         """While ``a`` runs: select the running step; on a stop, keep the stopping step
         selected (the phase's cleanup that runs afterwards does not take the cursor)."""
         mine = any(s.id == step_id for s in self.phase.steps)
         if not self.following or not mine or self._stopped_on:
             return False
         refused = status == "locked" and before == "locked"  # gates only emit changes
-        not_confirmed = status == "pending" and (error or "").startswith("not confirmed")
+        not_confirmed = status == "pending" and outcome is StepOutcome.NOT_CONFIRMED
         if status in ("failed", "interrupted") or refused or not_confirmed:
             self._stopped_on = step_id
         elif status not in ("running", "needs_confirmation"):
@@ -476,7 +495,7 @@ class PhaseScreen(Screen[None]):
         if self.steps.status_of(step_id) in ("running", "needs_confirmation"):
             self.notify("This step is already running.", title=step.title)
             return
-        if self.gate(step)[0]:
+        if self.gate(step).locked:
             self._explained = step_id  # the line under the steps says why and what unlocks it
             self._show_note()
             self.app.bell()

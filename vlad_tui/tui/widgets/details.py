@@ -9,6 +9,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from vlad_tui import format as fmt
+from vlad_tui.runbook.gate import OPEN, GateResult
 from vlad_tui.tui.widgets._css import sibling_css
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ def render_details(
     step: Step,
     *,
     status: str,
-    gate: tuple[bool, str] = (False, ""),
+    gate: GateResult = OPEN,
     error: str | None = None,
     artifacts: list[tuple[str, dict]] | None = None,
     findings: dict[str, list[dict[str, str]]] | None = None,
@@ -53,20 +54,21 @@ def render_details(
         out.append(f"\nNeeds: {', '.join(step.needs)}")
     if step.production_gate:
         out.append("\nProduction gate: phase 2 passed + a recent verified backup.")
-    locked, reason = gate
+    reason = gate.text
     if status == "unavailable":
         out.append(f"\nUnavailable: {reason}", style="italic")
-    elif locked and status in ("locked", "pending"):
+    elif gate.locked and status in ("locked", "pending"):
         out.append(f"\nLocked: {reason}", style="cyan")
-        if _overridable(step, reason):
+        if _overridable(step, gate):
             out.append("\n(override: ctrl+p → Override production gate)", style="dim")
-        if "not acknowledged" in reason and found_at:
+        unacknowledged = gate.has("unacknowledged")
+        if unacknowledged and found_at:
             out.append(
                 f"\nAcknowledge them where they were found: {'; '.join(found_at)}: select the "
                 "step there and press k.",
                 style="bold yellow",
             )
-        elif "not acknowledged" in reason:
+        elif unacknowledged:
             out.append("\n(acknowledge the findings: k)", style="dim")
     if error:
         out.append(f"\nError: {error}", style="bold red")
@@ -84,13 +86,13 @@ def render_details(
     return out
 
 
-def _overridable(step: Step, reason: str) -> bool:
+def _overridable(step: Step, gate: GateResult) -> bool:
     """The override helps only when the production gate is what holds the step (not when a
     step it needs cannot run in this version)."""
     from vlad_tui.runbook.model import step as get_step
-    from vlad_tui.tui.widgets.note import blocked_for_good, is_production_lock
+    from vlad_tui.tui.widgets.note import blocked_for_good
 
-    if not step.production_gate or not is_production_lock(reason):
+    if not step.production_gate or not gate.has("production"):
         return False
     return not any(blocked_for_good(get_step(n)) for n in step.needs)
 

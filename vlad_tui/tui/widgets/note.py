@@ -5,8 +5,7 @@ comes next. Pure functions build the text (tested without an app); :class:`Phase
 
 from __future__ import annotations
 
-import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -15,14 +14,10 @@ from textual.widgets import Static
 from vlad_tui.tui.widgets._css import sibling_css
 
 if TYPE_CHECKING:
+    from vlad_tui.runbook.gate import GateResult
     from vlad_tui.runbook.model import ChecklistItem, Phase, Step
     from vlad_tui.runbook.progress import PhaseProgress
 
-#: Gate reasons that come from the production gate (the only ones the override lifts).
-PRODUCTION_REASONS = ("Phase 2 has not passed", "verified backup")
-#: How the manual-checks step says where the staging instance answers (a URL, or the curl
-#: command through the private tunnel).
-_URL = re.compile(r"answers (?:here )?at (https?://\S+)|private tunnel.*?: (curl .+)$")
 #: Keys of the phase screens, for "what comes next".
 PHASE_KEYS = {1: "1", 2: "2", 3: "3", 4: "4"}
 
@@ -38,14 +33,9 @@ def blocked_for_good(step: Step, operations: Collection[str] | None = None) -> b
     return progress.blocked_for_good(step, operations)
 
 
-def is_production_lock(reason: str) -> bool:
-    """The gate reason includes the production gate (Phase 2 / backup age)."""
-    return any(marker in reason for marker in PRODUCTION_REASONS)
-
-
 def explain_lock(
     step: Step,
-    reason: str,
+    gate: GateResult,
     statuses: Mapping[str, str],
     operations: Collection[str] | None = None,
 ) -> Text:
@@ -76,32 +66,21 @@ def explain_lock(
         names = ", ".join(f"«{s.title}»" for s in waiting)
         why.append(f"needs {names} ok")
         unlock.append(f"run {names} first (select it, enter)")
-    if "not acknowledged" in reason:
+    if gate.has("unacknowledged"):
         why.append("findings wait for your acknowledgement")
         unlock.append("press k to review and acknowledge them")
-    production = is_production_lock(reason)
+    production = gate.of("production")
     if production:
-        why.append(
-            "production gate: " + "; ".join(p for p in reason.split("; ") if is_production_lock(p))
-        )
+        why.append("production gate: " + "; ".join(r.text for r in production))
         unlock.append("pass Phase 2 in this run with a recent verified backup")
     if not why:
-        why.append(reason or "not runnable now")
+        why.append(gate.text or "not runnable now")
     out.append("; ".join(why) + ". ")
     if unlock:
         out.append("To unlock: " + "; ".join(unlock) + ".", style="bold")
     if production:
         out.append(" Or override: ctrl+p → Override production gate (typed reason).", style="dim")
     return out
-
-
-def staging_url(lines: Iterable[str]) -> str | None:
-    """The staging instance's address as the manual-checks step printed it."""
-    for text in lines:
-        found = _URL.search(text)
-        if found:
-            return found.group(1) or found.group(2)
-    return None
 
 
 def waiting_note(
