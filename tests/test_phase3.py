@@ -197,7 +197,7 @@ async def test_a_migration_failing_on_production_data_stops_phase3(world: World)
     assert world.artifacts("migrate", "p3.migrate")[0]["failed"] == [UNIQUE_EMAIL]
     # The rollback screen preselects this run's backup and the data scope (the code was not
     # switched), and the failure line says so.
-    deploy = last_deploy(world.journal, "production", "p3.deploy")
+    deploy = last_deploy(world.journal, "production")
     assert deploy is not None and deploy.run_id == world.run.run_id and deploy.failed
     assert deploy.backup_path == backup["path"].rstrip("/") and default_scope(deploy) == "data"
     assert [r.step_id for r in world.operator.asked] == ["p3.migrate"]
