@@ -37,7 +37,9 @@ from vlad_tui.config import Target  # noqa: E402
 from vlad_tui.db import parse_database_url  # noqa: E402
 from vlad_tui.demo.cluster import PgCluster, find_bin_dir  # noqa: E402
 from vlad_tui.demo.seed import CRITICAL_TABLES, seed_sql  # noqa: E402
-from vlad_tui.ops.backup import FORMATS, create_backup, verify_backup  # noqa: E402
+from vlad_tui.ops.backup import FORMATS  # noqa: E402
+from vlad_tui.ops.backup_dump import create_backup  # noqa: E402
+from vlad_tui.ops.backup_verify import verify_backup  # noqa: E402
 from vlad_tui.transport import LocalTransport  # noqa: E402
 
 CACHE = REPO / ".bench" / "backup"

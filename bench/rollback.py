@@ -59,7 +59,8 @@ from vlad_tui.demo.pm2 import Pm2, find_pm2  # noqa: E402
 from vlad_tui.demo.seed import CRITICAL_TABLES, seed_sql  # noqa: E402
 from vlad_tui.journal import Journal  # noqa: E402
 from vlad_tui.ops import db_swap, kept, restore, rollback, rollback_preflight  # noqa: E402
-from vlad_tui.ops.backup import Backup, create_backup  # noqa: E402
+from vlad_tui.ops.backup import Backup  # noqa: E402
+from vlad_tui.ops.backup_dump import create_backup  # noqa: E402
 from vlad_tui.ops.pm2 import pm2_command  # noqa: E402
 from vlad_tui.ops.probe import HealthProbe, ProbeReport  # noqa: E402
 from vlad_tui.ops.release_switch import plan_switch, switch  # noqa: E402

@@ -24,22 +24,13 @@ from vlad_tui.db import parse_database_url, resolve_database_url
 from vlad_tui.demo import install_backend
 from vlad_tui.demo.seed import CRITICAL_TABLES
 from vlad_tui.events import OutputLine
-from vlad_tui.ops.backup import (
-    FORMATS,
-    NAME_RE,
-    Backup,
-    BackupError,
-    backup_name,
-    copy_off_box,
-    create_backup,
-    list_backups,
-    local_sha256,
-    preflight,
-    tables_in_listing,
-    tables_in_plain,
-    verify_backup,
-    version_problem,
-)
+from vlad_tui.ops.backup import FORMATS, NAME_RE, Backup, BackupError, backup_name
+from vlad_tui.ops.backup_digest import local_sha256
+from vlad_tui.ops.backup_dump import create_backup
+from vlad_tui.ops.backup_list import list_backups
+from vlad_tui.ops.backup_offbox import copy_off_box
+from vlad_tui.ops.backup_preflight import preflight, version_problem
+from vlad_tui.ops.backup_verify import tables_in_listing, tables_in_plain, verify_backup
 from vlad_tui.transport import LocalTransport, open_transport
 
 pytestmark = pytest.mark.integration
@@ -416,7 +407,7 @@ async def test_listing_ignores_partial_and_foreign_files(workdir: Path) -> None:
 
 async def test_checksum_without_openssl_is_the_same(workdir: Path) -> None:
     """Servers without openssl hash with coreutils' sha256sum: same digests, both layouts."""
-    from vlad_tui.ops.backup import _DIGEST_SCRIPT
+    from vlad_tui.ops.backup_digest import _DIGEST_SCRIPT
 
     plain_bin = workdir / "bin"
     plain_bin.mkdir()

@@ -21,7 +21,9 @@ from tests.rig.sshd import SshdServer
 from vlad_tui.config import Config, Project, write_template
 from vlad_tui.events import OutputLine
 from vlad_tui.journal import Journal
-from vlad_tui.ops.backup import Backup, copy_off_box, local_sha256
+from vlad_tui.ops.backup import Backup
+from vlad_tui.ops.backup_digest import local_sha256
+from vlad_tui.ops.backup_offbox import copy_off_box
 from vlad_tui.ops.monitor import AppSample, Sample
 from vlad_tui.ops.recording import DIR_NAME, Recording
 from vlad_tui.transport import LocalTransport, SshTransport

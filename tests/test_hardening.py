@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 from vlad_tui.config import Target
 from vlad_tui.db import DatabaseUrl
 from vlad_tui.ops import (
-    backup,
+    backup_dump,
+    backup_list,
     facts,
     lock,
     logs,
@@ -475,10 +476,10 @@ def test_scripts_ops_send_through_a_transport(sandbox: Sandbox, v: Values) -> No
     recorder = Recorder()
 
     async def drive() -> None:
-        await backup.list_backups(target, recorder)  # type: ignore[arg-type]
+        await backup_list.list_backups(target, recorder)  # type: ignore[arg-type]
         await facts.server_facts(target, recorder)  # type: ignore[arg-type]
         with contextlib.suppress(Exception):  # the recorder's empty answers end it early
-            await backup.create_backup(target, recorder, url)  # type: ignore[arg-type]
+            await backup_dump.create_backup(target, recorder, url)  # type: ignore[arg-type]
         with contextlib.suppress(Exception):
             await lock.acquire(target, recorder, run_id="r1", reason=v.name)  # type: ignore[arg-type]
 

@@ -16,7 +16,7 @@ from tests.rig.postgres import PgServer, SeededDatabase
 from vlad_tui.config import Target
 from vlad_tui.db import Database, parse_database_url
 from vlad_tui.demo.seed import CRITICAL_TABLES
-from vlad_tui.ops.backup import create_backup
+from vlad_tui.ops.backup_dump import create_backup
 from vlad_tui.ops.integrity import Snapshot, TableSnapshot, compare, take_snapshot
 from vlad_tui.transport import LocalTransport
 

@@ -17,7 +17,9 @@ from vlad_tui.db import resolve_database_url
 from vlad_tui.demo.seed import CRITICAL_TABLES
 from vlad_tui.journal import Journal
 from vlad_tui.ops import lock
-from vlad_tui.ops.backup import Backup, create_backup, verify_backup
+from vlad_tui.ops.backup import Backup
+from vlad_tui.ops.backup_dump import create_backup
+from vlad_tui.ops.backup_verify import verify_backup
 from vlad_tui.ops.inventory import (
     CLOCK_SKEW_S,
     BackupRecord,

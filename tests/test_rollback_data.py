@@ -25,7 +25,8 @@ from vlad_tui.config import Target
 from vlad_tui.db import Database, DatabaseUrl, parse_database_url, resolve_database_url
 from vlad_tui.demo.seed import COUNTS, CRITICAL_TABLES
 from vlad_tui.events import OutputLine
-from vlad_tui.ops.backup import Backup, create_backup
+from vlad_tui.ops.backup import Backup
+from vlad_tui.ops.backup_dump import create_backup
 from vlad_tui.ops.db_swap import plan_swap, resume_swap, swap
 from vlad_tui.ops.integrity import Snapshot, take_snapshot
 from vlad_tui.ops.kept import list_kept, set_aside_report
@@ -361,7 +362,7 @@ async def test_altered_or_truncated_backup_is_refused_before_anything_is_touched
             )
 
         path.write_bytes(data[: len(data) // 3])  # truncated, and its record says so
-        from vlad_tui.ops.backup import local_sha256
+        from vlad_tui.ops.backup_digest import local_sha256
 
         truncated = replace(backup, sha256=local_sha256(path), size=path.stat().st_size)
         with pytest.raises(RollbackError, match=r"at list: pg_restore --list failed"):

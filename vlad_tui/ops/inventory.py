@@ -6,9 +6,10 @@ carries its own error, so one broken piece never hides the others; when the targ
 be reached, the remaining parts say so instead of being tried.
 
 Known backups merge the journal (every ``backup`` artifact of the target's runs; the latest one
-for a path decides whether it is verified) with the disk (:func:`~vlad_tui.ops.backup.list_backups`,
-directory-format backups included): each says which run and step made it and whether its file
-still exists. :func:`latest_verified_backup` is the pure choice the production gate makes.
+for a path decides whether it is verified) with the disk
+(:func:`~vlad_tui.ops.backup_list.list_backups`, directory-format backups included): each says
+which run and step made it and whether its file still exists. :func:`latest_verified_backup` is
+the pure choice the production gate makes.
 """
 
 from __future__ import annotations
@@ -276,7 +277,7 @@ async def read_backups(
     Either side may be ``None`` (not read). A side that fails is named in the part's error; the
     other side's backups are still listed.
     """
-    from vlad_tui.ops.backup import list_backups
+    from vlad_tui.ops.backup_list import list_backups
 
     errors: list[str] = []
     records: list[BackupRecord] = []

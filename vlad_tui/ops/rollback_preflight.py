@@ -1,9 +1,9 @@
 """Before a data rollback changes anything: the backup re-verified, the rights, the disk.
 
 :func:`check_backup` refuses a backup whose sha256 no longer matches or that ``pg_restore
---list`` cannot read (the verification ladder of :mod:`vlad_tui.ops.backup`); :func:`preflight`
-checks the role's rights, the free disk and estimates the restore time, one line per finding.
-UI-free.
+--list`` cannot read (the verification ladder of :mod:`vlad_tui.ops.backup_verify`);
+:func:`preflight` checks the role's rights, the free disk and estimates the restore time, one
+line per finding. UI-free.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from vlad_tui.config import Target
 from vlad_tui.db import DatabaseUrl
 from vlad_tui.errors import DatabaseError, TransportError
 from vlad_tui.events import Sink
-from vlad_tui.ops.backup import Backup, BackupError, verify_backup
+from vlad_tui.ops.backup import Backup, BackupError
+from vlad_tui.ops.backup_verify import verify_backup
 from vlad_tui.ops.rollback import RollbackError, maintenance_database, pg_error_text, pg_errors
 from vlad_tui.ops.staging import MAINTENANCE_DB
 from vlad_tui.transport.base import Transport

@@ -50,10 +50,10 @@ def backup_from(ctx: StepContext, *, verified: bool) -> Backup:
 
 async def _backup(ctx: StepContext) -> None:
     """``pg_dump`` on the server (preflight: version and free space first), with progress."""
-    from vlad_tui.ops import backup as backup_ops
+    from vlad_tui.ops.backup_dump import create_backup
 
     url = await ctx.database_url()
-    backup = await backup_ops.create_backup(
+    backup = await create_backup(
         ctx.target,
         ctx.transport,
         url,
@@ -70,13 +70,14 @@ async def _backup(ctx: StepContext) -> None:
 
 async def _verify_backup(ctx: StepContext) -> None:
     """The verification ladder; a ``backup`` artifact with ``verified=True`` when it passes."""
-    from vlad_tui.ops import backup as backup_ops
+    from vlad_tui.ops.backup import BackupError
+    from vlad_tui.ops.backup_verify import verify_backup
 
     backup = backup_from(ctx, verified=False)
     url = await ctx.database_url()
     ctx.output(f"verifying {backup.path}")
     try:
-        verified = await backup_ops.verify_backup(
+        verified = await verify_backup(
             ctx.target,
             ctx.transport,
             backup,
@@ -84,7 +85,7 @@ async def _verify_backup(ctx: StepContext) -> None:
             sink=ctx.sink,
             schema=url.schema,
         )
-    except backup_ops.BackupError as exc:
+    except BackupError as exc:
         if exc.backup is not None:
             ctx.artifact("backup", **exc.backup.to_artifact())
         raise
@@ -94,12 +95,12 @@ async def _verify_backup(ctx: StepContext) -> None:
 
 async def _backup_offbox(ctx: StepContext) -> None:
     """Copy the verified backup to this machine (SFTP), checked by sha256 (optional step)."""
-    from vlad_tui.ops import backup as backup_ops
+    from vlad_tui.ops.backup_offbox import copy_off_box
 
     backup = backup_from(ctx, verified=True)
     local_dir = ctx.params.get("local_dir") or ctx.config.local_backup_dir / ctx.target.name
     ctx.output(f"copying {backup.path} from {ctx.transport.label} to {local_dir}")
-    copy = await backup_ops.copy_off_box(
+    copy = await copy_off_box(
         ctx.transport, backup, Path(local_dir), progress=ProgressLines(ctx, "copied")
     )
     ctx.output(f"copy verified (sha256 {backup.sha256[:16]}…): {copy}")

@@ -43,7 +43,7 @@ async def _production_migrations(ctx: StepContext) -> list[str]:
 async def _dump(ctx: StepContext) -> None:
     """``pg_dump`` with the critical tables and ``_prisma_migrations`` fingerprinted in the
     dump's own snapshot (what the rollback compares a restore against)."""
-    from vlad_tui.ops import backup as backup_ops
+    from vlad_tui.ops import backup_dump as backup_ops
 
     backup = await backup_ops.create_backup(
         ctx.target,

@@ -96,7 +96,7 @@ async def _staging_create(ctx: StepContext) -> None:
 
 
 async def _staging_restore_describe(ctx: StepContext) -> ConfirmRequest:
-    from vlad_tui.ops import backup as backup_ops
+    from vlad_tui.ops import backup_verify as backup_ops
     from vlad_tui.ops import staging as staging_ops
 
     url = await staging_database_url(ctx)
@@ -134,7 +134,7 @@ async def _staging_restore(ctx: StepContext) -> None:
     if ctx.params.get(RESUME_PARAM):
         command, secrets = "", None  # re-attaching: nothing is started
     else:
-        from vlad_tui.ops import backup as backup_ops
+        from vlad_tui.ops import backup_verify as backup_ops
 
         await backup_ops.check_unchanged(ctx.target, ctx.transport, backup)
         production = await ctx.database_url()
