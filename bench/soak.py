@@ -55,7 +55,8 @@ from vlad_tui.demo.sandbox import Sandbox  # noqa: E402
 from vlad_tui.journal import Journal  # noqa: E402
 from vlad_tui.tui import app as app_module  # noqa: E402
 from vlad_tui.tui.app import make_app  # noqa: E402
-from vlad_tui.tui.widgets.monitor import HISTORY, MONITOR_STEP, MonitorDashboard  # noqa: E402
+from vlad_tui.tui.monitor_model import HISTORY, MONITOR_STEP  # noqa: E402
+from vlad_tui.tui.widgets.monitor import MonitorDashboard  # noqa: E402
 
 #: the repo's pm2 (scripts/setup.sh), so the sandbox needs no npm install
 LOCAL_PM2 = REPO / ".tools" / "node_modules" / ".bin"

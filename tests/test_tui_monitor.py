@@ -27,16 +27,10 @@ from vlad_tui.ops.monitor import (
 )
 from vlad_tui.runbook.events import MonitorSampled, StepStatusChanged
 from vlad_tui.tui.app import make_app
+from vlad_tui.tui.monitor_model import figure_for, restarts_since
 from vlad_tui.tui.sample import NOW, SAMPLE_FACTS, sample_config
-from vlad_tui.tui.widgets.monitor import (
-    BARS,
-    RENDER_INTERVAL,
-    Figure,
-    GapSparkline,
-    MonitorDashboard,
-    figure_for,
-    restarts_since,
-)
+from vlad_tui.tui.widgets.figure import BARS, Figure, GapSparkline
+from vlad_tui.tui.widgets.monitor import RENDER_INTERVAL, MonitorDashboard
 
 DEPLOYED = NOW - 40 * 60
 

@@ -15,7 +15,8 @@ pytest.importorskip("vlad_tui.ops.recording", reason="the monitoring core is not
 from tests.test_monitor_integration import NAME, Rig, rig  # noqa: F401 (its rig fixture)
 from vlad_tui.journal import Journal
 from vlad_tui.tui.app import make_app
-from vlad_tui.tui.widgets.monitor import MONITOR_STEP, MonitorDashboard
+from vlad_tui.tui.monitor_model import MONITOR_STEP
+from vlad_tui.tui.widgets.monitor import MonitorDashboard
 
 pytestmark = pytest.mark.integration
 
