@@ -895,12 +895,6 @@ async def test_after_a_resume_the_step_re_attaches_to_its_job_from_where_it_left
     assert resumed.unfinished_job("rb.restore") is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Engine._replay appends the re-attach hint to an error that already ends with it "
-    "(the journaled error of a step cancelled while its job runs has it): after a resume the "
-    "step's error says it twice",
-)
 async def test_a_resumed_step_with_an_open_job_keeps_its_error(h: Harness) -> None:
     engine = h.engine()
     job = FakeJob(mode="wait")

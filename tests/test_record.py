@@ -11,8 +11,10 @@ from vlad_tui.runbook.record import (
     ArtifactRecorded,
     ChecklistTicked,
     GateOverridden,
+    NotConfirmed,
     RunState,
     StepFinished,
+    StepRefused,
     StepReset,
     StepSkipped,
     StepStarted,
@@ -27,7 +29,7 @@ def line(kind: str, ts: float = 1.0, **data: Any) -> dict[str, Any]:
 
 def test_journal_lines_decode_into_typed_events() -> None:
     assert decode(line("step_started", 5.0, step="p1.backup", title="x")) == StepStarted(
-        "p1.backup", 5.0
+        "p1.backup", 5.0, "x"
     )
     assert decode(
         line("step_finished", step="p1.backup", status="ok", duration=2, error=None)
@@ -40,13 +42,22 @@ def test_journal_lines_decode_into_typed_events() -> None:
     assert decode(line("step_status", step="s", status="skipped", reason="scope")) == (
         StepSkipped("s", "scope")
     )
-    assert decode(
+    ack = decode(
         line("acknowledgement", subject="lint", items=[{"key": "a"}, {"key": "b"}, "junk"])
-    ) == Acknowledged("lint", frozenset({"a", "b"}))
+    )
+    assert isinstance(ack, Acknowledged) and ack.keys == {"a", "b"}
     assert decode(line("gate_override", reason="")) == GateOverridden("overridden")
     assert decode(line("checklist", item="i", checked=True, by="ana", note="n")) == (
         ChecklistTicked("i", True, "ana", "n")
     )
+    assert decode(line("step_refused", step="p3.lock", reason="gate")) == StepRefused(
+        "p3.lock", "gate"
+    )
+    # A confirmation not given, as older journals said it (in words) and as they say it now.
+    for said in ({"reason": "not confirmed: cancelled"}, {"outcome": "not_confirmed"}):
+        assert decode(line("step_status", step="s", status="pending", **said)) == NotConfirmed(
+            "s", "pending", said.get("reason", "")
+        )
     for quiet in (
         line("confirmation", step="s", typed="x"),
         line("run_started", target="production"),
@@ -115,3 +126,25 @@ def test_resets_skips_ticks_acknowledgements_and_the_override() -> None:
     assert state.acknowledged == {"lint": frozenset({"m1", "m2"})}
     assert state.override == "hotfix, CTO approved"
     assert RunState().apply(GateOverridden("x")).override == "x"
+
+
+def test_every_event_is_journaled_in_the_shape_it_is_read_back() -> None:
+    events = [
+        StepStarted("p1.backup", 0.0, "Backup", "pg_dump …"),
+        StepFinished("p1.backup", "failed", 1.5, "disk full", 2),
+        ArtifactRecorded("p1.backup", "backup", {"path": "/a"}, 0.0),
+        StepReset("p2.start", "p2.stop"),
+        StepReset("rb.code", record.UNSKIP),
+        StepSkipped("rb.code", "data only"),
+        StepRefused("p3.lock", "Phase 2 has not passed"),
+        NotConfirmed("p3.migrate", "pending", "not confirmed: cancelled"),
+        record.JobOffset("rb.restore", "j1", 42),
+        record.JobReleased("rb.restore", "j1", "unreadable", "ana@bastion"),
+        ChecklistTicked("before.team", True, "ana@bastion", "told"),
+        ChecklistTicked("before.backup", True, "auto", None, "p1.backup"),
+        Acknowledged("lint", ({"key": "m1", "text": "drop column"},), "p1.lint", "ana", "ok"),
+        GateOverridden("hotfix", "ana@bastion"),
+    ]
+    for event in events:
+        kind, data = record.encode(event)
+        assert decode({"ts": 0.0, "kind": kind, **data}) == event, event

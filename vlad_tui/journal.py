@@ -311,10 +311,24 @@ class Run:
         self._syncer.request()
         return event
 
+    def append(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Append one event of the run's record (:func:`vlad_tui.runbook.record.encode`):
+        step ids and statuses are checked, and a finished step's log file is closed."""
+        step = data.get("step")
+        if kind in ("step_started", "step_finished", "step_status"):
+            check_name(step)  # type: ignore[arg-type]
+        if kind in ("step_finished", "step_status"):
+            _check_status(data.get("status"), STEP_STATUSES, "step status")  # type: ignore[arg-type]
+        if kind == "step_finished":
+            with self._lock:
+                handle = self._logs.pop(step, None)  # type: ignore[arg-type]
+                if handle is not None:
+                    self._close_later(handle)
+        return self.record(kind, **data)
+
     def step_started(self, step_id: str, *, title: str, command: str | None = None) -> None:
         """A step began (``command``, if any, is what will run, already free of secrets)."""
-        check_name(step_id)
-        self.record("step_started", step=step_id, title=title, command=command)
+        self.append("step_started", {"step": step_id, "title": title, "command": command})
 
     def step_output(self, step_id: str, line: OutputLine) -> None:
         """Append one output line to the step's log (flushed; fsync'd soon)."""
@@ -337,26 +351,20 @@ class Run:
         error: str | None = None,
     ) -> None:
         """A step ended with ``status`` (one of :data:`STEP_STATUSES`)."""
-        check_name(step_id)
-        _check_status(status, STEP_STATUSES, "step status")
-        with self._lock:
-            handle = self._logs.pop(step_id, None)
-            if handle is not None:
-                self._close_later(handle)
-        self.record(
+        self.append(
             "step_finished",
-            step=step_id,
-            status=status,
-            exit_status=exit_status,
-            duration=duration,
-            error=error,
+            {
+                "step": step_id,
+                "status": status,
+                "exit_status": exit_status,
+                "duration": duration,
+                "error": error,
+            },
         )
 
     def step_status(self, step_id: str, status: str, **data: Any) -> None:
         """A step changed status without finishing (e.g. ``locked``, ``needs_confirmation``)."""
-        check_name(step_id)
-        _check_status(status, STEP_STATUSES, "step status")
-        self.record("step_status", step=step_id, status=status, **data)
+        self.append("step_status", {"step": step_id, "status": status, **data})
 
     def confirmation(self, step_id: str, *, prompt: str, typed: str, accepted: bool) -> None:
         """The operator answered a confirmation: what was asked, what they typed, the verdict."""

@@ -38,6 +38,7 @@ import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -70,8 +71,28 @@ from vlad_tui.runbook.operations import (
     StepContext,
 )
 from vlad_tui.runbook.operations.context import NOT_DESTRUCTIVE, StepPort
-from vlad_tui.runbook.outcome import StepOutcome, journaled_outcome
+from vlad_tui.runbook.outcome import StepOutcome
 from vlad_tui.runbook.progress import PhaseProgress, blocked_for_good, phase_progress
+from vlad_tui.runbook.record import (
+    UNSKIP,
+    Acknowledged,
+    ArtifactRecorded,
+    ChecklistTicked,
+    GateOverridden,
+    JobOffset,
+    JobReleased,
+    NotConfirmed,
+    RunEvent,
+    RunState,
+    StepFinished,
+    StepRefused,
+    StepReset,
+    StepSkipped,
+    StepStarted,
+    decode,
+    encode,
+    fold,
+)
 from vlad_tui.step_status import StepStatus
 from vlad_tui.transport.base import Transport
 from vlad_tui.transport.shell import quote
@@ -115,64 +136,52 @@ class Engine:
         self._confirm = confirm
         self._sink = sink
         self._operations = OPERATIONS if operations is None else operations
+        #: What each step shows now: the run's statuses, plus ``unavailable``, ``locked`` (the
+        #: gate) and ``needs_confirmation``, which are not part of the run's record.
         self.statuses: dict[str, StepStatus] = {
             s.id: ("pending" if self.available(s) else "unavailable") for s in model.all_steps()
         }
-        self.checklist: dict[str, bool] = {item.id: False for item in CHECKLIST}
-        #: Who ticked each manual item last, and their note: ``{item: (by, note)}``.
-        self.checklist_notes: dict[str, tuple[str, str]] = {}
-        #: Acknowledged items per subject (``"lint"``, ``"integrity"``): keys of findings.
-        self._acknowledged: dict[str, set[str]] = {}
+        #: The run's record, folded from its events (:mod:`vlad_tui.runbook.record`).
+        self.state = RunState()
         self._tick_waiters: list[asyncio.Future[None]] = []
-        self._started: dict[str, float] = {}
-        self._elapsed: dict[str, float] = {}
-        self._errors: dict[str, str] = {}
-        self._outcomes: dict[str, StepOutcome] = {}
         self._logs: dict[str, deque[OutputLine]] = {}
-        self._artifacts: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        #: Every artifact of this run, every attempt (for the gate): (step_id, kind, data, ts).
-        self._run_artifacts: list[tuple[str, str, dict[str, Any], float]] = []
-        self._override: str | None = None
         self._gates: dict[str, gates.GateResult] = {}
         self._db_url: DatabaseUrl | None = None
         self._earlier_backups: list[Any] | None = None  # inventory.BackupRecord
         #: What holds the engine for changes (a phase run or a step), shown when refusing.
         self._holder: str | None = None
-        #: Per step, the detached job it started whose end is not known yet (artifact data).
-        self._open_jobs: dict[str, dict[str, Any]] = {}
-        #: Bytes of each job's log already shown (job id → offset), journaled as it goes.
-        self._job_offsets: dict[str, int] = {}
         self._refresh_gates(emit=False)
 
     # read side
 
     def elapsed(self, step_id: str) -> float | None:
         """Seconds the step ran (live while running), ``None`` if it never started."""
-        if self.statuses.get(step_id) == "running" and step_id in self._started:
-            return time.time() - self._started[step_id]
-        return self._elapsed.get(step_id)
+        started = self.state.started.get(step_id)
+        if self.statuses.get(step_id) == "running" and started is not None:
+            return time.time() - started
+        return self.state.elapsed.get(step_id)
 
     def error(self, step_id: str) -> str | None:
         """The last error line of the step, if it failed."""
-        return self._errors.get(step_id)
+        return self.state.errors.get(step_id)
 
     def outcome(self, step_id: str) -> StepOutcome | None:
         """How the step's last attempt ended (or why it did not start), ``None`` while it runs,
         before it was asked to run and after another step reset it."""
-        return self._outcomes.get(step_id)
+        return self.state.outcomes.get(step_id)
 
     def artifacts(self, step_id: str) -> list[tuple[str, dict[str, Any]]]:
         """Artifacts of the step's latest attempt, as ``(kind, data)``."""
-        return list(self._artifacts.get(step_id, ()))
+        return [(a.kind, dict(a.data)) for a in self.state.attempts.get(step_id, ())]
 
     def unfinished_job(self, step_id: str) -> dict[str, Any] | None:
         """The detached job ``step_id`` started whose end is not known (its journaled
         ``detached_job`` data plus ``offset``, the bytes of its log already shown), else
         ``None``. While there is one, running the step re-attaches to it."""
-        data = self._open_jobs.get(step_id)
+        data = self.state.open_jobs.get(step_id)
         if data is None:
             return None
-        return {**data, "offset": self._job_offsets.get(str(data.get("job_id")), 0)}
+        return {**data, "offset": self.state.job_offsets.get(str(data.get("job_id")), 0)}
 
     def log(self, step_id: str) -> list[OutputLine]:
         """The step's latest output (capped at :data:`LOG_CAP` lines; all in the journal)."""
@@ -195,13 +204,24 @@ class Engine:
         """The step's current status."""
         return self.statuses[step_id]
 
+    @property
+    def checklist(self) -> Mapping[str, bool]:
+        """Every item of the plan's checklists, ticked or not."""
+        ticked = self.state.checklist
+        return {item.id: bool(ticked.get(item.id)) for item in CHECKLIST}
+
+    @property
+    def checklist_notes(self) -> Mapping[str, tuple[str, str]]:
+        """Who ticked each manual item last, and their note: ``{item: (by, note)}``."""
+        return self.state.checklist_notes
+
     def checked(self, item_id: str) -> bool:
         """Whether the checklist item is ticked."""
-        return bool(self.checklist.get(item_id))
+        return bool(self.state.checklist.get(item_id))
 
     def ticked_by(self, item_id: str) -> tuple[str, str]:
         """Who ticked a manual item last and their note (``("", "")`` when nobody did)."""
-        return self.checklist_notes.get(item_id, ("", ""))
+        return self.state.checklist_notes.get(item_id, ("", ""))
 
     def available(self, step: Step | str) -> bool:
         """This engine has an operation for the step."""
@@ -218,7 +238,7 @@ class Engine:
             operations=frozenset(self._operations),
             newest_verified_backup=artifacts.created_at(backup) if backup else None,
             pending_acks={s: len(self.pending_acknowledgements(s)) for s in gates.ACK_SUBJECTS},
-            override=self._override,
+            override=self.state.override,
             backup_max_age_hours=self.config.project.backup_max_age_hours,
             now=time.time(),
             stale_release=stale_release(self.run_artifacts()),
@@ -239,7 +259,7 @@ class Engine:
             return f"«{step.title}» is already running"
         if self._read_only(step):
             return None
-        for other, job in self._open_jobs.items():
+        for other, job in self.state.open_jobs.items():
             if other != step_id and self.statuses.get(other) not in ("running",):
                 title = model.step(other).title
                 return (
@@ -267,9 +287,9 @@ class Engine:
         from vlad_tui.ops import inventory
 
         records = [
-            inventory.BackupRecord(self.run_id, step, ts, data)
-            for step, kind, data, ts in self._run_artifacts
-            if kind == artifacts.BACKUP
+            inventory.BackupRecord(self.run_id, a.step, a.ts, dict(a.data))
+            for a in self.state.artifacts
+            if a.kind == artifacts.BACKUP
         ]
         records.extend(self._earlier_backup_records())
         best = inventory.latest_verified_backup(inventory.merge_backups(records), time.time())
@@ -295,16 +315,16 @@ class Engine:
     ) -> dict[str, Any] | None:
         """The newest artifact ``kind`` of this run (optionally from ``steps`` only, and with
         fields equal to ``match``)."""
-        for step_id, found, data, _ts in reversed(self._run_artifacts):
-            if found != kind or (steps is not None and step_id not in steps):
+        for a in reversed(self.state.artifacts):
+            if a.kind != kind or (steps is not None and a.step not in steps):
                 continue
-            if all(data.get(k) == v for k, v in match.items()):
-                return data
+            if all(a.data.get(k) == v for k, v in match.items()):
+                return dict(a.data)
         return None
 
     def run_artifacts(self) -> list[tuple[str, str, dict[str, Any]]]:
         """Every artifact of this run, every attempt, in recorded order: ``(step, kind, data)``."""
-        return [(step_id, kind, data) for step_id, kind, data, _ts in self._run_artifacts]
+        return [(a.step, a.kind, dict(a.data)) for a in self.state.artifacts]
 
     def pending_acknowledgements(
         self, subject: str, step_id: str | None = None
@@ -315,15 +335,14 @@ class Engine:
         They come from the latest attempt of each step: an artifact with an ``acknowledge``
         field ``{"subject": ..., "items": [{"key": ..., "text": ...}]}``.
         """
-        done = self._acknowledged.get(subject, set())
+        done = self.state.acknowledged.get(subject, frozenset())
         items: list[dict[str, str]] = []
-        for found_by, attempt in self._artifacts.items():
+        for found_by, attempt in self.state.attempts.items():
             if step_id is not None and found_by != step_id:
                 continue
-            for _kind, data in attempt:
-                items.extend(
-                    dict(i) for i in artifacts.ack_items(data, subject) if i["key"] not in done
-                )
+            for a in attempt:
+                found = artifacts.ack_items(dict(a.data), subject)
+                items.extend(dict(i) for i in found if i["key"] not in done)
         return items
 
     # write side
@@ -335,26 +354,17 @@ class Engine:
         pending = self.pending_acknowledgements(subject, step_id)
         if not pending:
             raise VladError(f"nothing to acknowledge for {subject}")
-        keys = [item["key"] for item in pending]
-        self._acknowledged.setdefault(subject, set()).update(keys)
-        self.run.record(
-            "acknowledgement",
-            subject=subject,
-            items=pending,
-            found_by=step_id,
-            operator=self.operator,
-            note=redact.scrub(note or ""),
-        )
+        note = redact.scrub(note or "")
+        self._record(Acknowledged(subject, tuple(pending), step_id, self.operator, note))
         self._refresh_gates()
-        return keys
+        return [item["key"] for item in pending]
 
     def override_gate(self, reason: str) -> None:
         """Unlock production-gated steps for this run; ``reason`` (typed) is journaled."""
         reason = (reason or "").strip()
         if not reason:
             raise VladError("overriding the production gate needs a typed reason")
-        self._override = redact.scrub(reason)
-        self.run.record("gate_override", reason=self._override, operator=self.operator)
+        self._record(GateOverridden(redact.scrub(reason), self.operator))
         self._refresh_gates()
 
     def tick(self, item_id: str, checked: bool, *, note: str = "") -> None:
@@ -364,15 +374,20 @@ class Engine:
             raise VladError(f"«{item.text}» is ticked automatically from step results")
         self._set_item(item_id, checked, by=self.operator, note=note)
 
-    def _set_item(self, item_id: str, checked: bool, *, by: str, **extra: Any) -> None:
-        if self.checklist.get(item_id) == checked and by == "auto":
+    def _set_item(
+        self,
+        item_id: str,
+        checked: bool,
+        *,
+        by: str,
+        note: str | None = None,
+        step: str | None = None,
+    ) -> None:
+        """Tick or untick an item, by ``"auto"`` (from ``step``'s result) or the operator."""
+        if self.checked(item_id) == checked and by == "auto":
             return
-        self.checklist[item_id] = checked
-        if "note" in extra:
-            extra["note"] = redact.scrub(str(extra["note"]))
-        if by != "auto":
-            self.checklist_notes[item_id] = (by, str(extra.get("note") or ""))
-        self.run.record("checklist", item=item_id, checked=checked, by=by, **extra)
+        note = None if note is None else redact.scrub(note)
+        self._record(ChecklistTicked(item_id, checked, by, note, step))
         self._emit(ChecklistChanged(item_id, checked, by))
         waiters, self._tick_waiters = self._tick_waiters, []
         for waiter in waiters:
@@ -483,7 +498,7 @@ class Engine:
             raise StepBusy(busy)
         gate = self.gate(step_id)
         if gate.locked:
-            self.run.record("step_refused", step=step_id, reason=gate.text)
+            self._record(StepRefused(step_id, gate.text))
             self._set_status(step_id, "locked", error=gate.text, outcome=StepOutcome.REFUSED)
             return "locked"
         holds = not self._read_only(step) and self._holder is None
@@ -504,16 +519,13 @@ class Engine:
             raise StepBusy(f"«{model.step(step_id).title}» is running")
         if reason is None:
             if current == "skipped":
-                self.run.step_status(step_id, "pending", reset_by="skip")
-                self._errors.pop(step_id, None)
-                self._outcomes.pop(step_id, None)
+                self._record(StepReset(step_id, UNSKIP))
                 self._set_status(step_id, "pending")
                 self._refresh_gates()
             return
-        if current == "skipped" and self._errors.get(step_id) == reason:
+        if current == "skipped" and self.state.errors.get(step_id) == reason:
             return
-        self.run.step_status(step_id, "skipped", reason=reason)
-        self._errors[step_id] = reason
+        self._record(StepSkipped(step_id, reason))
         self._set_status(step_id, "skipped", error=reason, outcome=StepOutcome.SKIPPED)
         self._refresh_gates()
 
@@ -563,7 +575,7 @@ class Engine:
                 return self._fail_before_start(step, _error_line(exc))
             if request is not None:
                 if current == "interrupted":
-                    request = _interrupted_first(request, self._errors.get(step.id))
+                    request = _interrupted_first(request, self.state.errors.get(step.id))
                 if not await self._ask(step, request, previous=current):
                     return self.statuses[step.id]
                 commands = request.commands
@@ -600,12 +612,7 @@ class Engine:
             why = (
                 "cancelled" if typed is None else f"typed text does not match {request.expected!r}"
             )
-            self.run.step_status(
-                step.id,
-                _journal_status(previous),
-                reason=f"not confirmed: {why}",
-                outcome=StepOutcome.NOT_CONFIRMED.value,
-            )
+            self._record(NotConfirmed(step.id, _journal_status(previous), f"not confirmed: {why}"))
             back: StepStatus = (
                 "pending" if previous in ("locked", "needs_confirmation") else previous
             )
@@ -649,14 +656,7 @@ class Engine:
         )
         if not await self._ask(step, request, previous=current):
             return self.statuses[step.id]
-        self.run.record(
-            "job_released",
-            step=step.id,
-            job_id=job.get("job_id"),
-            reason=state.reason,
-            operator=self.operator,
-        )
-        self._close_job(step.id, job.get("job_id"))
+        self._record(JobReleased(step.id, str(job.get("job_id")), state.reason, self.operator))
         return None
 
     async def _execute(
@@ -671,13 +671,8 @@ class Engine:
         step_id = step.id
         started_at = time.time()
         t0 = time.monotonic()
-        self._started[step_id] = started_at
-        self._elapsed.pop(step_id, None)
-        self._errors.pop(step_id, None)
-        self._outcomes.pop(step_id, None)
         self._logs[step_id] = deque(maxlen=LOG_CAP)
-        self._artifacts[step_id] = []
-        self.run.step_started(step_id, title=step.title, command="; ".join(commands) or None)
+        self._record(StepStarted(step_id, started_at, step.title, "; ".join(commands) or None))
         self.statuses[step_id] = "running"
         self._emit(StepStatusChanged(step_id, "running", started_at, None, None))
         if resume is not None:
@@ -724,8 +719,7 @@ class Engine:
             return
         for step_id in (*step.resets, step.id):
             if self.statuses.get(step_id) in _TOUCHED:
-                self.run.step_status(step_id, "pending", reset_by=step.id)
-                self._outcomes.pop(step_id, None)
+                self._record(StepReset(step_id, step.id))
                 self._set_status(step_id, "pending")
 
     def _finish(
@@ -737,25 +731,16 @@ class Engine:
         ctx: StepContext,
         error: str | None,
     ) -> None:
-        self.run.step_finished(
-            step_id, status=status, exit_status=ctx.exit_status, duration=duration, error=error
-        )
-        self._elapsed[step_id] = duration
-        if error:
-            self._errors[step_id] = error
+        self._record(StepFinished(step_id, status, duration, error, ctx.exit_status))  # type: ignore[arg-type]
         self.statuses[step_id] = status
-        outcome = self._outcomes[step_id] = StepOutcome(status)
+        outcome = self.state.outcomes[step_id]
         self._emit(StepStatusChanged(step_id, status, started_at, duration, error, outcome))
 
     def _fail_before_start(self, step: Step, error: str) -> StepStatus:
         """The confirmation could not even be described (e.g. no lock to break)."""
         now = time.time()
-        self.run.step_started(step.id, title=step.title)
-        self.run.step_finished(step.id, status="failed", duration=0.0, error=error)
-        self._started[step.id] = now
-        self._elapsed[step.id] = 0.0
-        self._errors[step.id] = error
-        self._outcomes[step.id] = StepOutcome.FAILED
+        self._record(StepStarted(step.id, now, step.title))
+        self._record(StepFinished(step.id, "failed", 0.0, error))
         self._logs[step.id] = deque([OutputLine(error, "stderr")], maxlen=LOG_CAP)
         self.statuses[step.id] = "failed"
         self._emit(StepStatusChanged(step.id, "failed", now, 0.0, error, StepOutcome.FAILED))
@@ -770,10 +755,7 @@ class Engine:
 
     def _step_artifact(self, step_id: str, kind: str, data: dict[str, Any]) -> None:
         data = redact.scrub_obj(data)
-        self._artifacts.setdefault(step_id, []).append((kind, data))
-        self._run_artifacts.append((step_id, kind, data, time.time()))
-        self._track_job(step_id, kind, data)
-        self.run.artifact(step_id, kind, **data)
+        self._record(ArtifactRecorded(step_id, kind, data, time.time()))
         self._emit(ArtifactAdded(step_id, kind, data))
         if kind == "backup":
             self._refresh_gates()
@@ -781,29 +763,20 @@ class Engine:
     def record_step_event(self, step_id: str, kind: str, data: dict[str, Any]) -> None:
         """Journal an event of a step that is not an artifact; ``job_offset`` (``job_id``,
         ``offset``) says how much of a detached job's log the step has shown."""
-        self.run.record(kind, step=step_id, **data)
-        if kind == "job_offset":
-            self._note_offset(data)
+        event = decode({"kind": kind, "step": step_id, **data})
+        if isinstance(event, JobOffset):
+            self._record(event)
+        else:
+            self.run.record(kind, step=step_id, **data)
 
-    def _note_offset(self, data: dict[str, Any]) -> None:
-        with contextlib.suppress(TypeError, ValueError):
-            self._job_offsets[str(data.get("job_id"))] = int(data.get("offset") or 0)
-
-    def _track_job(self, step_id: str, kind: str, data: dict[str, Any]) -> None:
-        """Keep :attr:`_open_jobs` in step with ``detached_job``/``detached_job_end``."""
-        if kind == job_ops.JOB_ARTIFACT:
-            self._open_jobs[step_id] = data
-        elif kind == job_ops.END_ARTIFACT:
-            self._close_job(step_id, data.get("job_id"))
-
-    def _close_job(self, step_id: str, job_id: Any) -> None:
-        open_job = self._open_jobs.get(step_id)
-        if open_job is not None and open_job.get("job_id") == job_id:
-            del self._open_jobs[step_id]
+    def _record(self, event: RunEvent) -> None:
+        """One transition of the run: journaled once, folded once into :attr:`state`."""
+        self.run.append(*encode(event))
+        self.state = self.state.apply(event)
 
     def _job_hint(self, step_id: str, error: str) -> str:
         """``error`` plus, while the step's job may still run, how to get back to it."""
-        job = self._open_jobs.get(step_id)
+        job = self.state.open_jobs.get(step_id)
         if job is None:
             return error
         return (
@@ -828,9 +801,7 @@ class Engine:
         """Change a status (not by running: that is :meth:`_execute`); ``outcome`` when this
         ends a request to run the step."""
         self.statuses[step_id] = status
-        if outcome is not None:
-            self._outcomes[step_id] = outcome
-        started = self._started.get(step_id)
+        started = self.state.started.get(step_id)
         self._emit(StepStatusChanged(step_id, status, started, None, error, outcome))
 
     def _refresh_gates(self, *, emit: bool = True) -> None:
@@ -852,8 +823,8 @@ class Engine:
                         self._emit(StepStatusChanged(step.id, new, None, None, gate.text or None))
 
     def _unlock_note(self, step: Step) -> str:
-        if step.production_gate and self._override is not None:
-            return f"production gate overridden: {self._override}"
+        if step.production_gate and self.state.override is not None:
+            return f"production gate overridden: {self.state.override}"
         return ""
 
     # resume
@@ -889,63 +860,32 @@ class Engine:
         return engine
 
     def _replay(self, record: RunRecord) -> None:
-        known = self.statuses
-        for event in record.events:
-            kind = event.get("kind")
-            step_id = event.get("step")
-            ts = float(event.get("ts") or 0.0)
-            ended = journaled_outcome(event)
-            if ended is not None and step_id in known:
-                self._outcomes[step_id] = ended
-            if kind == "step_started" and step_id in known:
-                self.statuses[step_id] = "running"
-                self._started[step_id] = ts
-                self._artifacts[step_id] = []
-                self._errors.pop(step_id, None)
-                self._outcomes.pop(step_id, None)
-            elif kind == "step_finished" and step_id in known:
-                self.statuses[step_id] = _as_status(event.get("status"))
-                if isinstance(event.get("duration"), int | float):
-                    self._elapsed[step_id] = float(event["duration"])
-                if event.get("error"):
-                    self._errors[step_id] = str(event["error"])
-            elif kind == "artifact" and step_id in known and isinstance(event.get("data"), dict):
-                data = event["data"]
-                self._artifacts.setdefault(step_id, []).append((str(event.get("artifact")), data))
-                self._run_artifacts.append((step_id, str(event.get("artifact")), data, ts))
-                self._track_job(step_id, str(event.get("artifact")), data)
-            elif kind == "job_offset" and step_id in known:
-                self._note_offset(event)
-            elif kind == "job_released" and step_id in known:
-                self._close_job(step_id, event.get("job_id"))
-            elif kind == "checklist" and event.get("item") in self.checklist:
-                self.checklist[event["item"]] = bool(event.get("checked"))
-                if event.get("by") not in (None, "auto"):
-                    note = str(event.get("note") or "")
-                    self.checklist_notes[event["item"]] = (str(event["by"]), note)
-            elif kind == "step_status" and event.get("reset_by") and step_id in known:
-                self.statuses[step_id] = "pending"
-                self._outcomes.pop(step_id, None)
-            elif kind == "step_status" and event.get("status") == "skipped" and step_id in known:
-                self.statuses[step_id] = "skipped"
-                self._errors[step_id] = str(event.get("reason") or "skipped")
-            elif kind == "acknowledgement" and isinstance(event.get("items"), list):
-                keys = {str(i.get("key")) for i in event["items"] if isinstance(i, dict)}
-                self._acknowledged.setdefault(str(event.get("subject")), set()).update(keys)
-            elif kind == "gate_override":
-                self._override = str(event.get("reason") or "overridden")
+        """The run as it was left: its journal folded through :meth:`RunState.apply`, then a
+        step that started but never finished is ``interrupted`` (vlad-tui stopped while it
+        ran), and a step whose detached job is still open says how to get back to it."""
+        state = fold(record.events)
+        self.state = state
+        for step_id, status in state.statuses.items():
+            if step_id in self.statuses:
+                self.statuses[step_id] = status
+        errors, outcomes = dict(state.errors), dict(state.outcomes)
         for step_id, status in list(self.statuses.items()):
             if status in ("running", "needs_confirmation"):
                 self.statuses[step_id] = "interrupted"
-                self._outcomes[step_id] = StepOutcome.INTERRUPTED
-                self._errors.setdefault(step_id, "interrupted: vlad-tui stopped while it ran")
-            if step_id in self._open_jobs and self.statuses[step_id] != "ok":
-                self._errors[step_id] = self._job_hint(
-                    step_id, self._errors.get(step_id) or "interrupted"
-                )
-            if step_id in self._started or status in _DONE:
+                outcomes[step_id] = StepOutcome.INTERRUPTED
+                errors.setdefault(step_id, "interrupted: vlad-tui stopped while it ran")
+            if (
+                step_id in state.open_jobs
+                and self.statuses[step_id] != "ok"
+                and step_id not in state.hinted
+            ):
+                errors[step_id] = self._job_hint(step_id, errors.get(step_id) or "interrupted")
+            if step_id in state.started or status in _DONE:
                 lines = [_parse_log_line(raw) for raw in record.step_log(step_id)]
                 self._logs[step_id] = deque(lines, maxlen=LOG_CAP)
+        self.state = replace(
+            state, errors=MappingProxyType(errors), outcomes=MappingProxyType(outcomes)
+        )
         for step in model.all_steps():
             if not self.available(step):
                 self.statuses[step.id] = "unavailable"
@@ -960,11 +900,6 @@ def _interrupted_first(request: ConfirmRequest, error: str | None) -> ConfirmReq
         "Check its log and the target before running it again. "
     )
     return dataclasses.replace(request, consequence=note + request.consequence)
-
-
-def _as_status(value: Any) -> StepStatus:
-    allowed = ("pending", "ok", "failed", "skipped", "interrupted", "locked")
-    return value if value in allowed else "failed"  # type: ignore[return-value]
 
 
 def _journal_status(status: StepStatus) -> str:
