@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.startup import prepare
 
 #: Measures the visits of the keys given in argv[2:] and prints them as JSON (ms).
 MEASURE = """
@@ -91,12 +94,6 @@ app = make_app(load_config(root / "config.toml"), journal=Journal(root / "runs")
 app.run(headless=True, size=(80, 24), auto_pilot=auto)
 """
 
-CONFIG = """\
-[targets.production]
-host = "local"
-app_dir = "{root}/app"
-backup_dir = "{root}/backups"
-"""
 
 LABELS = ("first visit, phase 1", "first visit, rollback", "overview again", "phase 1 again")
 
@@ -118,12 +115,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vlad-bench-") as tmp:
-        root = Path(tmp)
-        (root / "app").mkdir()
-        (root / "backups").mkdir()
-        (root / "config.toml").write_text(CONFIG.format(root=root), "utf-8")
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
+        env = prepare(Path(tmp))
         once(BARE, env=env)  # the file cache and the bytecode, for both
         once(VLAD, tmp, env=env)
         bare: list[list[float]] = []

@@ -68,17 +68,22 @@ def once(code: str, *args: str, env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
+def prepare(root: Path) -> dict[str, str]:
+    """A local target's config in ``root``; the environment that caches bytecode there."""
+    (root / "app").mkdir()
+    (root / "backups").mkdir()
+    (root / "config.toml").write_text(CONFIG.format(root=root), "utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
+    return env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vlad-bench-") as tmp:
-        root = Path(tmp)
-        (root / "app").mkdir()
-        (root / "backups").mkdir()
-        (root / "config.toml").write_text(CONFIG.format(root=root), "utf-8")
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
+        env = prepare(Path(tmp))
         once(BARE, env=env)  # the file cache and the bytecode, for both
         once(VLAD, tmp, env=env)
         bare: list[float] = []
