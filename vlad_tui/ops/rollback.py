@@ -15,8 +15,8 @@ what it restores. vlad-tui's data rollback instead:
    rollbacks kept (:mod:`vlad_tui.ops.kept`). Nothing drops one.
 
 SQL runs over asyncpg (:class:`~vlad_tui.db.Database`, through the transport); identifiers are
-always quoted as identifiers. No step runs ``prisma migrate reset`` or feeds ``psql`` the live
-database. UI-free.
+always quoted as identifiers. A rollback never runs ``prisma migrate reset`` and never feeds
+``psql`` the live database. UI-free.
 """
 
 from __future__ import annotations
