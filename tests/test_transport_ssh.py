@@ -368,6 +368,21 @@ async def test_ssh_reconnects_after_the_connection_dropped(
     assert await ssh.stat("/") is not None
 
 
+async def test_a_channel_refused_by_a_connection_just_lost_reconnects(
+    ssh: SshTransport, sshd: SshdServer
+) -> None:
+    # asyncssh drops the socket at once and marks the connection closed a loop turn later; a
+    # command sent in between is refused with the code other failures share. It must read as
+    # a lost connection (reconnect), not as a failure of the command.
+    assert (await ssh.run("echo one")).stdout == "one\n"
+    conn = ssh._conn
+    assert conn is not None
+    conn.abort()
+    assert not conn.is_closed()  # the window this test is about
+    assert (await ssh.run("echo two")).stdout == "two\n"
+    assert ssh._conn is not conn
+
+
 async def test_ssh_connection_lost_mid_command(ssh: SshTransport, sshd: SshdServer) -> None:
     lines: list[OutputLine] = []
     task = asyncio.create_task(ssh.run("echo started $$; sleep 30", sink=lines.append))

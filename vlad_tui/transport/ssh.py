@@ -57,6 +57,9 @@ T = TypeVar("T")
 KEEPALIVE_INTERVAL = 15.0
 KEEPALIVE_COUNT_MAX = 3
 _CHUNK = 64 * 1024
+#: How long a channel refused with OPEN_CONNECT_FAILED waits for its connection to say whether
+#: it closed (it does so on the loop's next turn; a live connection costs this much, once).
+CLOSE_SETTLE = 0.2
 _DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 # Errors that mean the connection is gone (as opposed to a refused request).
 _LOST = (
@@ -86,6 +89,24 @@ class _Client(asyncssh.SSHClient):
 def _file_error(label: str, action: str, path: str, exc: Exception) -> TransportError:
     reason = exc.reason if isinstance(exc, asyncssh.SFTPError) else str(exc)
     return TransportError(f"{label}: cannot {action} {path}: {reason}")
+
+
+async def _closed(conn: asyncssh.SSHClientConnection, exc: BaseException) -> bool:
+    """Whether a channel could not open because the connection is gone.
+
+    asyncssh refuses a channel on a connection that lost its socket with the same error code
+    as other failures (``OPEN_CONNECT_FAILED``); the connection's own state says which it is.
+    It drops the socket first and marks itself closed on the loop's next turn, so that state
+    is awaited briefly rather than read at once (never decided by the error's wording).
+    """
+    if conn.is_closed():
+        return True
+    code = getattr(exc, "code", None)
+    if code != asyncssh.OPEN_CONNECT_FAILED:
+        return False
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(conn.wait_closed(), CLOSE_SETTLE)
+    return conn.is_closed()
 
 
 class SshTransport(Transport):
@@ -296,9 +317,7 @@ class SshTransport(Transport):
             try:
                 return await op(conn)
             except (*_LOST, asyncssh.ChannelOpenError) as exc:
-                # asyncssh tells "SSH connection closed" only in the reason of a ChannelOpenError
-                # whose code (OPEN_CONNECT_FAILED) other failures share: no type says it.
-                dead = conn.is_closed() or isinstance(exc, _LOST) or "closed" in str(exc)
+                dead = isinstance(exc, _LOST) or await _closed(conn, exc)
                 if not dead:
                     raise TransportError(f"{self.label}: {exc}") from None
                 self._on_lost(conn)
